@@ -1,0 +1,44 @@
+# driftloop: `make demo` runs the whole loop on the embedded defaults; `make test` runs the tests.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+# Keep Prefect's state in the project and nothing phoning home (the machine has no network).
+export PREFECT_HOME ?= $(CURDIR)/.prefect
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+export DO_NOT_TRACK ?= 1
+export MLFLOW_DISABLE_TELEMETRY ?= true
+export GX_ANALYTICS_ENABLED ?= false
+
+.PHONY: install demo test test-unit test-flows test-integration mlflow-ui clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@echo "installing driftloop and its dependencies into $(VENV) (a minute or two the first time)"
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+demo: install
+	PREFECT_LOGGING_LEVEL=WARNING $(BIN)/python -m flows.demo
+
+test: install
+	$(BIN)/python -m pytest
+
+test-unit: install
+	$(BIN)/python -m pytest tests/unit
+
+test-flows: install
+	$(BIN)/python -m pytest tests/flows
+
+test-integration: install
+	$(BIN)/python -m pytest tests/integration
+
+mlflow-ui: install
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --host 127.0.0.1 --port 5000
+
+clean:
+	rm -rf data .prefect mlruns/mlflow.db mlruns/artifacts

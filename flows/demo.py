@@ -1,0 +1,125 @@
+"""`make demo`: generate the scenario, bootstrap a champion, monitor every simulated day.
+
+Each step is a real Prefect flow run (the ephemeral API unless PREFECT_API_URL points at
+a server), exactly as scheduled runs would be; this script only sequences them and
+prints a table at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from driftloop import demo
+from driftloop.config import Config, load_config
+from driftloop.errors import DriftloopError
+from driftloop.registry import CHALLENGER, CHAMPION, Registry
+from flows.bootstrap import bootstrap
+from flows.monitor import MonitorOutcome, monitor
+
+
+def _reset(cfg: Config, config_path: Path) -> None:
+    """Remove the previous demo's data and MLflow store, but only inside the project folder."""
+    root = config_path.resolve().parent
+    store = Path(cfg.registry.tracking_uri.removeprefix("sqlite:///")) if cfg.registry.tracking_uri.startswith("sqlite:///") else None
+    for path in (cfg.data.incoming, cfg.data.labels, cfg.data.quarantine, cfg.data.predictions, cfg.data.reports,
+                 cfg.data.reference.parent, cfg.registry.artifact_root, store):
+        if path is None or not path.exists() or not path.resolve().is_relative_to(root):
+            continue
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+def _row(plan: demo.DayPlan, state) -> dict:
+    events = ", ".join(e for e, on in (("quality incident", plan.quality_incident), ("covariate shift", plan.covariate_shift),
+                                       ("concept drift", plan.concept_drift)) if on) or "-"
+    row = {"day": plan.day, "batch": plan.batch_id, "scenario": events}
+    if not state.is_completed():
+        return row | {"validation": "QUARANTINED", "drift": "-", "performance": "-", "decision": "-", "registered": "-",
+                      "message": state.message}
+    outcome: MonitorOutcome = state.result()
+    report = outcome.report
+    registered = "-"
+    if outcome.retrain is not None:
+        registered = f"v{outcome.retrain.version} {CHALLENGER}"
+    elif outcome.retrain_error:
+        registered = "retrain failed"
+    return row | {"validation": "passed" if report.validation.startswith("passed") else report.validation,
+                  "drift": report.drift_verdict, "performance": report.performance_summary,
+                  "decision": report.decision.action, "registered": registered}
+
+
+def _table(rows: list[dict]) -> str:
+    columns = ["day", "batch", "scenario", "validation", "drift", "performance", "decision", "registered"]
+    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in columns}
+    line = lambda values: "  ".join(str(v).ljust(widths[c]) for c, v in zip(columns, values))  # noqa: E731
+    return "\n".join([line(columns), line("-" * widths[c] for c in columns), *(line(r[c] for c in columns) for r in rows)])
+
+
+def run(config_path: Path, keep: bool = False) -> int:
+    cfg = load_config(config_path)
+    started = time.perf_counter()
+    step = lambda n, text: print(f"[{n}/4] {text}  (+{time.perf_counter() - started:.0f}s)", flush=True)  # noqa: E731
+
+    if not keep:
+        _reset(cfg, config_path)
+    step(1, f"generating the churn scenario: {cfg.demo.reference_rows} reference rows, {cfg.demo.n_days} daily batches")
+    generated = demo.generate(cfg.demo, cfg.data)
+
+    step(2, "bootstrap flow: training the first champion on the reference period")
+    state = bootstrap(config_path=str(config_path), return_state=True)
+    if not state.is_completed():
+        print(f"bootstrap failed: {state.message}", file=sys.stderr)
+        return 1
+    champion = state.result()
+    print(f"      champion is {champion.name} v{champion.version}", flush=True)
+
+    step(3, f"monitor flow over {len(generated.days)} days (one flow run per batch)")
+    rows = []
+    for plan in generated.days:
+        state = monitor(batch_id=plan.batch_id, config_path=str(config_path), return_state=True)
+        row = _row(plan, state)
+        rows.append(row)
+        print(f"      day {row['day']:>2} {row['batch']}: {row['validation']}, {row['drift']}, {row['performance']}, "
+              f"{row['decision']} {'' if row['registered'] == '-' else row['registered']}", flush=True)
+
+    step(4, "done")
+    print()
+    print(_table(rows))
+    registry = Registry(cfg.registry)
+    champ, chall = registry.by_alias(CHAMPION), registry.by_alias(CHALLENGER)
+    print()
+    print(f"{cfg.registry.model_name}: {CHAMPION} = v{champ.version if champ else '-'}, "
+          f"{CHALLENGER} = v{chall.version if chall else '-'} (awaiting review)")
+    quarantined = sorted(p.name for p in cfg.data.quarantine.glob("*.validation.md")) if cfg.data.quarantine.exists() else []
+    if quarantined:
+        print(f"quarantined: {', '.join(quarantined)} in {cfg.data.quarantine}")
+    print()
+    print("Review the models in the MLflow UI:")
+    print(f"  .venv/bin/mlflow ui --backend-store-uri {cfg.registry.tracking_uri} --host 127.0.0.1 --port 5000")
+    if chall:
+        print("Approve the challenger (moves the champion alias), or reject it:")
+        print(f"  .venv/bin/driftloop promote {chall.version} --reviewer $USER")
+        print(f"  .venv/bin/driftloop reject {chall.version} --reviewer $USER --reason '...'")
+    print(f"demo finished in {time.perf_counter() - started:.0f}s")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m flows.demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, default=Path("driftloop.yaml"))
+    parser.add_argument("--keep", action="store_true", help="keep the previous demo's data and MLflow store")
+    args = parser.parse_args(argv)
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # our table says what it would
+    try:
+        return run(args.config, args.keep)
+    except DriftloopError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,142 @@
+"""Monitor one batch: validate, score, evaluate matured labels, measure drift, decide."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
+
+from driftloop import data, drift, evaluation, training, validation
+from driftloop.config import Config, load_config
+from driftloop.errors import BatchRejected
+from driftloop.policy import decide_retraining
+from driftloop.registry import CHAMPION, LoadedModel, Registry
+from driftloop.report import MonitorReport
+from flows.common import compute_task, fails_cleanly, io_task, load_model
+from flows.retrain import RetrainResult, retrain
+
+
+@dataclass(frozen=True)
+class MonitorOutcome:
+    report: MonitorReport
+    monitor_run_id: str
+    retrain: RetrainResult | None
+    retrain_error: str | None = None
+
+
+@io_task(name="read batch")
+def read_batch(cfg: Config, batch_id: str):
+    return data.read_batch(cfg.data, batch_id)
+
+
+@compute_task(name="validate batch")
+def validate_batch(cfg: Config, frame, batch_id: str) -> validation.ValidationReport:
+    return validation.validate(frame, cfg.validation, batch_id)
+
+
+@io_task(name="quarantine batch")
+def quarantine_batch(cfg: Config, report: validation.ValidationReport) -> data.QuarantinedBatch:
+    return data.quarantine(cfg.data, report.batch_id, report.to_dict(), report.to_markdown())
+
+
+@compute_task(name="score batch")
+def score_batch(cfg: Config, champion: LoadedModel, frame):
+    return training.score(champion.model, frame, cfg.columns, cfg.evaluation.decision_threshold)
+
+
+@io_task(name="append prediction log")
+def log_predictions(cfg: Config, batch_id: str, scored, version: str):
+    return data.write_predictions(cfg.data, batch_id, scored.assign(model_version=version))
+
+
+@io_task(name="evaluate matured labels")
+def evaluate_matured(cfg: Config, batch_id: str, reference_metrics: dict) -> evaluation.PerformanceReport | None:
+    labelled = data.labelled_days(cfg.data, cfg.columns, date.fromisoformat(batch_id))
+    if labelled.empty:
+        return None
+    window = data.last_days(labelled, cfg.evaluation.window_days)
+    return evaluation.evaluate_window(
+        window[cfg.columns.target].to_numpy(),
+        window[training.PROBABILITY].to_numpy(),
+        tuple(sorted(window[data.PARTITION].unique())),
+        reference_metrics,
+        cfg.evaluation,
+    )
+
+
+@compute_task(name="measure drift")
+def measure_drift(cfg: Config, champion: LoadedModel, scored) -> tuple[drift.DriftReport, drift.ColumnDrift | None]:
+    features = drift.detect_drift(champion.profile, scored, cfg.columns.features, cfg.drift)
+    prediction = None
+    if training.PROBABILITY in champion.profile.numeric:
+        prediction = drift.detect_drift(champion.profile, scored, (training.PROBABILITY,), cfg.drift).columns[0]
+    return features, prediction
+
+
+@io_task(name="days since last retrain")
+def days_since_last_retrain(cfg: Config, batch_id: str) -> int | None:
+    dates = [v.tags["driftloop.as_of"] for v in Registry(cfg.registry).versions() if "driftloop.as_of" in v.tags]
+    if not dates:
+        return None
+    return (date.fromisoformat(batch_id) - date.fromisoformat(max(dates))).days
+
+
+@io_task(name="publish report")
+def publish_report(cfg: Config, report: MonitorReport) -> str:
+    paths = data.write_report(cfg.data, report.batch_id, report.to_dict(), report.to_markdown())
+    return Registry(cfg.registry).log_monitor_run(
+        report.batch_id,
+        metrics=report.metrics(),
+        params={"model_version": report.model_version, "decision": report.decision.action},
+        artifacts=list(paths),
+        tags={"batch_id": report.batch_id, "decision": report.decision.action, "drift_verdict": report.drift_verdict},
+    )
+
+
+def scheduled_batch_id() -> str:
+    """A scheduled run processes the batch of its scheduled day; a manual run, today's."""
+    scheduled = flow_run.scheduled_start_time
+    return (scheduled.date() if scheduled else date.today()).isoformat()
+
+
+@flow(name="monitor", flow_run_name="monitor {batch_id}")
+@fails_cleanly
+def monitor(batch_id: str | None = None, config_path: str = "driftloop.yaml") -> MonitorOutcome:
+    logger = get_run_logger()
+    cfg = load_config(config_path)
+    batch_id = batch_id or scheduled_batch_id()
+    frame = read_batch(cfg, batch_id)
+
+    checked = validate_batch(cfg, frame, batch_id)
+    if not checked.passed:
+        kept = quarantine_batch(cfg, checked)
+        raise BatchRejected(f"batch {batch_id} quarantined, {checked.summary}; report: {kept.report_markdown}")
+    for warning in checked.warnings:
+        logger.warning("validation warning on %s: %s %s", warning.column, warning.expectation, warning.detail)
+
+    champion = load_model(cfg, CHAMPION)
+    scored = score_batch(cfg, champion, frame)
+    log_predictions(cfg, batch_id, scored, champion.ref.version)
+
+    performance = evaluate_matured(cfg, batch_id, champion.reference_metrics)
+    features, prediction = measure_drift(cfg, champion, scored)
+    decision = decide_retraining(features, performance, prediction, days_since_last_retrain(cfg, batch_id), cfg.policy)
+    report = MonitorReport(batch_id, champion.ref.version, len(frame), checked.summary, features, prediction, performance, decision)
+    run_id = publish_report(cfg, report)
+    logger.info("batch %s: %s, %s, decision %s", batch_id, report.drift_verdict, report.performance_summary, decision.action)
+    for reason in decision.reasons:
+        logger.info("  reason: %s", reason)
+
+    if not decision.retrain:
+        return MonitorOutcome(report, run_id, None)
+    state = retrain(
+        as_of=batch_id, trigger=f"monitor:{batch_id}", reasons=list(decision.reasons),
+        monitor_run_id=run_id, config_path=config_path, return_state=True,
+    )
+    if state.is_completed():
+        return MonitorOutcome(report, run_id, state.result())
+    # The batch itself was monitored; a retrain that could not run is reported, not fatal.
+    logger.error("retrain for %s did not complete: %s", batch_id, state.message)
+    return MonitorOutcome(report, run_id, None, state.message)

@@ -1,0 +1,187 @@
+"""The one typed configuration, loaded from YAML and validated at the boundary.
+
+Relative paths in the file are resolved against the file's own folder, so a config
+works the same from any working directory (and a test can point everything at
+``tmp_path`` by writing its own file).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from driftloop.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SchemaConfig(_Strict):
+    """What the columns of a batch mean. Column types come from here, never from values."""
+
+    id_column: str
+    timestamp_column: str
+    target: str
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...]
+    segments: tuple[str, ...] = ()
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        return self.numeric + self.categorical
+
+    @model_validator(mode="after")
+    def _columns_are_distinct(self) -> "SchemaConfig":
+        names = [self.id_column, self.timestamp_column, self.target, *self.features]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"columns listed twice in schema: {', '.join(dupes)}")
+        unknown = [s for s in self.segments if s not in self.categorical]
+        if unknown:
+            raise ValueError(f"segments must be categorical features, got: {', '.join(unknown)}")
+        return self
+
+
+class DataConfig(_Strict):
+    """Where batches, labels, quarantine and the prediction log live."""
+
+    incoming: Path
+    labels: Path
+    quarantine: Path
+    predictions: Path
+    reports: Path
+    reference: Path
+    batch_format: Literal["parquet", "csv"] = "parquet"
+
+
+class ValidationConfig(_Strict):
+    suite: Path
+    default_severity: Literal["critical", "warning"] = "critical"
+
+
+class DriftConfig(_Strict):
+    """A column drifts only when its change is significant *and* large enough."""
+
+    alpha: float = Field(0.01, gt=0, lt=1, description="family-wise p-value threshold")
+    correction: Literal["bh", "bonferroni", "none"] = "bh"
+    numeric_method: Literal["ks"] = "ks"
+    categorical_method: Literal["chi2"] = "chi2"
+    min_effect_numeric: float = Field(0.1, ge=0, le=1, description="minimum KS distance")
+    min_effect_categorical: float = Field(
+        0.05, ge=0, le=1, description="minimum change in any category's share"
+    )
+    min_rows: int = Field(50, ge=2, description="fewer non-null rows: no verdict for the column")
+    reference_sample: int = Field(50_000, ge=100, description="numeric values kept per column")
+
+
+class MetricThreshold(_Strict):
+    floor: float | None = Field(None, description="alarm when the metric falls below this")
+    max_drop: float | None = Field(
+        None, ge=0, description="alarm when reference minus current exceeds this"
+    )
+
+
+class EvaluationConfig(_Strict):
+    window_days: int = Field(3, ge=1, description="labelled batch days in the matured window")
+    min_labelled_rows: int = Field(500, ge=1)
+    decision_threshold: float = Field(0.5, gt=0, lt=1)
+    thresholds: dict[Literal["roc_auc", "accuracy", "f1", "log_loss", "brier"], MetricThreshold] = {
+        "roc_auc": MetricThreshold(floor=0.7, max_drop=0.05)
+    }
+
+
+class PolicyConfig(_Strict):
+    retrain_on_performance: bool = True
+    max_drifted_share: float = Field(
+        0.3, gt=0, le=1, description="retrain when at least this share of features drifted"
+    )
+    cooldown_days: int = Field(3, ge=0, description="batch days between two retrains")
+
+
+class TrainingConfig(_Strict):
+    window_days: int = Field(5, ge=1, description="labelled batch days the challenger learns from")
+    holdout_days: int = Field(1, ge=1, description="most recent labelled days kept for the gate")
+    reference_holdout_share: float = Field(0.2, gt=0, lt=1)
+    min_train_rows: int = Field(1000, ge=10)
+    max_iter: int = Field(200, ge=1)
+    learning_rate: float = Field(0.1, gt=0, le=1)
+    max_leaf_nodes: int = Field(31, ge=2)
+    random_state: int = 0
+
+
+class RegistryConfig(_Strict):
+    tracking_uri: str
+    artifact_root: Path
+    experiment: str
+    model_name: str
+
+
+class DemoConfig(_Strict):
+    """The shipped scenario: a churn model facing a quality incident, covariate and concept drift."""
+
+    seed: int = 7
+    reference_start: date = date(2026, 1, 1)
+    reference_days: int = Field(28, ge=7)
+    reference_rows: int = Field(20_000, ge=1000)
+    first_day: date = date(2026, 2, 1)
+    n_days: int = Field(18, ge=1)
+    rows_per_day: int = Field(2_000, ge=100)
+    label_delay_days: int = Field(2, ge=0)
+    quality_incident_day: int = 4
+    covariate_shift_day: int = 7
+    concept_drift_day: int = 10
+
+
+class Config(_Strict):
+    columns: SchemaConfig
+    data: DataConfig
+    validation: ValidationConfig
+    drift: DriftConfig = DriftConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    policy: PolicyConfig = PolicyConfig()
+    training: TrainingConfig = TrainingConfig()
+    registry: RegistryConfig
+    demo: DemoConfig = DemoConfig()
+
+
+def _resolve(raw: dict, base: Path) -> dict:
+    """Make the path settings absolute, relative to the config file's folder."""
+
+    def fix(section: str, key: str) -> None:
+        value = raw.get(section, {}).get(key)
+        if isinstance(value, str) and not Path(value).is_absolute():
+            raw[section][key] = str((base / value).resolve())
+
+    for key in ("incoming", "labels", "quarantine", "predictions", "reports", "reference"):
+        fix("data", key)
+    fix("validation", "suite")
+    fix("registry", "artifact_root")
+    uri = raw.get("registry", {}).get("tracking_uri")
+    if isinstance(uri, str) and uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        raw["registry"]["tracking_uri"] = "sqlite:///" + str((base / uri[len("sqlite:///"):]).resolve())
+    return raw
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate the YAML config; every problem becomes one ConfigError line."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} not found: pass --config or create driftloop.yaml")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}".replace("\n", " ")) from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections, got {type(raw).__name__}")
+    try:
+        return Config.model_validate(_resolve(raw, path.parent.resolve()))
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"config file {path} is invalid: {problems}") from None

@@ -1,0 +1,167 @@
+"""Files on disk: incoming batches, quarantine, the prediction log and late labels.
+
+Every read failure a user can cause becomes one ``DataError`` line naming the file and
+the fix. Nothing here deletes input: quarantine moves a batch, never removes it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+
+from driftloop.config import DataConfig, SchemaConfig
+from driftloop.errors import DataError
+
+PARTITION = "batch_id"
+
+
+def batch_path(cfg: DataConfig, batch_id: str) -> Path:
+    return cfg.incoming / f"{batch_id}.{cfg.batch_format}"
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """Read a parquet or CSV file; a wrong, empty or unreadable file is a one-line DataError."""
+    if not path.is_file():
+        raise DataError(f"{path}: file not found; check the batch id and the data.incoming folder")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: file is empty; re-export the batch from its source")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            frame = pd.read_parquet(path)
+        elif suffix == ".csv":
+            frame = pd.read_csv(path, encoding="utf-8")
+        else:
+            raise DataError(f"{path}: unsupported file type {suffix!r}; write batches as .parquet or .csv")
+    except DataError:
+        raise
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); re-encode the file as UTF-8") from None
+    except Exception as exc:  # pyarrow and the CSV parser raise many types for a corrupt file
+        kind = "parquet" if suffix == ".parquet" else "CSV"
+        raise DataError(f"{path}: not a readable {kind} file ({type(exc).__name__}); re-export it") from None
+    if frame.empty:
+        raise DataError(f"{path}: file has no rows; re-export the batch from its source")
+    return frame
+
+
+def read_batch(cfg: DataConfig, batch_id: str) -> pd.DataFrame:
+    return read_table(batch_path(cfg, batch_id))
+
+
+def read_reference(cfg: DataConfig, schema: SchemaConfig) -> pd.DataFrame:
+    frame = read_table(cfg.reference)
+    require_columns(frame, (*schema.features, schema.target), cfg.reference)
+    return frame
+
+
+def require_columns(frame: pd.DataFrame, columns, source: Path | str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise DataError(f"{source}: missing column(s) {', '.join(missing)}; fix the export or the columns section of the config")
+
+
+# --- quarantine -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QuarantinedBatch:
+    batch_id: str
+    path: Path
+    report_json: Path
+    report_markdown: Path
+
+
+def quarantine(cfg: DataConfig, batch_id: str, report: dict, markdown: str) -> QuarantinedBatch:
+    """Move the batch file into quarantine with its validation report beside it."""
+    source = batch_path(cfg, batch_id)
+    cfg.quarantine.mkdir(parents=True, exist_ok=True)
+    target = cfg.quarantine / source.name
+    report_json = cfg.quarantine / f"{batch_id}.validation.json"
+    report_md = cfg.quarantine / f"{batch_id}.validation.md"
+    # Reports first: if the move fails the batch stays in incoming and nothing is lost.
+    report_json.write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
+    report_md.write_text(markdown, encoding="utf-8")
+    if source.exists():
+        shutil.move(str(source), target)
+    return QuarantinedBatch(batch_id, target, report_json, report_md)
+
+
+# --- prediction log -------------------------------------------------------------------
+
+
+def write_predictions(cfg: DataConfig, batch_id: str, scored: pd.DataFrame) -> Path:
+    """Write one batch's partition of the prediction log; a rerun replaces it, never duplicates."""
+    folder = cfg.predictions / f"{PARTITION}={batch_id}"
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / "part-0.parquet.tmp"
+    scored.assign(**{PARTITION: batch_id}).to_parquet(tmp, index=False)
+    final = folder / "part-0.parquet"
+    tmp.replace(final)  # atomic: readers never see half a partition
+    return final
+
+
+def logged_batches(cfg: DataConfig) -> list[str]:
+    if not cfg.predictions.exists():
+        return []
+    return sorted(p.name.split("=", 1)[1] for p in cfg.predictions.glob(f"{PARTITION}=*") if (p / "part-0.parquet").exists())
+
+
+def read_predictions(cfg: DataConfig, batch_ids: list[str]) -> pd.DataFrame:
+    frames = [pd.read_parquet(cfg.predictions / f"{PARTITION}={b}" / "part-0.parquet") for b in batch_ids]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+# --- late labels ----------------------------------------------------------------------
+
+
+def read_labels(cfg: DataConfig, schema: SchemaConfig, as_of: date) -> pd.DataFrame:
+    """All labels that had arrived by ``as_of`` (files are named by arrival date)."""
+    if not cfg.labels.exists():
+        return pd.DataFrame(columns=[schema.id_column, schema.target])
+    arrived = sorted(p for p in cfg.labels.glob("*.parquet") if date.fromisoformat(p.stem) <= as_of)
+    frames = []
+    for path in arrived:
+        frame = read_table(path)
+        require_columns(frame, (schema.id_column, schema.target), path)
+        frames.append(frame[[schema.id_column, schema.target]])
+    if not frames:
+        return pd.DataFrame(columns=[schema.id_column, schema.target])
+    labels = pd.concat(frames, ignore_index=True)
+    # A corrected label arriving later wins over an earlier one for the same id.
+    return labels.drop_duplicates(schema.id_column, keep="last")
+
+
+def join_labels(predictions: pd.DataFrame, labels: pd.DataFrame, schema: SchemaConfig) -> pd.DataFrame:
+    """Predictions that have their ground truth, with the label as the target column."""
+    if predictions.empty or labels.empty:
+        return predictions.iloc[0:0].assign(**{schema.target: pd.Series(dtype="int64")})
+    return predictions.merge(labels, on=schema.id_column, how="inner", validate="one_to_one")
+
+
+def labelled_days(cfg: DataConfig, schema: SchemaConfig, as_of: date) -> pd.DataFrame:
+    """Every logged prediction whose label has arrived by ``as_of``, oldest batch first."""
+    batches = [b for b in logged_batches(cfg) if date.fromisoformat(b) <= as_of]
+    joined = join_labels(read_predictions(cfg, batches), read_labels(cfg, schema, as_of), schema)
+    return joined.sort_values([PARTITION, schema.timestamp_column], kind="stable", ignore_index=True)
+
+
+def last_days(frame: pd.DataFrame, n_days: int, skip_latest: int = 0) -> pd.DataFrame:
+    """Rows of the ``n_days`` most recent batches, after leaving out the ``skip_latest`` newest."""
+    days = sorted(frame[PARTITION].unique())
+    chosen = days[max(len(days) - skip_latest - n_days, 0): len(days) - skip_latest]
+    return frame[frame[PARTITION].isin(chosen)]
+
+
+def write_report(cfg: DataConfig, batch_id: str, report: dict, markdown: str) -> tuple[Path, Path]:
+    cfg.reports.mkdir(parents=True, exist_ok=True)
+    as_json = cfg.reports / f"{batch_id}.json"
+    as_md = cfg.reports / f"{batch_id}.md"
+    as_json.write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
+    as_md.write_text(markdown, encoding="utf-8")
+    return as_json, as_md

@@ -1,0 +1,193 @@
+"""The shipped demo: customer churn for a subscription business.
+
+``generate`` writes a reference (training) period, one incoming batch per day and, per
+day, a label file that arrives ``label_delay_days`` later. At known days the scenario
+has a data-quality incident, a covariate shift and a concept drift, so every branch of
+the loop is exercised. Everything is generated here; nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from driftloop.config import DataConfig, DemoConfig
+
+NUMERIC = (
+    "tenure_months", "monthly_charges", "total_charges", "support_calls", "data_usage_gb",
+    "num_products", "age", "days_since_last_login", "payment_delay_days", "discount_pct",
+)
+CATEGORICAL = ("contract_type", "plan_tier", "region", "payment_method", "acquisition_channel")
+ID, TIMESTAMP, TARGET = "customer_id", "event_ts", "churned"
+
+_LEVELS = {
+    "contract_type": (("monthly", "annual", "two_year"), (0.55, 0.30, 0.15)),
+    "plan_tier": (("basic", "standard", "premium"), (0.50, 0.35, 0.15)),
+    "region": (("north", "south", "east", "west"), (0.30, 0.25, 0.25, 0.20)),
+    "payment_method": (("card", "bank_transfer", "e_wallet", "check"), (0.40, 0.25, 0.20, 0.15)),
+    "acquisition_channel": (("web", "store", "phone", "partner"), (0.40, 0.25, 0.20, 0.15)),
+}
+# Covariate shift: a price rise, heavier usage and a web-heavy acquisition campaign.
+_SHIFTED_CHANNEL = (0.70, 0.12, 0.10, 0.08)
+
+
+@dataclass(frozen=True)
+class DayPlan:
+    day: int
+    batch_id: str
+    covariate_shift: bool
+    concept_drift: bool
+    quality_incident: bool
+    labels_arrive: str
+
+
+def batch_id_for(day: date) -> str:
+    return day.isoformat()
+
+
+def plan(cfg: DemoConfig) -> list[DayPlan]:
+    """What happens on each simulated day (1-based), so the demo table can say it."""
+    days = []
+    for n in range(1, cfg.n_days + 1):
+        when = cfg.first_day + timedelta(days=n - 1)
+        days.append(
+            DayPlan(
+                day=n,
+                batch_id=batch_id_for(when),
+                covariate_shift=n >= cfg.covariate_shift_day,
+                concept_drift=n >= cfg.concept_drift_day,
+                quality_incident=n == cfg.quality_incident_day,
+                labels_arrive=batch_id_for(when + timedelta(days=cfg.label_delay_days)),
+            )
+        )
+    return days
+
+
+def _categorical(rng: np.random.Generator, name: str, n: int, probs=None) -> np.ndarray:
+    levels, default = _LEVELS[name]
+    return rng.choice(np.array(levels, dtype=object), size=n, p=probs or default)
+
+
+def customers(
+    rng: np.random.Generator, n: int, start: pd.Timestamp, days: int, *, shifted: bool, id_offset: int
+) -> pd.DataFrame:
+    """Draw ``n`` customers with timestamps spread over ``days`` days from ``start``."""
+    contract = _categorical(rng, "contract_type", n)
+    tier = _categorical(rng, "plan_tier", n)
+    channel = _categorical(rng, "acquisition_channel", n, _SHIFTED_CHANNEL if shifted else None)
+    tenure_scale = np.select([contract == "monthly", contract == "annual"], [10.0, 22.0], 34.0)
+    tenure = np.clip(np.round(rng.gamma(1.6, tenure_scale)), 0, 72)
+    tier_base = np.select([tier == "basic", tier == "standard"], [30.0, 60.0], 95.0)
+    monthly = np.clip(tier_base + rng.normal(0, 12, n) + (15.0 if shifted else 0.0), 10, 180)
+    usage = np.clip(rng.lognormal(3.3, 0.6, n) * (1.5 if shifted else 1.0), 0, 600)
+    seconds = rng.uniform(0, days * 86_400, n)
+    return pd.DataFrame(
+        {
+            ID: [f"C{i:08d}" for i in range(id_offset, id_offset + n)],
+            TIMESTAMP: start + pd.to_timedelta(np.sort(seconds), unit="s"),
+            "tenure_months": tenure.astype("int64"),
+            "monthly_charges": monthly.round(2),
+            "total_charges": np.maximum(monthly * tenure + rng.normal(0, 40, n), 0).round(2),
+            "support_calls": np.clip(rng.poisson(1.2, n), 0, 20).astype("int64"),
+            "data_usage_gb": usage.round(2),
+            "num_products": np.clip(1 + rng.poisson(1.0, n), 1, 8).astype("int64"),
+            "age": np.clip(np.round(rng.normal(45, 14, n)), 18, 90).astype("int64"),
+            "days_since_last_login": np.clip(np.round(rng.exponential(8, n)), 0, 365).astype("int64"),
+            "payment_delay_days": np.clip(np.round(rng.exponential(3, n)), 0, 120).astype("int64"),
+            "discount_pct": rng.choice([0.0, 5.0, 10.0, 15.0, 20.0, 30.0], n, p=[0.4, 0.2, 0.15, 0.1, 0.1, 0.05]),
+            "contract_type": contract,
+            "plan_tier": tier,
+            "region": _categorical(rng, "region", n),
+            "payment_method": _categorical(rng, "payment_method", n),
+            "acquisition_channel": channel,
+        }
+    )
+
+
+def churn_probability(df: pd.DataFrame, *, concept_drift: bool) -> np.ndarray:
+    """The true label mechanism. Concept drift replaces it while the inputs stay the same."""
+    c = df["contract_type"].to_numpy()
+    tenure = df["tenure_months"].to_numpy()
+    late = 0.06 * (df["payment_delay_days"].to_numpy() - 3)
+    if concept_drift:
+        # A competitor poaches long-standing premium, heavy-usage and e-wallet customers;
+        # contract type and support calls stop mattering.
+        tier = df["plan_tier"].to_numpy()
+        z = (
+            -1.0
+            + late
+            + np.where(tier == "premium", 1.6, 0.0)
+            + np.where(tier == "basic", -0.9, 0.0)
+            + 0.025 * (df["data_usage_gb"].to_numpy() - 30)
+            + np.where(df["payment_method"].to_numpy() == "e_wallet", 1.1, 0.0)
+            + 0.03 * (tenure - 24)
+        )
+    else:
+        z = (
+            -1.6
+            + late
+            + np.where(c == "monthly", 1.3, 0.0)
+            + np.where(c == "two_year", -1.2, 0.0)
+            - 0.045 * (tenure - 24)
+            + 0.018 * (df["monthly_charges"].to_numpy() - 60)
+            + 0.04 * (df["days_since_last_login"].to_numpy() - 8)
+            - 0.03 * df["discount_pct"].to_numpy()
+            - 0.3 * (df["num_products"].to_numpy() - 2)
+            + np.where(df["payment_method"].to_numpy() == "check", 0.5, 0.0)
+            + 0.5 * (df["support_calls"].to_numpy() - 1.2)
+        )
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def _spoil(rng: np.random.Generator, batch: pd.DataFrame) -> pd.DataFrame:
+    """The data-quality incident: an upstream job starts sending charges in cents, and tenure goes missing."""
+    bad = batch.copy()
+    bad["monthly_charges"] = bad["monthly_charges"] * 100
+    tenure = bad["tenure_months"].astype("float64")
+    tenure[rng.random(len(bad)) < 0.2] = np.nan
+    bad["tenure_months"] = tenure
+    return bad
+
+
+@dataclass(frozen=True)
+class GeneratedDemo:
+    reference_rows: int
+    days: tuple[DayPlan, ...]
+
+
+def generate(cfg: DemoConfig, data: DataConfig) -> GeneratedDemo:
+    """Write the reference period, daily batches and late label files. Deterministic by seed."""
+    rng = np.random.default_rng(cfg.seed)
+    for folder in (data.incoming, data.labels, data.reference.parent):
+        folder.mkdir(parents=True, exist_ok=True)
+
+    reference = customers(
+        rng, cfg.reference_rows, pd.Timestamp(cfg.reference_start, tz="UTC"), cfg.reference_days,
+        shifted=False, id_offset=0,
+    )
+    reference[TARGET] = (rng.random(len(reference)) < churn_probability(reference, concept_drift=False)).astype("int64")
+    reference.to_parquet(data.reference, index=False)
+
+    days = plan(cfg)
+    labels_by_arrival: dict[str, list[pd.DataFrame]] = {}
+    for d in days:
+        batch = customers(
+            rng, cfg.rows_per_day, pd.Timestamp(d.batch_id, tz="UTC"), 1,
+            shifted=d.covariate_shift, id_offset=cfg.reference_rows + d.day * 1_000_000,
+        )
+        y = (rng.random(len(batch)) < churn_probability(batch, concept_drift=d.concept_drift)).astype("int64")
+        labels_by_arrival.setdefault(d.labels_arrive, []).append(pd.DataFrame({ID: batch[ID], TARGET: y}))
+        if d.quality_incident:
+            batch = _spoil(rng, batch)
+        path = data.incoming / f"{d.batch_id}.{data.batch_format}"
+        if data.batch_format == "csv":
+            batch.to_csv(path, index=False)
+        else:
+            batch.to_parquet(path, index=False)
+    for arrival, frames in labels_by_arrival.items():
+        pd.concat(frames, ignore_index=True).to_parquet(data.labels / f"{arrival}.parquet", index=False)
+    return GeneratedDemo(reference_rows=len(reference), days=tuple(days))

@@ -1,0 +1,34 @@
+"""Errors a user can hit. Each carries one line that says what is wrong and how to fix it.
+
+The CLI prints ``str(error)`` and exits non-zero; flows let them fail the run with that
+message. Anything else escaping is a bug and keeps its traceback.
+"""
+
+
+class DriftloopError(Exception):
+    """Base for every error whose message is meant for the user, not the developer."""
+
+    exit_code = 2
+
+
+class ConfigError(DriftloopError):
+    pass
+
+
+class DataError(DriftloopError):
+    """A batch or label file that cannot be read or does not fit the schema."""
+
+
+class BatchRejected(DriftloopError):
+    """A batch failed critical expectations and was quarantined."""
+
+    exit_code = 3
+
+
+class RegistryError(DriftloopError):
+    """Unknown model, alias or version, or a request MLflow refused."""
+
+
+class RegistryUnavailable(RegistryError):
+    """MLflow could not be reached; worth retrying."""
+

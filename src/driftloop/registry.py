@@ -1,0 +1,234 @@
+"""MLflow adapter: the only module that imports ``mlflow``.
+
+Models move between roles by alias only (``champion``, ``challenger``); stages are not
+used. A version is registered after its run has logged everything, so a crash halfway
+through a retrain leaves a finished or failed run but never a half-made version.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+import mlflow  # noqa: E402
+import pandas as pd  # noqa: E402
+from mlflow import MlflowClient  # noqa: E402
+from mlflow.exceptions import MlflowException  # noqa: E402
+
+from driftloop.config import RegistryConfig  # noqa: E402
+from driftloop.drift import ReferenceProfile  # noqa: E402
+from driftloop.errors import RegistryError, RegistryUnavailable  # noqa: E402
+from driftloop.training import SKOPS_TRUSTED_TYPES  # noqa: E402
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+PROFILE_ARTIFACT = "drift_reference.npz"
+TAG = "driftloop."
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    name: str
+    version: str
+    run_id: str
+    aliases: tuple[str, ...]
+    tags: dict[str, str]
+    description: str
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    ref: ModelRef
+    model: object
+    profile: ReferenceProfile
+    reference_metrics: dict[str, float]  # the metrics the version earned on its own holdout
+
+
+def _pip_requirements() -> list[str]:
+    # Listing them is instant; letting MLflow infer them re-imports the model in a subprocess.
+    from importlib.metadata import version
+
+    return [f"{p}=={version(p)}" for p in ("scikit-learn", "skops", "pandas", "numpy", "scipy", "pyarrow")]
+
+
+class Registry:
+    def __init__(self, cfg: RegistryConfig):
+        self.cfg = cfg
+        self.name = cfg.model_name
+        if cfg.tracking_uri.startswith("sqlite:///"):
+            Path(cfg.tracking_uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        mlflow.set_tracking_uri(cfg.tracking_uri)
+        self.client = MlflowClient(cfg.tracking_uri)
+
+    # -- errors -------------------------------------------------------------------------
+
+    @contextmanager
+    def _errors(self, doing: str) -> Iterator[None]:
+        """Turn MLflow and network failures into one line that says what to do."""
+        try:
+            yield
+        except RegistryError:
+            raise
+        except MlflowException as exc:
+            first = str(exc.message).splitlines()[0][:200]
+            if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                raise RegistryError(f"{doing}: {first}; check registry.model_name or run the bootstrap flow") from None
+            if "connect" in first.lower() or "max retries" in first.lower():
+                raise RegistryUnavailable(f"{doing}: MLflow at {self.cfg.tracking_uri} is unreachable; start it (make up) or fix registry.tracking_uri") from None
+            raise RegistryError(f"{doing}: {first}") from None
+        except (ConnectionError, OSError) as exc:
+            raise RegistryUnavailable(
+                f"{doing}: MLflow at {self.cfg.tracking_uri} is unreachable ({type(exc).__name__}); start it (make up) or fix registry.tracking_uri"
+            ) from None
+
+    def experiment_id(self, name: str) -> str:
+        with self._errors(f"opening experiment {name}"):
+            found = self.client.get_experiment_by_name(name)
+            if found is not None:
+                return found.experiment_id
+            location = (self.cfg.artifact_root / name).resolve().as_uri()
+            return self.client.create_experiment(name, artifact_location=location)
+
+    # -- reading ------------------------------------------------------------------------
+
+    def _ref(self, mv) -> ModelRef:
+        return ModelRef(self.name, str(mv.version), mv.run_id, tuple(mv.aliases or ()), dict(mv.tags or {}), mv.description or "")
+
+    def by_alias(self, alias: str) -> ModelRef | None:
+        with self._errors(f"reading alias {alias!r} of {self.name}"):
+            try:
+                return self._ref(self.client.get_model_version_by_alias(self.name, alias))
+            except MlflowException as exc:
+                if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                    return None
+                raise
+
+    def version(self, version: str) -> ModelRef:
+        with self._errors(f"reading version {version} of {self.name}"):
+            return self._ref(self.client.get_model_version(self.name, str(version)))
+
+    def versions(self) -> list[ModelRef]:
+        with self._errors(f"listing versions of {self.name}"):
+            found = self.client.search_model_versions(f"name = '{self.name}'")
+            if not found:
+                return []
+            # Search results leave aliases out; the registered model has them.
+            aliases: dict[str, list[str]] = {}
+            for alias, version in self.client.get_registered_model(self.name).aliases.items():
+                aliases.setdefault(str(version), []).append(alias)
+        refs = (self._ref(mv) for mv in found)
+        return sorted((replace(r, aliases=tuple(sorted(aliases.get(r.version, [])))) for r in refs), key=lambda r: int(r.version))
+
+    def find_by_tag(self, key: str, value: str) -> ModelRef | None:
+        matches = [r for r in self.versions() if r.tags.get(TAG + key) == value]
+        return matches[-1] if matches else None
+
+    def load(self, alias: str = CHAMPION) -> LoadedModel:
+        """The model under ``alias`` with the drift profile and metrics saved beside it."""
+        ref = self.by_alias(alias)
+        if ref is None:
+            raise RegistryError(
+                f"model {self.name!r} has no {alias!r} alias at {self.cfg.tracking_uri}; run the bootstrap flow first (make demo does)"
+            )
+        with self._errors(f"loading {self.name}@{alias} (version {ref.version})"):
+            model = mlflow.sklearn.load_model(f"models:/{self.name}/{ref.version}")
+            with tempfile.TemporaryDirectory() as tmp:
+                path = mlflow.artifacts.download_artifacts(run_id=ref.run_id, artifact_path=PROFILE_ARTIFACT, dst_path=tmp)
+                profile = ReferenceProfile.load(Path(path))
+            run_metrics = self.client.get_run(ref.run_id).data.metrics
+        reference = {k.removeprefix("holdout_"): v for k, v in run_metrics.items() if k.startswith("holdout_")}
+        return LoadedModel(ref, model, profile, reference)
+
+    # -- writing ------------------------------------------------------------------------
+
+    def register(
+        self,
+        *,
+        model,
+        input_example: pd.DataFrame,
+        profile: ReferenceProfile,
+        params: dict,
+        metrics: dict[str, float],
+        artifacts: dict[str, list[Path]],
+        run_name: str,
+        tags: dict[str, str],
+        description: str,
+        alias: str,
+    ) -> ModelRef:
+        """Log a run with everything a reviewer needs, then register its model under ``alias``."""
+        experiment = self.experiment_id(self.cfg.experiment)
+        # Holdout metrics are tags too, so the registry's version list shows them at a glance.
+        shown = {k: f"{v:.4f}" for k, v in metrics.items() if k.startswith("holdout_")}
+        prefixed = {TAG + k: str(v) for k, v in (tags | shown).items()}
+        with self._errors(f"logging the {alias} training run"), tempfile.TemporaryDirectory() as tmp:
+            with mlflow.start_run(experiment_id=experiment, run_name=run_name, tags=prefixed) as run:
+                mlflow.log_params(params)
+                mlflow.log_metrics(metrics)
+                mlflow.log_artifact(str(profile.save(Path(tmp) / PROFILE_ARTIFACT)))
+                for folder, paths in artifacts.items():
+                    for path in paths:
+                        mlflow.log_artifact(str(path), artifact_path=folder)
+                info = mlflow.sklearn.log_model(
+                    model,
+                    name="model",
+                    input_example=input_example,
+                    pip_requirements=_pip_requirements(),
+                    skops_trusted_types=SKOPS_TRUSTED_TYPES,
+                )
+        with self._errors(f"registering {self.name}"):
+            mv = mlflow.register_model(info.model_uri, self.name, tags=prefixed)
+            self.client.update_model_version(self.name, mv.version, description=description)
+            self.client.set_registered_model_alias(self.name, alias, mv.version)
+        return self.version(mv.version)
+
+    def log_monitor_run(self, batch_id: str, metrics: dict[str, float], params: dict, artifacts: list[Path], tags: dict[str, str]) -> str:
+        """One MLflow run per monitored batch, so the monitoring history charts in the MLflow UI."""
+        experiment = self.experiment_id(f"{self.cfg.experiment}-monitoring")
+        with self._errors(f"logging the monitor run of {batch_id}"):
+            with mlflow.start_run(experiment_id=experiment, run_name=f"monitor {batch_id}",
+                                  tags={TAG + k: str(v) for k, v in tags.items()}) as run:
+                mlflow.log_params(params)
+                mlflow.log_metrics({k: v for k, v in metrics.items() if v == v})  # NaN means "not measured"
+                for path in artifacts:
+                    mlflow.log_artifact(str(path))
+            return run.info.run_id
+
+    def promote(self, version: str, reviewer: str, comment: str = "") -> tuple[str | None, str]:
+        """Move ``champion`` to ``version``; returns (previous champion, new champion)."""
+        target = self.version(version)
+        if target.tags.get(TAG + "rejected_by"):
+            raise RegistryError(f"version {version} of {self.name} was rejected; retrain or pick another version")
+        previous = self.by_alias(CHAMPION)
+        if previous is not None and previous.version == target.version:
+            raise RegistryError(f"version {version} is already the champion of {self.name}; nothing to promote")
+        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        with self._errors(f"promoting version {version} of {self.name}"):
+            self.client.set_registered_model_alias(self.name, CHAMPION, target.version)
+            if CHALLENGER in target.aliases:
+                self.client.delete_registered_model_alias(self.name, CHALLENGER)
+            for key, value in {
+                "promoted_by": reviewer,
+                "promoted_at": now,
+                "promotion_comment": comment,
+                "previous_champion": previous.version if previous else "",
+            }.items():
+                self.client.set_model_version_tag(self.name, target.version, TAG + key, value)
+        return (previous.version if previous else None), target.version
+
+    def reject(self, version: str, reviewer: str, reason: str) -> None:
+        target = self.version(version)
+        if CHAMPION in target.aliases:
+            raise RegistryError(f"version {version} is the champion of {self.name}; roll back before rejecting it")
+        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        with self._errors(f"rejecting version {version} of {self.name}"):
+            for key, value in {"rejected_by": reviewer, "rejected_at": now, "rejection_reason": reason}.items():
+                self.client.set_model_version_tag(self.name, target.version, TAG + key, value)
+            if CHALLENGER in target.aliases:
+                self.client.delete_registered_model_alias(self.name, CHALLENGER)

@@ -1,0 +1,122 @@
+"""What a person reads: monitor reports and model version descriptions, as JSON and markdown."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+from driftloop.drift import ColumnDrift, DriftReport
+from driftloop.evaluation import PerformanceReport
+from driftloop.policy import RetrainDecision
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:.{digits}g}" if abs(value) < 1e-3 and value != 0 else f"{value:.{digits}f}"
+
+
+@dataclass(frozen=True)
+class MonitorReport:
+    batch_id: str
+    model_version: str
+    n_rows: int
+    validation: str
+    drift: DriftReport
+    prediction_drift: ColumnDrift | None
+    performance: PerformanceReport | None
+    decision: RetrainDecision
+
+    @property
+    def drift_verdict(self) -> str:
+        parts = []
+        if self.drift.drifted:
+            parts.append(f"{len(self.drift.drifted_columns)}/{len(self.drift.columns)} features")
+        if self.prediction_drift is not None and self.prediction_drift.drifted:
+            parts.append("predictions")
+        return "drift: " + " + ".join(parts) if parts else "no drift"
+
+    @property
+    def performance_summary(self) -> str:
+        if self.performance is None:
+            return "labels pending"
+        auc = self.performance.metrics.get("roc_auc")
+        return f"auc {_fmt(auc)} ({len(self.performance.window)}d)"
+
+    def metrics(self) -> dict[str, float]:
+        values = {"rows": float(self.n_rows), "drift_share": self.drift.share_drifted}
+        if self.prediction_drift is not None and self.prediction_drift.effect is not None:
+            values["prediction_drift_ks"] = self.prediction_drift.effect
+        if self.performance is not None:
+            values |= {f"matured_{k}": v for k, v in self.performance.metrics.items()}
+            values["matured_rows"] = float(self.performance.n_rows)
+        return values
+
+    def to_dict(self) -> dict:
+        return {
+            "batch_id": self.batch_id,
+            "model_version": self.model_version,
+            "n_rows": self.n_rows,
+            "validation": self.validation,
+            "drift_verdict": self.drift_verdict,
+            "drift": self.drift.records(),
+            "drift_correction": self.drift.correction,
+            "prediction_drift": asdict(self.prediction_drift) if self.prediction_drift else None,
+            "performance": asdict(self.performance) if self.performance else None,
+            "decision": {"action": self.decision.action, "reasons": list(self.decision.reasons)},
+        }
+
+    def to_markdown(self) -> str:
+        lines = [
+            f"# Monitor report for batch {self.batch_id}",
+            "",
+            f"Champion version {self.model_version}, {self.n_rows} rows. Validation {self.validation}.",
+            "",
+            f"**Decision: {self.decision.action}**",
+            "",
+            *[f"- {r}" for r in self.decision.reasons or ("no threshold crossed",)],
+            "",
+            "## Performance on the matured window",
+            "",
+        ]
+        if self.performance is None:
+            lines.append("Not enough labelled rows yet.")
+        else:
+            lines += ["| metric | value | reference | verdict |", "|---|---|---|---|"]
+            lines += [f"| {c.metric} | {_fmt(c.value)} | {_fmt(c.reference)} | {c.reason} |" for c in self.performance.checks]
+        lines += ["", "## Drift against the champion's reference", "", drift_table(self.drift, self.prediction_drift)]
+        return "\n".join(lines) + "\n"
+
+
+def drift_table(drift: DriftReport, prediction: ColumnDrift | None = None) -> str:
+    rows = ["| column | method | statistic | p (adjusted) | effect | drifted | why |", "|---|---|---|---|---|---|---|"]
+    for c in (*drift.columns, *((prediction,) if prediction else ())):
+        rows.append(
+            f"| {c.column} | {c.method} | {_fmt(c.statistic)} | {_fmt(c.p_adjusted)} | {c.effect_name} {_fmt(c.effect)} | "
+            f"{'**yes**' if c.drifted else 'no'} | {c.why} |"
+        )
+    return "\n".join(rows)
+
+
+def version_description(
+    *, trigger: str, reasons: list[str], window: str, n_train: int, holdout: str, n_holdout: int,
+    challenger: dict[str, float], champion: dict[str, float] | None, champion_version: str | None, monitor_run: str | None,
+) -> str:
+    """The markdown a reviewer sees on the model version page in the MLflow UI."""
+    lines = [
+        f"**Why trained:** {trigger}",
+        "",
+        *[f"- {r}" for r in reasons],
+        "",
+        f"**Training window:** {window} ({n_train} rows). **Holdout:** {holdout} ({n_holdout} rows, not trained on).",
+        "",
+        f"| metric (holdout) | this version | champion v{champion_version or '-'} | difference |",
+        "|---|---|---|---|",
+    ]
+    for metric, value in challenger.items():
+        other = (champion or {}).get(metric)
+        diff = None if other is None else value - other
+        lines.append(f"| {metric} | {_fmt(value)} | {_fmt(other)} | {_fmt(diff)} |")
+    if monitor_run:
+        lines += ["", f"Triggered by monitor run `{monitor_run}` (experiment *-monitoring in this MLflow)."]
+    return "\n".join(lines)

@@ -1,0 +1,138 @@
+"""Build, fit and evaluate the scikit-learn pipeline."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OrdinalEncoder
+
+from driftloop.config import DriftConfig, SchemaConfig, TrainingConfig
+from driftloop.drift import ReferenceProfile, fit_reference
+from driftloop.errors import DataError
+from driftloop.evaluation import classification_metrics
+
+# skops refuses to load types it cannot vouch for; these are the ones our pipeline holds.
+PROBABILITY, PREDICTION = "probability", "prediction"
+SKOPS_TRUSTED_TYPES = ["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"]
+
+
+def build_pipeline(schema: SchemaConfig, cfg: TrainingConfig) -> Pipeline:
+    encode = ColumnTransformer(
+        [
+            ("categorical", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1,
+                                           encoded_missing_value=-1), list(schema.categorical)),
+            ("numeric", "passthrough", list(schema.numeric)),
+        ],
+        verbose_feature_names_out=False,
+    )
+    model = HistGradientBoostingClassifier(
+        max_iter=cfg.max_iter,
+        learning_rate=cfg.learning_rate,
+        max_leaf_nodes=cfg.max_leaf_nodes,
+        early_stopping=True,
+        random_state=cfg.random_state,
+    )
+    return Pipeline([("encode", encode), ("model", model)])
+
+
+def fit(frame: pd.DataFrame, schema: SchemaConfig, cfg: TrainingConfig) -> Pipeline:
+    if len(frame) < cfg.min_train_rows:
+        raise DataError(
+            f"only {len(frame)} labelled rows to train on, need training.min_train_rows={cfg.min_train_rows}; "
+            "wait for more labels or widen training.window_days"
+        )
+    if frame[schema.target].nunique() < 2:
+        raise DataError(f"the training window has a single {schema.target} class; widen training.window_days")
+    return build_pipeline(schema, cfg).fit(frame[list(schema.features)], frame[schema.target].astype("int64"))
+
+
+def predict_proba(model: Pipeline, frame: pd.DataFrame, schema: SchemaConfig) -> np.ndarray:
+    return model.predict_proba(frame[list(schema.features)])[:, 1]
+
+
+def split_by_time(frame: pd.DataFrame, schema: SchemaConfig, holdout_share: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The latest ``holdout_share`` of rows by timestamp is the holdout: it is never trained on."""
+    ordered = frame.sort_values(schema.timestamp_column, kind="stable", ignore_index=True)
+    cut = int(round(len(ordered) * (1 - holdout_share)))
+    return ordered.iloc[:cut], ordered.iloc[cut:]
+
+
+def fingerprint(frame: pd.DataFrame) -> str:
+    """A content hash of a training set, so a version can be tied to the exact rows it saw."""
+    row_hashes = pd.util.hash_pandas_object(frame.reset_index(drop=True), index=False).to_numpy()
+    return hashlib.sha256(row_hashes.tobytes()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class TrainingWindow:
+    first: str
+    last: str
+    n_rows: int
+    fingerprint: str
+
+    @classmethod
+    def of(cls, frame: pd.DataFrame, column: str) -> "TrainingWindow":
+        values = frame[column]
+        if pd.api.types.is_datetime64_any_dtype(values):
+            values = values.dt.date
+        values = values.astype(str)
+        return cls(values.min(), values.max(), len(frame), fingerprint(frame))
+
+
+def score(model: Pipeline, frame: pd.DataFrame, schema: SchemaConfig, threshold: float) -> pd.DataFrame:
+    """The batch with its probability, predicted class and per-row scoring latency."""
+    start = time.perf_counter()
+    probability = predict_proba(model, frame, schema)
+    latency_ms = (time.perf_counter() - start) * 1000 / max(len(frame), 1)
+    columns = [schema.id_column, schema.timestamp_column, *schema.features]
+    return frame[columns].assign(
+        **{PROBABILITY: probability, PREDICTION: (probability >= threshold).astype("int64"), "latency_ms": latency_ms}
+    )
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A fitted model with what it earned on a holdout it never saw, and its drift reference."""
+
+    model: Pipeline
+    holdout_metrics: dict[str, float]
+    holdout_probability: np.ndarray
+    profile: ReferenceProfile
+    train_window: TrainingWindow
+    holdout_window: TrainingWindow
+    input_example: pd.DataFrame
+
+
+def train_candidate(
+    train: pd.DataFrame,
+    holdout: pd.DataFrame,
+    window_column: str,
+    schema: SchemaConfig,
+    cfg: TrainingConfig,
+    drift_cfg: DriftConfig,
+    threshold: float,
+) -> Candidate:
+    model = fit(train, schema, cfg)
+    probability = predict_proba(model, holdout, schema)
+    metrics = classification_metrics(holdout[schema.target].to_numpy(), probability, threshold)
+    features = fit_reference(train, schema.numeric, schema.categorical, drift_cfg, seed=cfg.random_state)
+    # Scores on unseen rows are what production scores will look like; training scores are overfit.
+    scores = fit_reference(pd.DataFrame({PROBABILITY: probability}), (PROBABILITY,), (), drift_cfg)
+    profile = ReferenceProfile(features.n_rows, features.numeric | scores.numeric, features.categorical)
+    return Candidate(
+        model=model,
+        holdout_metrics=metrics,
+        holdout_probability=probability,
+        profile=profile,
+        train_window=TrainingWindow.of(train, window_column),
+        holdout_window=TrainingWindow.of(holdout, window_column),
+        # Numeric as float64 so the signature accepts a null where an integer column has one.
+        input_example=train[list(schema.features)].head(5).astype({c: "float64" for c in schema.numeric}),
+    )

@@ -1,0 +1,169 @@
+"""Great Expectations adapter: the only module that imports ``great_expectations``.
+
+Suites live as plain JSON in ``expectations/`` (``ExpectationSuite.to_json_dict()`` form)
+and are validated in an ephemeral GX context, so nothing but the JSON is kept under
+version control. Each expectation's ``meta.severity`` says what a failure means:
+``critical`` quarantines the batch, ``warning`` is reported and the run goes on.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from driftloop.config import ValidationConfig
+from driftloop.errors import ConfigError
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
+
+@dataclass(frozen=True)
+class ExpectationOutcome:
+    expectation: str
+    column: str | None
+    severity: str
+    success: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    suite: str
+    batch_id: str
+    n_rows: int
+    outcomes: tuple[ExpectationOutcome, ...]
+    gx_result: dict
+
+    @property
+    def critical_failures(self) -> tuple[ExpectationOutcome, ...]:
+        return tuple(o for o in self.outcomes if not o.success and o.severity == "critical")
+
+    @property
+    def warnings(self) -> tuple[ExpectationOutcome, ...]:
+        return tuple(o for o in self.outcomes if not o.success and o.severity == "warning")
+
+    @property
+    def passed(self) -> bool:
+        return not self.critical_failures
+
+    @property
+    def summary(self) -> str:
+        if self.passed:
+            return f"passed ({len(self.warnings)} warnings)" if self.warnings else "passed"
+        names = ", ".join(sorted({f"{o.column or 'table'}:{o.expectation.removeprefix('expect_')}" for o in self.critical_failures}))
+        return f"failed {len(self.critical_failures)} critical: {names}"
+
+    def to_dict(self) -> dict:
+        return {
+            "suite": self.suite,
+            "batch_id": self.batch_id,
+            "n_rows": self.n_rows,
+            "passed": self.passed,
+            "summary": self.summary,
+            "outcomes": [o.__dict__ for o in self.outcomes],
+            "gx_result": self.gx_result,
+        }
+
+    def to_markdown(self) -> str:
+        verdict = "PASSED" if self.passed else "QUARANTINED"
+        lines = [
+            f"# Validation of batch {self.batch_id}: {verdict}",
+            "",
+            f"Suite `{self.suite}`, {self.n_rows} rows. {self.summary}.",
+            "",
+            "| severity | column | expectation | result | detail |",
+            "|---|---|---|---|---|",
+        ]
+        order = sorted(self.outcomes, key=lambda o: (o.success, o.severity != "critical", o.column or ""))
+        for o in order:
+            lines.append(
+                f"| {o.severity} | {o.column or '(table)'} | {o.expectation} | {'ok' if o.success else 'FAILED'} | {o.detail} |"
+            )
+        return "\n".join(lines) + "\n"
+
+
+@functools.lru_cache(maxsize=8)
+def _suite_json(path: Path, mtime: float) -> str:
+    return path.read_text(encoding="utf-8")
+
+
+def load_suite(cfg: ValidationConfig) -> dict:
+    path = cfg.suite
+    if not path.is_file():
+        raise ConfigError(f"expectation suite {path} not found; set validation.suite in the config")
+    try:
+        suite = json.loads(_suite_json(path, path.stat().st_mtime))
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"expectation suite {path} is not valid JSON (line {exc.lineno}): fix or regenerate it") from None
+    if not isinstance(suite, dict) or "expectations" not in suite:
+        raise ConfigError(f"expectation suite {path} has no 'expectations' list; write it as ExpectationSuite.to_json_dict()")
+    return suite
+
+
+@functools.lru_cache(maxsize=1)
+def _batch_definition():
+    """One ephemeral GX context per process; building it costs more than a validation."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    logging.getLogger("great_expectations").setLevel(logging.ERROR)
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    asset = context.data_sources.add_pandas("driftloop").add_dataframe_asset("batch")
+    return asset.add_batch_definition_whole_dataframe("whole batch")
+
+
+def _detail(result) -> str:
+    found = result.result or {}
+    if "unexpected_count" in found and found.get("unexpected_count"):
+        sample = ", ".join(repr(v) for v in (found.get("partial_unexpected_list") or [])[:5])
+        return f"{found['unexpected_count']} rows ({found.get('unexpected_percent', 0):.1f}%) unexpected, e.g. {sample}"
+    if "observed_value" in found:
+        return f"observed {found['observed_value']!r}"[:200]
+    return ""
+
+
+def _exception_message(result) -> str | None:
+    info = result.exception_info or {}
+    if info.get("raised_exception"):
+        return info.get("exception_message")
+    # GX 1.x nests exception info per metric when a column is missing.
+    for value in info.values():
+        if isinstance(value, dict) and value.get("raised_exception"):
+            return value.get("exception_message")
+    return None
+
+
+def validate(frame: pd.DataFrame, cfg: ValidationConfig, batch_id: str) -> ValidationReport:
+    """Validate a whole batch against the configured suite."""
+    import great_expectations as gx
+
+    suite_dict = load_suite(cfg)
+    suite = gx.ExpectationSuite(**{k: v for k, v in suite_dict.items() if k in ("name", "expectations", "meta", "notes", "id")})
+    result = _batch_definition().get_batch(batch_parameters={"dataframe": frame}).validate(suite)
+    outcomes = []
+    for r in result.results:
+        conf = r.expectation_config
+        error = _exception_message(r)
+        outcomes.append(
+            ExpectationOutcome(
+                expectation=conf.type,
+                column=conf.kwargs.get("column"),
+                severity=(conf.meta or {}).get("severity", cfg.default_severity),
+                success=bool(r.success) and error is None,
+                detail=f"could not evaluate: {error[:160]}" if error else _detail(r),
+            )
+        )
+    return ValidationReport(
+        suite=suite_dict.get("name", cfg.suite.stem),
+        batch_id=batch_id,
+        n_rows=len(frame),
+        outcomes=tuple(outcomes),
+        gx_result=result.to_json_dict(),
+    )

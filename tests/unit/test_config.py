@@ -1,0 +1,51 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from driftloop.config import load_config
+from driftloop.errors import ConfigError
+from tests.conftest import ROOT, SHIPPED_CONFIG
+
+
+def test_shipped_config_loads_and_resolves_paths_against_its_folder():
+    cfg = load_config(SHIPPED_CONFIG)
+    assert cfg.data.incoming == ROOT / "data" / "incoming"
+    assert cfg.validation.suite == ROOT / "expectations" / "churn_batch.json"
+    assert cfg.registry.tracking_uri == f"sqlite:///{ROOT / 'mlruns' / 'mlflow.db'}"
+    assert len(cfg.columns.features) == 15
+
+
+def test_a_typo_in_a_key_is_one_line_naming_the_key(tmp_path: Path):
+    raw = yaml.safe_load(SHIPPED_CONFIG.read_text())
+    raw["drift"]["alpah"] = 0.05
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    message = str(err.value)
+    assert "drift.alpah" in message and "Extra inputs are not permitted" in message
+    assert "\n" not in message
+
+
+def test_an_out_of_range_threshold_is_refused(tmp_path: Path):
+    raw = yaml.safe_load(SHIPPED_CONFIG.read_text())
+    raw["drift"]["alpha"] = 1.5
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match="drift.alpha"):
+        load_config(path)
+
+
+def test_a_missing_config_file_says_how_to_fix_it(tmp_path: Path):
+    with pytest.raises(ConfigError, match="not found: pass --config"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_segments_must_be_categorical_features(tmp_path: Path):
+    raw = yaml.safe_load(SHIPPED_CONFIG.read_text())
+    raw["columns"]["segments"] = ["age"]
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match="segments must be categorical"):
+        load_config(path)

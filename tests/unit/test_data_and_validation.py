@@ -1,0 +1,97 @@
+"""Reading, validating (real GX) and quarantining batches of the demo scenario."""
+
+import hashlib
+from datetime import date
+
+import pandas as pd
+import pytest
+
+from driftloop import data, validation
+from driftloop.errors import ConfigError, DataError
+
+
+def _sha(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_clean_demo_batch_passes_the_shipped_suite(demo_project):
+    cfg, generated = demo_project
+    clean = generated.days[0]
+    report = validation.validate(data.read_batch(cfg.data, clean.batch_id), cfg.validation, clean.batch_id)
+    assert report.passed, report.summary
+
+
+def test_quality_incident_fails_on_the_expectations_it_breaks(demo_project):
+    cfg, generated = demo_project
+    bad = next(d for d in generated.days if d.quality_incident)
+    report = validation.validate(data.read_batch(cfg.data, bad.batch_id), cfg.validation, bad.batch_id)
+    assert not report.passed
+    failed = {(o.column, o.expectation) for o in report.critical_failures}
+    assert ("monthly_charges", "expect_column_values_to_be_between") in failed
+    assert ("tenure_months", "expect_column_values_to_not_be_null") in failed
+    assert "QUARANTINED" in report.to_markdown()
+
+
+def test_a_missing_column_is_named(demo_project):
+    cfg, generated = demo_project
+    day = generated.days[0]
+    frame = data.read_batch(cfg.data, day.batch_id).drop(columns=["age"])
+    report = validation.validate(frame, cfg.validation, day.batch_id)
+    assert not report.passed
+    assert any(o.column == "age" for o in report.critical_failures)
+    assert any(o.expectation == "expect_table_columns_to_match_set" and not o.success for o in report.outcomes)
+
+
+def test_quarantine_moves_the_file_unchanged_and_writes_reports_beside_it(demo_project):
+    cfg, generated = demo_project
+    day = generated.days[0]
+    source = data.batch_path(cfg.data, day.batch_id)
+    digest = _sha(source)
+    kept = data.quarantine(cfg.data, day.batch_id, {"passed": False}, "# report\n")
+    assert not source.exists()
+    assert _sha(kept.path) == digest
+    assert kept.report_json.exists() and kept.report_markdown.read_text() == "# report\n"
+
+
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("2026-01-01.parquet", b"", "file is empty"),
+        ("2026-01-01.parquet", b"not parquet at all", "not a readable parquet file"),
+        ("2026-01-01.xlsx", b"x", "unsupported file type"),
+        ("2026-01-01.csv", "id,name\n1,caf\xe9\n".encode("latin-1"), "not UTF-8"),
+    ],
+)
+def test_unreadable_files_are_one_line_errors_and_stay_on_disk(tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=message) as err:
+        data.read_table(path)
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+    assert path.read_bytes() == content
+
+
+def test_a_missing_batch_names_the_file(cfg):
+    with pytest.raises(DataError, match="file not found"):
+        data.read_batch(cfg.data, "2031-01-01")
+
+
+def test_a_missing_suite_is_a_config_error(cfg, tmp_path):
+    bad = cfg.validation.model_copy(update={"suite": tmp_path / "none.json"})
+    with pytest.raises(ConfigError, match="set validation.suite"):
+        validation.load_suite(bad)
+
+
+def test_prediction_log_rerun_replaces_the_partition(cfg):
+    frame = pd.DataFrame({"customer_id": ["a", "b"], "probability": [0.1, 0.9]})
+    data.write_predictions(cfg.data, "2026-02-01", frame)
+    data.write_predictions(cfg.data, "2026-02-01", frame)
+    assert len(data.read_predictions(cfg.data, data.logged_batches(cfg.data))) == 2
+
+
+def test_labels_are_read_as_of_their_arrival_date(demo_project):
+    cfg, generated = demo_project
+    first = generated.days[0]
+    arrival = date.fromisoformat(first.labels_arrive)
+    assert data.read_labels(cfg.data, cfg.columns, date.fromordinal(arrival.toordinal() - 1)).empty
+    assert len(data.read_labels(cfg.data, cfg.columns, arrival)) == cfg.demo.rows_per_day
