@@ -112,7 +112,12 @@ class Registry:
 
     def version(self, version: str) -> ModelRef:
         with self._errors(f"reading version {version} of {self.name}"):
-            return self._ref(self.client.get_model_version(self.name, str(version)))
+            try:
+                return self._ref(self.client.get_model_version(self.name, str(version)))
+            except MlflowException as exc:
+                if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                    raise RegistryError(f"{self.name} has no version {version}; `driftloop status` lists the versions") from None
+                raise
 
     def versions(self) -> list[ModelRef]:
         with self._errors(f"listing versions of {self.name}"):

@@ -1,0 +1,120 @@
+"""The whole loop through real Prefect flow runs, a real MLflow store and real GX validation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+import pytest
+
+from driftloop import cli, data
+from driftloop.config import Config, load_config
+from driftloop.demo import DayPlan, generate
+from driftloop.registry import CHALLENGER, CHAMPION, Registry
+from flows.bootstrap import bootstrap
+from flows.monitor import monitor
+from flows.retrain import retrain
+from tests.conftest import write_project
+
+
+@dataclass
+class Scenario:
+    config_path: str
+    cfg: Config
+    days: tuple[DayPlan, ...]
+    states: dict  # batch_id -> final state of its monitor run
+
+
+@pytest.fixture(scope="module")
+def scenario(tmp_path_factory) -> Scenario:
+    path = write_project(tmp_path_factory.mktemp("project"))
+    cfg = load_config(path)
+    days = generate(cfg.demo, cfg.data).days
+    assert bootstrap(config_path=str(path), return_state=True).is_completed()
+    states = {d.batch_id: monitor(batch_id=d.batch_id, config_path=str(path), return_state=True) for d in days}
+    return Scenario(str(path), cfg, days, states)
+
+
+def _outcome(scenario: Scenario, day: DayPlan):
+    return scenario.states[day.batch_id].result()
+
+
+def test_bootstrap_makes_version_1_the_champion(scenario):
+    champion = Registry(scenario.cfg.registry).by_alias(CHAMPION)
+    assert champion is not None and champion.version == "1"
+    assert champion.tags["driftloop.trigger"] == "bootstrap"
+
+
+def test_the_quality_incident_is_quarantined_with_its_report_and_the_run_fails(scenario):
+    bad = next(d for d in scenario.days if d.quality_incident)
+    state = scenario.states[bad.batch_id]
+    assert state.is_failed() and "quarantined" in state.message
+    quarantine = scenario.cfg.data.quarantine
+    assert (quarantine / f"{bad.batch_id}.parquet").exists()
+    assert not data.batch_path(scenario.cfg.data, bad.batch_id).exists()
+    assert "monthly_charges" in (quarantine / f"{bad.batch_id}.validation.md").read_text()
+
+
+def test_every_other_day_completes_and_is_in_the_prediction_log_once(scenario):
+    good = [d for d in scenario.days if not d.quality_incident]
+    assert all(scenario.states[d.batch_id].is_completed() for d in good)
+    log = data.read_predictions(scenario.cfg.data, data.logged_batches(scenario.cfg.data))
+    assert sorted(log[data.PARTITION].unique()) == [d.batch_id for d in good]
+    assert not log[scenario.cfg.columns.id_column].duplicated().any()
+
+
+def test_covariate_shift_days_are_flagged_and_clean_days_are_not(scenario):
+    good = [d for d in scenario.days if not d.quality_incident]
+    flagged = {d.batch_id: _outcome(scenario, d).report.drift.drifted for d in good}
+    assert flagged == {d.batch_id: d.covariate_shift for d in good}
+    shifted = _outcome(scenario, next(d for d in good if d.covariate_shift)).report.drift.drifted_columns
+    assert {"monthly_charges", "data_usage_gb", "acquisition_channel"} <= set(shifted)
+
+
+def test_concept_drift_triggers_a_retrain_registered_as_challenger_with_lineage(scenario):
+    retrained = [d for d in scenario.days if scenario.states[d.batch_id].is_completed() and _outcome(scenario, d).retrain]
+    assert retrained, "no day retrained"
+    first = retrained[0]
+    assert first.concept_drift
+    outcome = _outcome(scenario, first)
+    assert outcome.report.performance.degraded
+    version = Registry(scenario.cfg.registry).version(outcome.retrain.version)
+    tags = version.tags
+    assert tags["driftloop.trigger"] == f"monitor:{first.batch_id}"
+    assert tags["driftloop.monitor_run_id"] == outcome.monitor_run_id
+    assert tags["driftloop.parent_version"] == "1"
+    assert len(tags["driftloop.data_fingerprint"]) == 16
+    assert first.batch_id not in tags["driftloop.batch_ids"]  # its labels had not arrived
+    assert "roc_auc" in tags["driftloop.reasons"]
+    assert "Why trained" in version.description
+
+
+def test_the_champion_does_not_move_without_a_person(scenario):
+    registry = Registry(scenario.cfg.registry)
+    assert registry.by_alias(CHAMPION).version == "1"
+    assert registry.by_alias(CHALLENGER).version == registry.versions()[-1].version
+
+
+def test_a_second_retrain_for_the_same_trigger_registers_nothing_new(scenario):
+    first = next(d for d in scenario.days if scenario.states[d.batch_id].is_completed() and _outcome(scenario, d).retrain)
+    before = len(Registry(scenario.cfg.registry).versions())
+    again = retrain(as_of=first.batch_id, trigger=f"monitor:{first.batch_id}", config_path=scenario.config_path)
+    assert again.already_registered and again.version == _outcome(scenario, first).retrain.version
+    assert len(Registry(scenario.cfg.registry).versions()) == before
+
+
+def test_a_missing_batch_fails_the_run_with_one_line(scenario):
+    state = monitor(batch_id="2031-01-01", config_path=scenario.config_path, return_state=True)
+    assert state.is_failed()
+    assert "file not found" in state.message and "\n" not in state.message
+
+
+def test_promote_from_the_cli_moves_the_champion_to_the_challenger(scenario, capsys):
+    registry = Registry(scenario.cfg.registry)
+    challenger = registry.by_alias(CHALLENGER).version
+    assert cli.main(["--config", scenario.config_path, "promote", challenger, "--reviewer", "alice"]) == 0
+    assert registry.by_alias(CHAMPION).version == challenger
+    assert registry.by_alias(CHALLENGER) is None
+    promoted = registry.version(challenger).tags
+    assert promoted["driftloop.promoted_by"] == "alice" and promoted["driftloop.previous_champion"] == "1"
+    assert f"to v{challenger}" in capsys.readouterr().out
