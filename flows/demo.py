@@ -44,7 +44,7 @@ def _row(plan: demo.DayPlan, state) -> dict:
     report = outcome.report
     registered = "-"
     if outcome.retrain is not None:
-        registered = f"v{outcome.retrain.version} {CHALLENGER}"
+        registered = f"v{outcome.retrain.version} (gate {'passed' if outcome.retrain.gate_passed else 'failed'})"
     elif outcome.retrain_error:
         registered = "retrain failed"
     return row | {"validation": "passed" if report.validation.startswith("passed") else report.validation,
@@ -101,9 +101,14 @@ def run(config_path: Path, keep: bool = False) -> int:
     print("Review the models in the MLflow UI:")
     print(f"  .venv/bin/mlflow ui --backend-store-uri {cfg.registry.tracking_uri} --host 127.0.0.1 --port 5000")
     if chall:
-        print("Approve the challenger (moves the champion alias), or reject it:")
-        print(f"  .venv/bin/driftloop promote {chall.version} --reviewer $USER")
+        gate = chall.tags.get("driftloop.gate_verdict", "not run")
+        print(f"The challenger v{chall.version} {'passed' if gate == 'passed' else 'did not pass'} the promotion gate "
+              f"(its MLflow version page shows the table). Approve it (moves the champion alias), or reject it:")
+        override = "" if gate == "passed" else " --override --reason '...'"
+        print(f"  .venv/bin/driftloop promote {chall.version} --reviewer $USER{override}")
         print(f"  .venv/bin/driftloop reject {chall.version} --reviewer $USER --reason '...'")
+        print("  .venv/bin/driftloop rollback --reason '...'    # later: champion back to the one it replaced")
+        print("  .venv/bin/driftloop history                    # every alias move: who, when, from, to, why")
     print(f"demo finished in {time.perf_counter() - started:.0f}s")
     return 0
 

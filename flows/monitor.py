@@ -84,13 +84,16 @@ def days_since_last_retrain(cfg: Config, batch_id: str) -> int | None:
 
 
 @io_task(name="publish report")
-def publish_report(cfg: Config, report: MonitorReport) -> str:
-    paths = data.write_report(cfg.data, report.batch_id, report.to_dict(), report.to_markdown())
+def publish_report(cfg: Config, report: MonitorReport, checked: validation.ValidationReport) -> str:
+    paths = [
+        *data.write_report(cfg.data, report.batch_id, report.to_dict(), report.to_markdown()),
+        *data.write_report(cfg.data, f"{report.batch_id}.validation", checked.to_dict(), checked.to_markdown()),
+    ]
     return Registry(cfg.registry).log_monitor_run(
         report.batch_id,
         metrics=report.metrics(),
         params={"model_version": report.model_version, "decision": report.decision.action},
-        artifacts=list(paths),
+        artifacts=paths,
         tags={"batch_id": report.batch_id, "decision": report.decision.action, "drift_verdict": report.drift_verdict},
     )
 
@@ -124,7 +127,7 @@ def monitor(batch_id: str | None = None, config_path: str = "driftloop.yaml") ->
     features, prediction = measure_drift(cfg, champion, scored)
     decision = decide_retraining(features, performance, prediction, days_since_last_retrain(cfg, batch_id), cfg.policy)
     report = MonitorReport(batch_id, champion.ref.version, len(frame), checked.summary, features, prediction, performance, decision)
-    run_id = publish_report(cfg, report)
+    run_id = publish_report(cfg, report, checked)
     logger.info("batch %s: %s, %s, decision %s", batch_id, report.drift_verdict, report.performance_summary, decision.action)
     for reason in decision.reasons:
         logger.info("  reason: %s", reason)

@@ -1,26 +1,63 @@
-"""A person approves or rejects the challenger; approval moves the champion alias."""
+"""A person reviews the challenger in the Prefect UI: the run pauses on a typed form.
+
+Approval moves the ``champion`` alias, rejection tags the version and removes the
+``challenger`` alias. The same decisions are available without Prefect from the CLI
+(`driftloop promote | reject | rollback`); both write the same audit trail.
+"""
 
 from __future__ import annotations
 
-from prefect import flow, get_run_logger
+from prefect import flow, get_run_logger, pause_flow_run
+from prefect.input import RunInput
 
 from driftloop.config import load_config
-from driftloop.registry import CHALLENGER, Registry
 from driftloop.errors import RegistryError
+from driftloop.registry import CHALLENGER, Registry
 from flows.common import fails_cleanly
 
 
-@flow(name="promote", flow_run_name="promote v{version} ({reviewer})")
+class ReviewDecision(RunInput):
+    """The form the Prefect UI shows on the paused run."""
+
+    approve: bool = False
+    reviewer: str
+    comment: str = ""
+    override_gate: bool = False
+    override_reason: str = ""
+
+
+@flow(name="promote", flow_run_name="review {version}")
 @fails_cleanly
-def promote(version: str, reviewer: str, approve: bool = True, comment: str = "", config_path: str = "driftloop.yaml") -> str:
+def promote(
+    version: str = CHALLENGER,
+    config_path: str = "driftloop.yaml",
+    timeout_hours: float = 72.0,
+    poll_seconds: int = 10,
+) -> str:
+    """Pause until a reviewer answers; ``version`` is a number or an alias (default: the challenger)."""
     logger = get_run_logger()
     registry = Registry(load_config(config_path).registry)
-    if approve:
-        previous, current = registry.promote(version, reviewer, comment)
-        logger.info("champion moved from v%s to v%s by %s", previous, current, reviewer)
-        return current
-    if not comment:
-        raise RegistryError("a rejection needs a reason: pass comment=...")
-    registry.reject(version, reviewer, comment)
-    logger.info("version %s rejected by %s: %s (%s alias removed)", version, reviewer, comment, CHALLENGER)
-    return version
+    target = registry.version(version) if version.isdigit() else registry.by_alias(version)
+    if target is None:
+        raise RegistryError(f"{registry.name} has no {version!r} alias; nothing to review")
+    gate = target.tags.get("driftloop.gate_verdict", "not run")
+    logger.info("waiting for a review of %s v%s (gate %s)", registry.name, target.version, gate)
+    answer = pause_flow_run(
+        wait_for_input=ReviewDecision.with_initial_data(
+            description=f"## Review {registry.name} v{target.version} (gate {gate.upper()})\n\n{target.description}\n\n"
+            "Approve to make it the champion. A version that failed the gate needs `override_gate` and a written `override_reason`.",
+            reviewer="",
+        ),
+        timeout=int(timeout_hours * 3600),
+        poll_interval=poll_seconds,
+    )
+    if answer.approve:
+        previous, current = registry.promote(
+            target.version, answer.reviewer, answer.comment,
+            override_reason=answer.override_reason if answer.override_gate else None,
+        )
+        logger.info("champion moved from v%s to v%s, approved by %s", previous, current, answer.reviewer)
+        return f"promoted v{current}"
+    registry.reject(target.version, answer.reviewer, answer.comment or "rejected in the Prefect UI")
+    logger.info("v%s rejected by %s: %s", target.version, answer.reviewer, answer.comment)
+    return f"rejected v{target.version}"

@@ -1,18 +1,20 @@
-"""Fit a challenger on recent labelled data, compare it with the champion, register it."""
+"""Fit a challenger on recent labelled data, put it through the gate against the champion, register it."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import date
+from pathlib import Path
 
 from prefect import flow, get_run_logger
 
 from driftloop import data, training
+from driftloop.comparison import METRIC_DIRECTION, Comparison, compare
 from driftloop.config import Config, load_config
-from driftloop.evaluation import classification_metrics
-from driftloop.registry import CHALLENGER, CHAMPION, LoadedModel, ModelRef, Registry
-from driftloop.report import version_description
+from driftloop.policy import GateVerdict, evaluate_gate
+from driftloop.registry import CHALLENGER, CHAMPION, COMPLETE, LoadedModel, ModelRef, Registry
+from driftloop.report import comparison_markdown, version_description
 from flows.common import compute_task, fails_cleanly, io_task, load_model, register_candidate
 
 
@@ -20,13 +22,17 @@ from flows.common import compute_task, fails_cleanly, io_task, load_model, regis
 class RetrainResult:
     version: str
     already_registered: bool
-    challenger_metrics: dict[str, float]
-    champion_metrics: dict[str, float]
+    gate_passed: bool
 
 
 @io_task(name="find version for trigger")
 def existing_version(cfg: Config, trigger_id: str) -> ModelRef | None:
     return Registry(cfg.registry).find_by_tag("trigger_id", trigger_id)
+
+
+@io_task(name="finish interrupted registration")
+def finish_registration(cfg: Config, ref: ModelRef) -> ModelRef:
+    return Registry(cfg.registry).complete_registration(ref.version, CHALLENGER, who="retrain (rerun)", why="registration resumed")
 
 
 @io_task(name="read labelled window")
@@ -44,10 +50,35 @@ def train_challenger(cfg: Config, train, holdout) -> training.Candidate:
     )
 
 
-@compute_task(name="score champion on holdout")
-def champion_on_holdout(cfg: Config, champion: LoadedModel, holdout) -> dict[str, float]:
-    probability = training.predict_proba(champion.model, holdout, cfg.columns)
-    return classification_metrics(holdout[cfg.columns.target].to_numpy(), probability, cfg.evaluation.decision_threshold)
+@compute_task(name="compare with champion")
+def compare_with_champion(cfg: Config, candidate: training.Candidate, champion: LoadedModel, holdout) -> tuple[Comparison, GateVerdict]:
+    comparison = compare(
+        holdout[cfg.columns.target].to_numpy(),
+        candidate.holdout_probability,
+        training.predict_proba(champion.model, holdout, cfg.columns),
+        {column: holdout[column].to_numpy() for column in cfg.columns.segments},
+        metrics=tuple(METRIC_DIRECTION),
+        threshold=cfg.evaluation.decision_threshold,
+        n_bootstrap=cfg.gate.n_bootstrap,
+        confidence=cfg.gate.confidence,
+        min_segment_rows=cfg.gate.min_segment_rows,
+        seed=cfg.gate.seed,
+    )
+    return comparison, evaluate_gate(comparison, cfg.gate)
+
+
+@io_task(name="write comparison report")
+def write_comparison(cfg: Config, as_of: str, comparison: Comparison, verdict: GateVerdict, champion_version: str) -> list[Path]:
+    record = {"comparison": asdict(comparison), "gate": asdict(verdict)}
+    return list(data.write_report(cfg.data, f"retrain-{as_of}.comparison", record, comparison_markdown(comparison, verdict, champion_version)))
+
+
+def _gate_metrics(comparison: Comparison, verdict: GateVerdict) -> dict[str, float]:
+    values = {"gate_passed": float(verdict.passed), "mcnemar_p": comparison.mcnemar.p_value}
+    for d in comparison.overall.values():
+        values |= {f"champion_holdout_{d.metric}": d.champion, f"improvement_{d.metric}": d.improvement,
+                   f"improvement_{d.metric}_low": d.low, f"improvement_{d.metric}_high": d.high}
+    return values
 
 
 @flow(name="retrain", flow_run_name="retrain as of {as_of}")
@@ -64,24 +95,26 @@ def retrain(
     trigger_id = f"{trigger}@{as_of}"
     found = existing_version(cfg, trigger_id)
     if found is not None:
+        if found.tags.get(COMPLETE) != "complete":
+            found = finish_registration(cfg, found)
         logger.info("version %s was already registered for %s; not training again", found.version, trigger_id)
-        return RetrainResult(found.version, True, {}, {})
+        return RetrainResult(found.version, True, found.tags.get("driftloop.gate_verdict") == "passed")
 
     train, holdout = read_labelled(cfg, as_of)
     champion = load_model(cfg, CHAMPION)
     candidate = train_challenger(cfg, train, holdout)
-    champion_metrics = champion_on_holdout(cfg, champion, holdout)
+    comparison, verdict = compare_with_champion(cfg, candidate, champion, holdout)
+    review = write_comparison(cfg, as_of, comparison, verdict, champion.ref.version)
+    trigger_files = [cfg.data.reports / f"{as_of}{suffix}" for suffix in (".md", ".json", ".validation.json")]
     window, held = candidate.train_window, candidate.holdout_window
     reasons = list(reasons or [])
-    report = cfg.data.reports / f"{as_of}.md"  # the monitor report that asked for this retrain
     ref = register_candidate(
         cfg,
         candidate,
         alias=CHALLENGER,
         run_name=f"retrain as of {as_of}",
         params=cfg.training.model_dump() | {"as_of": as_of, "trigger": trigger},
-        metrics={f"holdout_{k}": v for k, v in candidate.holdout_metrics.items()}
-        | {f"champion_holdout_{k}": v for k, v in champion_metrics.items()},
+        metrics={f"holdout_{k}": v for k, v in candidate.holdout_metrics.items()} | _gate_metrics(comparison, verdict),
         tags={
             "trigger": trigger,
             "trigger_id": trigger_id,
@@ -93,16 +126,21 @@ def retrain(
             "data_fingerprint": window.fingerprint,
             "parent_version": champion.ref.version,
             "monitor_run_id": monitor_run_id or "",
+            "gate_verdict": "passed" if verdict.passed else "failed",
+            "gate_failed": "; ".join(r.rule for r in verdict.failed),
         },
         description=version_description(
             trigger=trigger, reasons=reasons, window=f"{window.first}..{window.last}", n_train=window.n_rows,
-            holdout=f"{held.first}..{held.last}", n_holdout=held.n_rows, challenger=candidate.holdout_metrics,
-            champion=champion_metrics, champion_version=champion.ref.version, monitor_run=monitor_run_id,
+            holdout=f"{held.first}..{held.last}", n_holdout=held.n_rows, verdict=verdict,
+            champion_version=champion.ref.version, monitor_run=monitor_run_id,
         ),
-        artifacts={"trigger": [p for p in (report, report.with_suffix(".json")) if p.exists()]},
+        artifacts={"review": review, "trigger": [p for p in trigger_files if p.exists()]},
     )
+    auc = comparison.overall["roc_auc"]
     logger.info(
-        "registered version %s as %s: holdout auc %.3f vs champion v%s %.3f",
-        ref.version, CHALLENGER, candidate.holdout_metrics["roc_auc"], champion.ref.version, champion_metrics["roc_auc"],
+        "registered version %s as %s: holdout auc %.3f vs champion v%s %.3f, gate %s",
+        ref.version, CHALLENGER, auc.challenger, champion.ref.version, auc.champion, "passed" if verdict.passed else "FAILED",
     )
-    return RetrainResult(ref.version, False, candidate.holdout_metrics, champion_metrics)
+    for rule in verdict.failed:
+        logger.info("  gate: %s", rule.detail)
+    return RetrainResult(ref.version, False, verdict.passed)

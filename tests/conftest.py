@@ -64,3 +64,25 @@ def demo_project(cfg: Config):
     from driftloop import demo
 
     return cfg, demo.generate(cfg.demo, cfg.data)
+
+
+@pytest.fixture(scope="session")
+def candidate(tmp_path_factory):
+    """A model fitted on the small scenario's reference period (fitting once is enough)."""
+    from driftloop import data, training
+    from driftloop.demo import generate
+
+    cfg = load_config(write_project(tmp_path_factory.mktemp("fit")))
+    generate(cfg.demo, cfg.data)
+    train, holdout = training.split_by_time(data.read_reference(cfg.data, cfg.columns), cfg.columns, 0.2)
+    return training.train_candidate(train, holdout, cfg.columns.timestamp_column, cfg.columns, cfg.training, cfg.drift, 0.5)
+
+
+def register(registry, candidate, alias: str, **tags) -> str:
+    """Register ``candidate`` under ``alias`` with extra lineage tags; returns the version."""
+    ref = registry.register(
+        model=candidate.model, input_example=candidate.input_example, profile=candidate.profile,
+        params={"p": 1}, metrics={f"holdout_{k}": v for k, v in candidate.holdout_metrics.items()},
+        artifacts={}, run_name="test", tags={"trigger": "test", **tags}, description="test version", alias=alias,
+    )
+    return ref.version

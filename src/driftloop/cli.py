@@ -30,17 +30,22 @@ def cmd_status(args) -> int:
     if not versions:
         print(f"no versions of {registry.name} yet: run the bootstrap flow (make demo does)")
         return 0
-    print(f"{'version':>7}  {'aliases':<20} {'trigger':<24} {'data window':<24} {'holdout auc':>11}  status")
+    print(f"{'version':>7}  {'aliases':<20} {'trigger':<24} {'data window':<24} {'holdout auc':>11}  {'gate':<8} review")
     for v in versions:
-        status = "rejected" if v.tags.get(TAG + "rejected_by") else ("promoted by " + v.tags[TAG + "promoted_by"] if v.tags.get(TAG + "promoted_by") else "")
-        auc = v.tags.get(TAG + "holdout_roc_auc", "")
-        print(f"{v.version:>7}  {','.join(v.aliases) or '-':<20} {v.tags.get(TAG + 'trigger', '-'):<24} "
-              f"{v.tags.get(TAG + 'data_window', '-'):<24} {auc:>11}  {status}")
+        tag = lambda key, default="": v.tags.get(TAG + key, default)  # noqa: E731
+        review = (f"rejected by {tag('rejected_by')}" if tag("rejected_by")
+                  else f"promoted by {tag('promoted_by')}" if tag("promoted_by") else "")
+        print(f"{v.version:>7}  {','.join(v.aliases) or '-':<20} {tag('trigger', '-'):<24} {tag('data_window', '-'):<24} "
+              f"{tag('holdout_roc_auc'):>11}  {tag('gate_verdict', '-'):<8} {review}")
     return 0
 
 
 def cmd_promote(args) -> int:
-    previous, current = _registry(args).promote(args.version, args.reviewer, args.comment)
+    if args.override and not args.reason:
+        raise DriftloopError("--override needs a written --reason; it is recorded on the version")
+    previous, current = _registry(args).promote(
+        args.version, args.reviewer, args.comment, override_reason=args.reason if args.override else None
+    )
     print(f"champion moved from v{previous or '-'} to v{current} (approved by {args.reviewer})")
     return 0
 
@@ -48,6 +53,23 @@ def cmd_promote(args) -> int:
 def cmd_reject(args) -> int:
     _registry(args).reject(args.version, args.reviewer, args.reason)
     print(f"version {args.version} rejected by {args.reviewer}: {args.reason}")
+    return 0
+
+
+def cmd_rollback(args) -> int:
+    old, new = _registry(args).rollback(args.reviewer, args.reason)
+    print(f"champion rolled back from v{old} to v{new} by {args.reviewer}")
+    return 0
+
+
+def cmd_history(args) -> int:
+    entries = _registry(args).history()
+    if not entries:
+        print("no alias has moved yet")
+        return 0
+    print(f"{'when (UTC)':<25} {'action':<9} {'alias':<11} {'from':>5} {'to':>5}  {'who':<28} why")
+    for e in entries:
+        print(f"{e.at:<25} {e.action:<9} {e.alias:<11} {e.from_version or '-':>5} {e.to_version or '-':>5}  {e.who[:28]:<28} {e.why}")
     return 0
 
 
@@ -72,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     promote.add_argument("version")
     promote.add_argument("--reviewer", default=getpass.getuser(), help="who approves (default: your user name)")
     promote.add_argument("--comment", default="", help="why, for the audit trail")
+    promote.add_argument("--override", action="store_true", help="promote a version that failed the gate (needs --reason)")
+    promote.add_argument("--reason", default="", help="written reason for --override, recorded on the version")
     promote.set_defaults(run=cmd_promote)
 
     reject = sub.add_parser("reject", help="reject a challenger: it is tagged and loses the challenger alias")
@@ -79,6 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
     reject.add_argument("--reason", required=True, help="why, for the audit trail")
     reject.add_argument("--reviewer", default=getpass.getuser())
     reject.set_defaults(run=cmd_reject)
+
+    rollback = sub.add_parser("rollback", help="champion back to the version it replaced")
+    rollback.add_argument("--reason", required=True, help="why, for the audit trail")
+    rollback.add_argument("--reviewer", default=getpass.getuser())
+    rollback.set_defaults(run=cmd_rollback)
+
+    sub.add_parser("history", help="every alias move: who, when, from which version to which, and why").set_defaults(run=cmd_history)
 
     sub.add_parser("demo-data", help="write the demo scenario's reference, batches and labels").set_defaults(run=cmd_demo_data)
     return parser

@@ -114,6 +114,32 @@ class TrainingConfig(_Strict):
     random_state: int = 0
 
 
+GateMetric = Literal["roc_auc", "accuracy", "f1", "precision", "recall", "log_loss", "brier"]
+
+
+class GateMetricRule(_Strict):
+    """One metric's rules for a challenger, judged on the holdout neither model trained on."""
+
+    min_value: float | None = Field(None, description="challenger must reach at least this (higher-is-better metrics)")
+    max_value: float | None = Field(None, description="challenger must stay at or below this (log_loss, brier)")
+    min_improvement: float = Field(
+        0.0,
+        description="lower bound of the paired interval of (challenger - champion) must exceed this; "
+        "negative allows that much loss",
+    )
+
+
+class GateConfig(_Strict):
+    """When a challenger is good enough to be offered for promotion (in the spirit of TFX's evaluator)."""
+
+    rules: dict[GateMetric, GateMetricRule] = {"roc_auc": GateMetricRule(min_value=0.7, min_improvement=0.0)}
+    max_segment_loss: float = Field(0.05, ge=0, description="no segment may be worse than the champion by more")
+    min_segment_rows: int = Field(200, ge=10, description="smaller segments are reported, not judged")
+    confidence: float = Field(0.95, gt=0.5, lt=1)
+    n_bootstrap: int = Field(1000, ge=100)
+    seed: int = 0
+
+
 class RegistryConfig(_Strict):
     tracking_uri: str
     artifact_root: Path
@@ -145,6 +171,7 @@ class Config(_Strict):
     evaluation: EvaluationConfig = EvaluationConfig()
     policy: PolicyConfig = PolicyConfig()
     training: TrainingConfig = TrainingConfig()
+    gate: GateConfig = GateConfig()
     registry: RegistryConfig
     demo: DemoConfig = DemoConfig()
 

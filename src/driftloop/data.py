@@ -158,10 +158,11 @@ def last_days(frame: pd.DataFrame, n_days: int, skip_latest: int = 0) -> pd.Data
     return frame[frame[PARTITION].isin(chosen)]
 
 
-def write_report(cfg: DataConfig, batch_id: str, report: dict, markdown: str) -> tuple[Path, Path]:
+def write_report(cfg: DataConfig, name: str, report: dict, markdown: str) -> tuple[Path, Path]:
+    """``reports/<name>.json`` and ``reports/<name>.md``; a rerun overwrites them."""
     cfg.reports.mkdir(parents=True, exist_ok=True)
-    as_json = cfg.reports / f"{batch_id}.json"
-    as_md = cfg.reports / f"{batch_id}.md"
+    as_json = cfg.reports / f"{name}.json"
+    as_md = cfg.reports / f"{name}.md"
     as_json.write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
     as_md.write_text(markdown, encoding="utf-8")
     return as_json, as_md

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from driftloop.config import PolicyConfig
+from driftloop.comparison import Comparison
+from driftloop.config import GateConfig, PolicyConfig
 from driftloop.drift import ColumnDrift, DriftReport
 from driftloop.evaluation import PerformanceReport
 
@@ -51,3 +52,57 @@ def decide_retraining(
     if signals:
         return RetrainDecision("watch", tuple(signals))
     return RetrainDecision("ok", ())
+
+
+@dataclass(frozen=True)
+class GateRule:
+    rule: str
+    value: float
+    threshold: float
+    passed: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class GateVerdict:
+    passed: bool
+    rules: tuple[GateRule, ...]
+
+    @property
+    def failed(self) -> tuple[GateRule, ...]:
+        return tuple(r for r in self.rules if not r.passed)
+
+    def markdown(self) -> str:
+        rows = ["| rule | value | threshold | verdict |", "|---|---|---|---|"]
+        rows += [f"| {r.rule} | {r.value:.4f} | {r.threshold:.4f} | {'pass' if r.passed else '**FAIL**'}: {r.detail} |" for r in self.rules]
+        return "\n".join(rows)
+
+
+def evaluate_gate(comparison: Comparison, cfg: GateConfig) -> GateVerdict:
+    """Every configured rule, each with the number it judged and the threshold it used."""
+    rules: list[GateRule] = []
+    for metric, rule in cfg.rules.items():
+        diff = comparison.overall[metric]
+        if rule.min_value is not None:
+            ok = diff.challenger >= rule.min_value
+            rules.append(GateRule(f"{metric} min_value", diff.challenger, rule.min_value, ok,
+                                  f"challenger {metric} {diff.challenger:.4f} {'>=' if ok else '<'} {rule.min_value}"))
+        if rule.max_value is not None:
+            ok = diff.challenger <= rule.max_value
+            rules.append(GateRule(f"{metric} max_value", diff.challenger, rule.max_value, ok,
+                                  f"challenger {metric} {diff.challenger:.4f} {'<=' if ok else '>'} {rule.max_value}"))
+        ok = diff.low > rule.min_improvement
+        rules.append(GateRule(
+            f"{metric} improvement", diff.low, rule.min_improvement, ok,
+            f"improvement {diff.improvement:+.4f}, {diff.confidence:.0%} interval [{diff.low:+.4f}, {diff.high:+.4f}] "
+            f"{'clears' if ok else 'does not clear'} {rule.min_improvement:+.4f}",
+        ))
+        for segment, by_metric in comparison.segments.items():
+            seg = by_metric[metric]
+            ok = seg.improvement >= -cfg.max_segment_loss
+            rules.append(GateRule(
+                f"{metric} on {segment}", seg.improvement, -cfg.max_segment_loss, ok,
+                f"{segment} ({comparison.segment_rows[segment]} rows): challenger {seg.challenger:.4f} vs champion "
+                f"{seg.champion:.4f}, {'within' if ok else 'worse than'} max_segment_loss {cfg.max_segment_loss}",
+            ))
+    return GateVerdict(all(r.passed for r in rules), tuple(rules))

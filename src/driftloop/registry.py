@@ -7,7 +7,9 @@ through a retrain leaves a finished or failed run but never a half-made version.
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -31,6 +33,19 @@ from driftloop.training import SKOPS_TRUSTED_TYPES  # noqa: E402
 CHAMPION, CHALLENGER = "champion", "challenger"
 PROFILE_ARTIFACT = "drift_reference.npz"
 TAG = "driftloop."
+AUDIT = TAG + "audit."  # registered-model tags, one per alias move, readable in the MLflow UI
+COMPLETE = TAG + "registration"  # set last: a version without it was cut off mid-registration
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    at: str
+    action: str  # register | promote | reject | rollback
+    alias: str
+    from_version: str | None
+    to_version: str | None
+    who: str
+    why: str
 
 
 @dataclass(frozen=True)
@@ -190,8 +205,16 @@ class Registry:
         with self._errors(f"registering {self.name}"):
             mv = mlflow.register_model(info.model_uri, self.name, tags=prefixed)
             self.client.update_model_version(self.name, mv.version, description=description)
-            self.client.set_registered_model_alias(self.name, alias, mv.version)
-        return self.version(mv.version)
+        return self.complete_registration(str(mv.version), alias, who=run_name, why=description.splitlines()[0])
+
+    def complete_registration(self, version: str, alias: str, who: str, why: str) -> ModelRef:
+        """Give a registered version its alias and mark it complete; safe to repeat after a crash."""
+        previous = self.by_alias(alias)
+        with self._errors(f"setting alias {alias!r} on version {version} of {self.name}"):
+            self.client.set_registered_model_alias(self.name, alias, version)
+            self._audit("register", alias, previous.version if previous else None, version, who, why)
+            self.client.set_model_version_tag(self.name, version, COMPLETE, "complete")
+        return self.version(version)
 
     def log_monitor_run(self, batch_id: str, metrics: dict[str, float], params: dict, artifacts: list[Path], tags: dict[str, str]) -> str:
         """One MLflow run per monitored batch, so the monitoring history charts in the MLflow UI."""
@@ -205,35 +228,87 @@ class Registry:
                     mlflow.log_artifact(str(path))
             return run.info.run_id
 
-    def promote(self, version: str, reviewer: str, comment: str = "") -> tuple[str | None, str]:
-        """Move ``champion`` to ``version``; returns (previous champion, new champion)."""
+    # -- people moving aliases -------------------------------------------------------
+
+    def _audit(self, action: str, alias: str, from_version: str | None, to_version: str | None, who: str, why: str) -> None:
+        now = datetime.now(timezone.utc)
+        entry = AuditEntry(now.isoformat(timespec="seconds"), action, alias, from_version, to_version, who, why)
+        # Time-ordered key with a random suffix: two writers never overwrite each other.
+        key = f"{AUDIT}{now:%Y%m%dT%H%M%S%f}.{secrets.token_hex(2)}"
+        self.client.set_registered_model_tag(self.name, key, json.dumps(entry.__dict__))
+
+    def history(self) -> list[AuditEntry]:
+        with self._errors(f"reading the history of {self.name}"):
+            try:
+                tags = self.client.get_registered_model(self.name).tags
+            except MlflowException as exc:
+                if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                    return []
+                raise
+        return [AuditEntry(**json.loads(tags[k])) for k in sorted(tags) if k.startswith(AUDIT)]
+
+    def _tag(self, version: str, values: dict[str, str]) -> None:
+        for key, value in values.items():
+            self.client.set_model_version_tag(self.name, version, TAG + key, value)
+
+    def promote(self, version: str, reviewer: str, comment: str = "", override_reason: str | None = None) -> tuple[str | None, str]:
+        """Move ``champion`` to ``version``; returns (previous champion, new champion).
+
+        A version that failed the promotion gate moves only with ``override_reason``, which is recorded.
+        """
+        if not reviewer.strip():
+            raise RegistryError("a promotion needs a reviewer: pass --reviewer NAME")
         target = self.version(version)
         if target.tags.get(TAG + "rejected_by"):
             raise RegistryError(f"version {version} of {self.name} was rejected; retrain or pick another version")
         previous = self.by_alias(CHAMPION)
         if previous is not None and previous.version == target.version:
             raise RegistryError(f"version {version} is already the champion of {self.name}; nothing to promote")
+        if target.tags.get(TAG + "gate_verdict") == "failed" and not (override_reason or "").strip():
+            raise RegistryError(
+                f"version {version} failed the promotion gate ({target.tags.get(TAG + 'gate_failed', '?')}); "
+                "to promote it anyway pass --override with a written --reason"
+            )
         now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        why = comment if not override_reason else f"GATE OVERRIDE: {override_reason}" + (f"; {comment}" if comment else "")
         with self._errors(f"promoting version {version} of {self.name}"):
             self.client.set_registered_model_alias(self.name, CHAMPION, target.version)
             if CHALLENGER in target.aliases:
                 self.client.delete_registered_model_alias(self.name, CHALLENGER)
-            for key, value in {
-                "promoted_by": reviewer,
-                "promoted_at": now,
-                "promotion_comment": comment,
+            self._tag(target.version, {
+                "promoted_by": reviewer, "promoted_at": now, "promotion_comment": comment,
                 "previous_champion": previous.version if previous else "",
-            }.items():
-                self.client.set_model_version_tag(self.name, target.version, TAG + key, value)
+                **({"gate_override_by": reviewer, "gate_override_reason": override_reason} if override_reason else {}),
+            })
+            self._audit("promote", CHAMPION, previous.version if previous else None, target.version, reviewer, why)
         return (previous.version if previous else None), target.version
 
     def reject(self, version: str, reviewer: str, reason: str) -> None:
+        if not reason.strip():
+            raise RegistryError("a rejection needs a reason: pass --reason '...'")
         target = self.version(version)
         if CHAMPION in target.aliases:
             raise RegistryError(f"version {version} is the champion of {self.name}; roll back before rejecting it")
         now = datetime.now(timezone.utc).isoformat(timespec="seconds")
         with self._errors(f"rejecting version {version} of {self.name}"):
-            for key, value in {"rejected_by": reviewer, "rejected_at": now, "rejection_reason": reason}.items():
-                self.client.set_model_version_tag(self.name, target.version, TAG + key, value)
+            self._tag(target.version, {"rejected_by": reviewer, "rejected_at": now, "rejection_reason": reason})
             if CHALLENGER in target.aliases:
                 self.client.delete_registered_model_alias(self.name, CHALLENGER)
+            self._audit("reject", CHALLENGER, target.version, None, reviewer, reason)
+
+    def rollback(self, reviewer: str, reason: str) -> tuple[str, str]:
+        """Champion back to the version it replaced; returns (from, to)."""
+        if not reason.strip():
+            raise RegistryError("a rollback needs a reason: pass --reason '...'")
+        current = self.by_alias(CHAMPION)
+        if current is None:
+            raise RegistryError(f"{self.name} has no champion to roll back")
+        previous = current.tags.get(TAG + "previous_champion")
+        if not previous:
+            raise RegistryError(f"champion v{current.version} of {self.name} replaced no earlier champion; nothing to roll back to")
+        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        with self._errors(f"rolling back {self.name} to version {previous}"):
+            self.client.set_registered_model_alias(self.name, CHAMPION, previous)
+            self._tag(current.version, {"rolled_back_by": reviewer, "rolled_back_at": now, "rollback_reason": reason})
+            self._audit("rollback", CHAMPION, current.version, previous, reviewer, reason)
+        return current.version, previous

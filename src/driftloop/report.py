@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+from driftloop.comparison import Comparison
 from driftloop.drift import ColumnDrift, DriftReport
 from driftloop.evaluation import PerformanceReport
-from driftloop.policy import RetrainDecision
+from driftloop.policy import GateVerdict, RetrainDecision
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
@@ -98,25 +99,58 @@ def drift_table(drift: DriftReport, prediction: ColumnDrift | None = None) -> st
     return "\n".join(rows)
 
 
+def comparison_markdown(comparison: Comparison, verdict: GateVerdict, champion_version: str) -> str:
+    """Challenger vs champion on the shared holdout: the gate, every metric, McNemar, segments."""
+    m = comparison.mcnemar
+    lines = [
+        f"**Gate: {'PASSED' if verdict.passed else 'FAILED'}**",
+        "",
+        verdict.markdown(),
+        "",
+        f"Holdout of {comparison.n_rows} labelled rows neither model trained on. *Improvement* is how much better the "
+        f"challenger is (for log_loss and brier lower is better, so their sign is flipped); intervals are "
+        f"{next(iter(comparison.overall.values())).confidence:.0%} paired bootstrap intervals.",
+        "",
+        f"| metric | challenger | champion v{champion_version} | improvement | interval |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {d.metric} | {_fmt(d.challenger)} | {_fmt(d.champion)} | {d.improvement:+.4f} | [{d.low:+.4f}, {d.high:+.4f}] |"
+        for d in comparison.overall.values()
+    ]
+    lines += [
+        "",
+        f"McNemar on disagreements: challenger alone right on {m.challenger_only_right} rows, champion alone right on "
+        f"{m.champion_only_right}, p = {_fmt(m.p_value)}.",
+    ]
+    if comparison.segments:
+        lines += ["", "| segment | rows | metric | challenger | champion | improvement | interval |", "|---|---|---|---|---|---|---|"]
+        for segment, by_metric in comparison.segments.items():
+            for d in by_metric.values():
+                lines.append(
+                    f"| {segment} | {comparison.segment_rows[segment]} | {d.metric} | {_fmt(d.challenger)} | {_fmt(d.champion)} | "
+                    f"{d.improvement:+.4f} | [{d.low:+.4f}, {d.high:+.4f}] |"
+                )
+    return "\n".join(lines) + "\n"
+
+
 def version_description(
     *, trigger: str, reasons: list[str], window: str, n_train: int, holdout: str, n_holdout: int,
-    challenger: dict[str, float], champion: dict[str, float] | None, champion_version: str | None, monitor_run: str | None,
+    verdict: GateVerdict, champion_version: str, monitor_run: str | None,
 ) -> str:
     """The markdown a reviewer sees on the model version page in the MLflow UI."""
     lines = [
-        f"**Why trained:** {trigger}",
+        f"**Why trained:** {trigger}" + (f" (monitor run `{monitor_run}`, experiment *-monitoring)" if monitor_run else ""),
         "",
         *[f"- {r}" for r in reasons],
         "",
-        f"**Training window:** {window} ({n_train} rows). **Holdout:** {holdout} ({n_holdout} rows, not trained on).",
+        f"**Training window:** {window} ({n_train} rows). **Holdout:** {holdout} ({n_holdout} rows, not trained on by "
+        f"either model). **Parent:** champion v{champion_version}.",
         "",
-        f"| metric (holdout) | this version | champion v{champion_version or '-'} | difference |",
-        "|---|---|---|---|",
+        f"**Promotion gate: {'PASSED' if verdict.passed else 'FAILED'}**",
+        "",
+        verdict.markdown(),
+        "",
+        "Full comparison (all metrics, McNemar, every segment): artifact `review/comparison.md` of this version's run.",
     ]
-    for metric, value in challenger.items():
-        other = (champion or {}).get(metric)
-        diff = None if other is None else value - other
-        lines.append(f"| {metric} | {_fmt(value)} | {_fmt(other)} | {_fmt(diff)} |")
-    if monitor_run:
-        lines += ["", f"Triggered by monitor run `{monitor_run}` (experiment *-monitoring in this MLflow)."]
     return "\n".join(lines)

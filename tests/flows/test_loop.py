@@ -89,6 +89,18 @@ def test_concept_drift_triggers_a_retrain_registered_as_challenger_with_lineage(
     assert "Why trained" in version.description
 
 
+def test_the_gate_fails_the_early_challenger_and_passes_the_one_trained_after_the_drift(scenario):
+    registry = Registry(scenario.cfg.registry)
+    retrained = [v for v in registry.versions() if v.tags.get("driftloop.trigger", "").startswith("monitor:")]
+    assert len(retrained) >= 2
+    first, last = retrained[0], retrained[-1]
+    # The first retrain sees at most a day of post-drift labels: not credibly better than the champion.
+    assert first.tags["driftloop.gate_verdict"] == "failed"
+    assert "roc_auc improvement" in first.tags["driftloop.gate_failed"]
+    assert last.tags["driftloop.gate_verdict"] == "passed"
+    assert "**Promotion gate: PASSED**" in last.description and "| roc_auc improvement |" in last.description
+
+
 def test_the_champion_does_not_move_without_a_person(scenario):
     registry = Registry(scenario.cfg.registry)
     assert registry.by_alias(CHAMPION).version == "1"

@@ -4,79 +4,122 @@ from __future__ import annotations
 
 import socket
 
+import mlflow
 import pytest
 
-from driftloop import cli, data, training
+from driftloop import cli, training
 from driftloop.errors import RegistryError, RegistryUnavailable
 from driftloop.registry import CHALLENGER, CHAMPION, Registry
+from tests.conftest import register
 
 
-@pytest.fixture(scope="module")
-def candidate(tmp_path_factory):
-    from tests.conftest import write_project
-    from driftloop.config import load_config
-    from driftloop.demo import generate
-
-    cfg = load_config(write_project(tmp_path_factory.mktemp("fit")))
-    generate(cfg.demo, cfg.data)
-    train, holdout = training.split_by_time(data.read_reference(cfg.data, cfg.columns), cfg.columns, 0.2)
-    return training.train_candidate(train, holdout, cfg.columns.timestamp_column, cfg.columns, cfg.training, cfg.drift, 0.5)
+def _cli(config_path, *args) -> int:
+    return cli.main(["--config", str(config_path), *args])
 
 
-def _register(registry: Registry, candidate, alias: str, **tags) -> str:
-    ref = registry.register(
-        model=candidate.model, input_example=candidate.input_example, profile=candidate.profile,
-        params={"p": 1}, metrics={f"holdout_{k}": v for k, v in candidate.holdout_metrics.items()},
-        artifacts={}, run_name="test", tags={"trigger": "test", **tags}, description="test version", alias=alias,
-    )
-    return ref.version
+@pytest.fixture
+def registry(cfg) -> Registry:
+    return Registry(cfg.registry)
 
 
-def test_loading_from_an_empty_store_says_to_bootstrap(cfg):
+def test_loading_from_an_empty_store_says_to_bootstrap(registry):
     with pytest.raises(RegistryError, match="no 'champion' alias .* run the bootstrap flow first"):
-        Registry(cfg.registry).load(CHAMPION)
+        registry.load(CHAMPION)
 
 
-def test_a_registered_champion_loads_with_its_profile_and_holdout_metrics(cfg, candidate):
-    registry = Registry(cfg.registry)
-    version = _register(registry, candidate, CHAMPION)
+def test_a_registered_champion_loads_with_its_profile_and_holdout_metrics(cfg, registry, candidate):
+    version = register(registry, candidate, CHAMPION)
     loaded = registry.load(CHAMPION)
     assert loaded.ref.version == version
     assert loaded.reference_metrics["roc_auc"] == pytest.approx(candidate.holdout_metrics["roc_auc"])
     assert set(loaded.profile.numeric) == set(cfg.columns.numeric) | {training.PROBABILITY}
     assert loaded.ref.tags["driftloop.holdout_roc_auc"] == f"{candidate.holdout_metrics['roc_auc']:.4f}"
+    assert loaded.ref.tags["driftloop.registration"] == "complete"
 
 
-def test_reject_tags_the_version_drops_the_alias_and_blocks_promotion(cfg, candidate, capsys):
-    registry = Registry(cfg.registry)
-    _register(registry, candidate, CHAMPION)
-    challenger = _register(registry, candidate, CHALLENGER)
-    assert cli.main(["--config", str(cfg_path(cfg)), "reject", challenger, "--reason", "worse on south", "--reviewer", "bob"]) == 0
+def test_reject_tags_the_version_drops_the_alias_and_blocks_promotion(config_path, registry, candidate, capsys):
+    register(registry, candidate, CHAMPION)
+    challenger = register(registry, candidate, CHALLENGER)
+    assert _cli(config_path, "reject", challenger, "--reason", "worse on south", "--reviewer", "bob") == 0
     assert registry.by_alias(CHALLENGER) is None
     assert registry.version(challenger).tags["driftloop.rejection_reason"] == "worse on south"
-    assert cli.main(["--config", str(cfg_path(cfg)), "promote", challenger, "--reviewer", "bob"]) == 2
+    assert _cli(config_path, "promote", challenger, "--reviewer", "bob") == 2
     assert "was rejected" in capsys.readouterr().err
     assert registry.by_alias(CHAMPION).version == "1"
 
 
-def test_promoting_the_champion_or_an_unknown_version_is_a_one_line_error(cfg, candidate, capsys):
-    registry = Registry(cfg.registry)
-    _register(registry, candidate, CHAMPION)
+def test_a_version_that_failed_the_gate_needs_an_override_with_a_reason(config_path, registry, candidate, capsys):
+    register(registry, candidate, CHAMPION)
+    failed = register(registry, candidate, CHALLENGER, gate_verdict="failed", gate_failed="roc_auc on region=south")
+    capsys.readouterr()
+    assert _cli(config_path, "promote", failed, "--reviewer", "carol") == 2
+    assert "failed the promotion gate (roc_auc on region=south)" in capsys.readouterr().err
+    assert _cli(config_path, "promote", failed, "--reviewer", "carol", "--override") == 2
+    assert "--override needs a written --reason" in capsys.readouterr().err
+    assert registry.by_alias(CHAMPION).version == "1"
+
+    assert _cli(config_path, "promote", failed, "--reviewer", "carol", "--override", "--reason", "south is 2% of revenue") == 0
+    tags = registry.version(failed).tags
+    assert registry.by_alias(CHAMPION).version == failed
+    assert tags["driftloop.gate_override_reason"] == "south is 2% of revenue"
+    assert registry.history()[-1].why.startswith("GATE OVERRIDE: south is 2% of revenue")
+
+
+def test_promote_then_rollback_move_aliases_and_write_the_audit_trail(config_path, registry, candidate, capsys):
+    register(registry, candidate, CHAMPION)
+    challenger = register(registry, candidate, CHALLENGER)
+    assert _cli(config_path, "promote", challenger, "--reviewer", "alice", "--comment", "better on holdout") == 0
+    assert (registry.by_alias(CHAMPION).version, registry.by_alias(CHALLENGER)) == (challenger, None)
+
+    assert _cli(config_path, "rollback", "--reviewer", "dave", "--reason", "complaints from support") == 0
+    assert registry.by_alias(CHAMPION).version == "1"
+    assert registry.version(challenger).tags["driftloop.rolled_back_by"] == "dave"
+    assert _cli(config_path, "rollback", "--reason", "again") == 2  # v1 replaced nothing
+
+    moves = [(e.action, e.alias, e.from_version, e.to_version, e.who) for e in registry.history()]
+    assert moves == [
+        ("register", CHAMPION, None, "1", "test"),
+        ("register", CHALLENGER, None, challenger, "test"),
+        ("promote", CHAMPION, "1", challenger, "alice"),
+        ("rollback", CHAMPION, challenger, "1", "dave"),
+    ]
+    capsys.readouterr()
+    assert _cli(config_path, "history") == 0
+    printed = capsys.readouterr().out
+    assert "complaints from support" in printed and "better on holdout" in printed
+
+
+def test_promoting_the_champion_or_an_unknown_version_is_a_one_line_error(config_path, registry, candidate, capsys):
+    register(registry, candidate, CHAMPION)
     with pytest.raises(RegistryError, match="already the champion"):
         registry.promote("1", "alice")
     capsys.readouterr()
-    assert cli.main(["--config", str(cfg_path(cfg)), "promote", "99"]) == 2
-    err = capsys.readouterr().err
-    assert err == "driftloop: error: churn-classifier has no version 99; `driftloop status` lists the versions\n"
+    assert _cli(config_path, "promote", "99") == 2
+    assert capsys.readouterr().err == "driftloop: error: churn-classifier has no version 99; `driftloop status` lists the versions\n"
 
 
-def test_status_lists_versions_with_aliases(cfg, candidate, capsys):
-    registry = Registry(cfg.registry)
-    _register(registry, candidate, CHAMPION)
-    _register(registry, candidate, CHALLENGER)
-    assert cli.main(["--config", str(cfg_path(cfg)), "status"]) == 0
+def test_a_crash_while_logging_leaves_a_failed_run_and_no_version(registry, candidate, monkeypatch):
+    register(registry, candidate, CHAMPION)
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("worker killed while uploading the model")
+
+    monkeypatch.setattr(mlflow.sklearn, "log_model", crash)  # fault injection: the upload dies
+    with pytest.raises(RuntimeError):
+        register(registry, candidate, CHALLENGER, trigger_id="monitor:x@2026-02-10")
+    assert [v.version for v in registry.versions()] == ["1"]
+    assert registry.find_by_tag("trigger_id", "monitor:x@2026-02-10") is None
+    runs = mlflow.search_runs(experiment_names=[registry.cfg.experiment], filter_string="attributes.status = 'FAILED'")
+    assert len(runs) == 1
+
+
+def test_status_lists_versions_with_aliases_and_gate(config_path, registry, candidate, capsys):
+    register(registry, candidate, CHAMPION)
+    register(registry, candidate, CHALLENGER, gate_verdict="passed")
+    capsys.readouterr()
+    assert _cli(config_path, "status") == 0
     lines = capsys.readouterr().out.splitlines()
-    assert "champion" in lines[1] and "challenger" in lines[2]
+    assert "champion" in lines[1] and "challenger" in lines[2] and "passed" in lines[2]
 
 
 def test_an_unreachable_tracking_server_is_reported_as_such(cfg, monkeypatch):
@@ -88,8 +131,3 @@ def test_an_unreachable_tracking_server_is_reported_as_such(cfg, monkeypatch):
     down = cfg.registry.model_copy(update={"tracking_uri": f"http://127.0.0.1:{port}"})
     with pytest.raises(RegistryUnavailable, match="unreachable; start it"):
         Registry(down).by_alias(CHAMPION)
-
-
-def cfg_path(cfg) -> str:
-    # The config fixture's file sits next to the data folders it names.
-    return cfg.data.incoming.parent.parent / "driftloop.yaml"

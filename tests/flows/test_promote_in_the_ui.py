@@ -1,0 +1,74 @@
+"""The promote flow pauses on a typed form; answering it through the Prefect API decides."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
+from prefect.client.schemas.objects import StateType
+from prefect.client.schemas.sorting import FlowRunSort
+from prefect.flow_runs import resume_flow_run
+
+from driftloop.registry import CHALLENGER, CHAMPION, Registry
+from flows.promote import promote
+from tests.conftest import register
+
+
+def _paused_review_run(known: set, timeout: float = 60.0):
+    """Wait until a new promote run is PAUSED and return it."""
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            runs = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))),
+                sort=FlowRunSort.ID_DESC, limit=50,
+            )
+            fresh = [r for r in runs if r.id not in known and r.name.startswith("review")]
+            if fresh:
+                return fresh[0]
+            time.sleep(0.5)
+    raise AssertionError("the promote flow never paused")
+
+
+def _review(config_path, answer: dict):
+    """Start the promote flow in a thread, answer its form through the API, return its final state."""
+    outcome = {}
+    with get_client(sync_client=True) as client:
+        known = {r.id for r in client.read_flow_runs(sort=FlowRunSort.ID_DESC, limit=200)}
+    worker = threading.Thread(
+        target=lambda: outcome.setdefault("state", promote(config_path=str(config_path), poll_seconds=1, return_state=True))
+    )
+    worker.start()
+    run = _paused_review_run(known)
+    resume_flow_run(run.id, run_input=answer)
+    worker.join(timeout=120)
+    assert not worker.is_alive()
+    return outcome["state"]
+
+
+@pytest.fixture
+def registry_with_challenger(cfg, candidate):
+    registry = Registry(cfg.registry)
+    register(registry, candidate, CHAMPION)
+    challenger = register(registry, candidate, CHALLENGER, gate_verdict="passed")
+    return registry, challenger
+
+
+def test_approval_in_the_form_moves_the_champion(config_path, registry_with_challenger):
+    registry, challenger = registry_with_challenger
+    state = _review(config_path, {"approve": True, "reviewer": "erin", "comment": "better on every segment"})
+    assert state.is_completed(), state.message
+    assert registry.by_alias(CHAMPION).version == challenger
+    assert registry.history()[-1].who == "erin"
+
+
+def test_rejection_in_the_form_keeps_the_champion(config_path, registry_with_challenger):
+    registry, challenger = registry_with_challenger
+    state = _review(config_path, {"approve": False, "reviewer": "frank", "comment": "holdout too small"})
+    assert state.is_completed(), state.message
+    assert registry.by_alias(CHAMPION).version == "1"
+    assert registry.by_alias(CHALLENGER) is None
+    assert registry.version(challenger).tags["driftloop.rejection_reason"] == "holdout too small"
