@@ -49,6 +49,7 @@ def bootstrap(config_path: str = "driftloop.yaml") -> ModelRef:
             f"{candidate.holdout_window.n_rows} later rows."
         ),
         artifacts={},
+        why=f"first champion, trained on the reference period {window.first}..{window.last}",
     )
     logger.info("registered %s version %s as %s (holdout auc %.3f)", ref.name, ref.version, CHAMPION, candidate.holdout_metrics["roc_auc"])
     return ref

@@ -49,7 +49,7 @@ def fails_cleanly(fn):
 
 @io_task(name="register model version")
 def register_candidate(cfg: Config, candidate, *, alias: str, run_name: str, params: dict, metrics: dict,
-                       tags: dict, description: str, artifacts: dict) -> ModelRef:
+                       tags: dict, description: str, artifacts: dict, why: str) -> ModelRef:
     return Registry(cfg.registry).register(
         model=candidate.model,
         input_example=candidate.input_example,
@@ -61,6 +61,7 @@ def register_candidate(cfg: Config, candidate, *, alias: str, run_name: str, par
         tags=tags,
         description=description,
         alias=alias,
+        why=why,
     )
 
 

@@ -135,6 +135,7 @@ def retrain(
             champion_version=champion.ref.version, monitor_run=monitor_run_id,
         ),
         artifacts={"review": review, "trigger": [p for p in trigger_files if p.exists()]},
+        why=f"{trigger}: {reasons[0] if reasons else 'manual retrain'} (gate {'passed' if verdict.passed else 'failed'})",
     )
     auc = comparison.overall["roc_auc"]
     logger.info(

@@ -84,5 +84,6 @@ def register(registry, candidate, alias: str, **tags) -> str:
         model=candidate.model, input_example=candidate.input_example, profile=candidate.profile,
         params={"p": 1}, metrics={f"holdout_{k}": v for k, v in candidate.holdout_metrics.items()},
         artifacts={}, run_name="test", tags={"trigger": "test", **tags}, description="test version", alias=alias,
+        why="registered by a test",
     )
     return ref.version

@@ -33,8 +33,10 @@ def cmd_status(args) -> int:
     print(f"{'version':>7}  {'aliases':<20} {'trigger':<24} {'data window':<24} {'holdout auc':>11}  {'gate':<8} review")
     for v in versions:
         tag = lambda key, default="": v.tags.get(TAG + key, default)  # noqa: E731
-        review = (f"rejected by {tag('rejected_by')}" if tag("rejected_by")
-                  else f"promoted by {tag('promoted_by')}" if tag("promoted_by") else "")
+        # The latest decision on the version is its review status.
+        decisions = [(tag(f"{verb}_at"), f"{verb.replace('_', ' ')} by {tag(f'{verb}_by')}")
+                     for verb in ("promoted", "rolled_back", "rejected") if tag(f"{verb}_at")]
+        review = max(decisions)[1] if decisions else ""
         print(f"{v.version:>7}  {','.join(v.aliases) or '-':<20} {tag('trigger', '-'):<24} {tag('data_window', '-'):<24} "
               f"{tag('holdout_roc_auc'):>11}  {tag('gate_verdict', '-'):<8} {review}")
     return 0

@@ -181,6 +181,7 @@ class Registry:
         tags: dict[str, str],
         description: str,
         alias: str,
+        why: str,
     ) -> ModelRef:
         """Log a run with everything a reviewer needs, then register its model under ``alias``."""
         experiment = self.experiment_id(self.cfg.experiment)
@@ -205,7 +206,7 @@ class Registry:
         with self._errors(f"registering {self.name}"):
             mv = mlflow.register_model(info.model_uri, self.name, tags=prefixed)
             self.client.update_model_version(self.name, mv.version, description=description)
-        return self.complete_registration(str(mv.version), alias, who=run_name, why=description.splitlines()[0])
+        return self.complete_registration(str(mv.version), alias, who=run_name, why=why)
 
     def complete_registration(self, version: str, alias: str, who: str, why: str) -> ModelRef:
         """Give a registered version its alias and mark it complete; safe to repeat after a crash."""
@@ -292,9 +293,11 @@ class Registry:
         now = datetime.now(timezone.utc).isoformat(timespec="seconds")
         with self._errors(f"rejecting version {version} of {self.name}"):
             self._tag(target.version, {"rejected_by": reviewer, "rejected_at": now, "rejection_reason": reason})
-            if CHALLENGER in target.aliases:
+            held = CHALLENGER in target.aliases
+            if held:
                 self.client.delete_registered_model_alias(self.name, CHALLENGER)
-            self._audit("reject", CHALLENGER, target.version, None, reviewer, reason)
+            self._audit("reject", CHALLENGER if held else "-", target.version if held else None, None, reviewer,
+                        reason if held else f"v{target.version}: {reason}")
 
     def rollback(self, reviewer: str, reason: str) -> tuple[str, str]:
         """Champion back to the version it replaced; returns (from, to)."""
