@@ -11,7 +11,7 @@ export DO_NOT_TRACK ?= 1
 export MLFLOW_DISABLE_TELEMETRY ?= true
 export GX_ANALYTICS_ENABLED ?= false
 
-.PHONY: install demo test test-unit test-flows test-integration mlflow-ui clean
+.PHONY: install demo test test-unit test-flows test-integration mlflow-ui up down ps clean
 
 install: $(VENV)/.installed
 
@@ -36,6 +36,16 @@ test-flows: install
 
 test-integration: install
 	$(BIN)/python -m pytest tests/integration
+
+# A Prefect server, an MLflow server and a worker on 127.0.0.1, with prefect.yaml deployed.
+up: install
+	$(BIN)/python -m ops.stack up
+
+down:
+	$(BIN)/python -m ops.stack down
+
+ps:
+	$(BIN)/python -m ops.stack ps
 
 mlflow-ui: install
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --host 127.0.0.1 --port 5000

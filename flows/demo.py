@@ -19,7 +19,7 @@ from driftloop.config import Config, load_config
 from driftloop.errors import DriftloopError
 from driftloop.registry import CHALLENGER, CHAMPION, Registry
 from flows.bootstrap import bootstrap
-from flows.monitor import MonitorOutcome, monitor
+from flows.monitor import monitor, summarize
 
 
 def _reset(cfg: Config, config_path: Path) -> None:
@@ -36,20 +36,7 @@ def _reset(cfg: Config, config_path: Path) -> None:
 def _row(plan: demo.DayPlan, state) -> dict:
     events = ", ".join(e for e, on in (("quality incident", plan.quality_incident), ("covariate shift", plan.covariate_shift),
                                        ("concept drift", plan.concept_drift)) if on) or "-"
-    row = {"day": plan.day, "batch": plan.batch_id, "scenario": events}
-    if not state.is_completed():
-        return row | {"validation": "QUARANTINED", "drift": "-", "performance": "-", "decision": "-", "registered": "-",
-                      "message": state.message}
-    outcome: MonitorOutcome = state.result()
-    report = outcome.report
-    registered = "-"
-    if outcome.retrain is not None:
-        registered = f"v{outcome.retrain.version} (gate {'passed' if outcome.retrain.gate_passed else 'failed'})"
-    elif outcome.retrain_error:
-        registered = "retrain failed"
-    return row | {"validation": "passed" if report.validation.startswith("passed") else report.validation,
-                  "drift": report.drift_verdict, "performance": report.performance_summary,
-                  "decision": report.decision.action, "registered": registered}
+    return {"day": plan.day, "batch": plan.batch_id, "scenario": events} | summarize(state)
 
 
 def _table(rows: list[dict]) -> str:

@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from prefect import flow, get_run_logger
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.events import emit_event
 from prefect.runtime import flow_run
 
 from driftloop import data, drift, evaluation, training, validation
@@ -18,12 +21,33 @@ from flows.common import compute_task, fails_cleanly, io_task, load_model
 from flows.retrain import RetrainResult, retrain
 
 
+DEGRADED = "driftloop.model.degraded"
+
+
 @dataclass(frozen=True)
 class MonitorOutcome:
     report: MonitorReport
     monitor_run_id: str
     retrain: RetrainResult | None
     retrain_error: str | None = None
+
+
+def summarize(state) -> dict[str, str]:
+    """One line of a run table (demo, backfill) from the final state of a monitor run."""
+    if not state.is_completed():
+        verdict = "QUARANTINED" if "quarantined" in (state.message or "") else "FAILED"
+        return {"validation": verdict, "drift": "-", "performance": "-", "decision": "-", "registered": "-",
+                "message": state.message or ""}
+    outcome: MonitorOutcome = state.result()
+    report = outcome.report
+    registered = "-"
+    if outcome.retrain is not None:
+        registered = f"v{outcome.retrain.version} (gate {'passed' if outcome.retrain.gate_passed else 'failed'})"
+    elif outcome.retrain_error:
+        registered = "retrain failed"
+    return {"validation": "passed" if report.validation.startswith("passed") else report.validation,
+            "drift": report.drift_verdict, "performance": report.performance_summary,
+            "decision": report.decision.action, "registered": registered, "message": ""}
 
 
 @io_task(name="read batch")
@@ -104,9 +128,42 @@ def scheduled_batch_id() -> str:
     return (scheduled.date() if scheduled else date.today()).isoformat()
 
 
+@task(name="publish artifacts", cache_policy=NO_CACHE)
+def publish_artifacts(cfg: Config, report: MonitorReport, run_id: str) -> None:
+    """What a person reads on the flow run page of the Prefect UI."""
+    url = Registry(cfg.registry).ui_url(run_id=run_id)
+    link = f"[MLflow run]({url})" if url else f"MLflow run `{run_id}` in {cfg.registry.tracking_uri}"
+    create_markdown_artifact(
+        key="monitor-report",
+        markdown=f"{report.to_markdown()}\n{link}\n",
+        description=f"batch {report.batch_id}: {report.drift_verdict}, {report.performance_summary}, {report.decision.action}",
+    )
+    columns = ("column", "method", "statistic", "p_adjusted", "effect_name", "effect", "min_effect", "drifted", "why")
+    rows = report.drift.records() + ([report.prediction_drift_record()] if report.prediction_drift else [])
+    create_table_artifact(key="feature-drift", table=[{c: r[c] for c in columns} for r in rows],
+                          description=f"drift of batch {report.batch_id} against the champion's reference")
+
+
+def announce_degradation(cfg: Config, report: MonitorReport, run_id: str, config_path: str) -> None:
+    """The event an automation in prefect.yaml turns into a retrain deployment run."""
+    emit_event(
+        event=DEGRADED,
+        resource={"prefect.resource.id": f"driftloop.model.{cfg.registry.model_name}",
+                  "prefect.resource.name": cfg.registry.model_name},
+        payload={"as_of": report.batch_id, "trigger": f"monitor:{report.batch_id}", "reasons": list(report.decision.reasons),
+                 "monitor_run_id": run_id, "config_path": config_path},
+    )
+
+
 @flow(name="monitor", flow_run_name="monitor {batch_id}")
 @fails_cleanly
-def monitor(batch_id: str | None = None, config_path: str = "driftloop.yaml") -> MonitorOutcome:
+def monitor(batch_id: str | None = None, config_path: str = "driftloop.yaml", retrain_inline: bool = True) -> MonitorOutcome:
+    """Validate, score, evaluate and check drift for one batch (default: the scheduled day's).
+
+    When the policy says retrain, a `driftloop.model.degraded` event is emitted; with
+    ``retrain_inline`` the retrain flow also runs here as a subflow (the demo and tests),
+    otherwise the automation declared in prefect.yaml starts the retrain deployment.
+    """
     logger = get_run_logger()
     cfg = load_config(config_path)
     batch_id = batch_id or scheduled_batch_id()
@@ -128,11 +185,15 @@ def monitor(batch_id: str | None = None, config_path: str = "driftloop.yaml") ->
     decision = decide_retraining(features, performance, prediction, days_since_last_retrain(cfg, batch_id), cfg.policy)
     report = MonitorReport(batch_id, champion.ref.version, len(frame), checked.summary, features, prediction, performance, decision)
     run_id = publish_report(cfg, report, checked)
+    publish_artifacts(cfg, report, run_id)
     logger.info("batch %s: %s, %s, decision %s", batch_id, report.drift_verdict, report.performance_summary, decision.action)
     for reason in decision.reasons:
         logger.info("  reason: %s", reason)
 
     if not decision.retrain:
+        return MonitorOutcome(report, run_id, None)
+    announce_degradation(cfg, report, run_id, config_path)
+    if not retrain_inline:
         return MonitorOutcome(report, run_id, None)
     state = retrain(
         as_of=batch_id, trigger=f"monitor:{batch_id}", reasons=list(decision.reasons),

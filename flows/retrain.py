@@ -8,6 +8,8 @@ from datetime import date
 from pathlib import Path
 
 from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+from prefect.events import emit_event
 
 from driftloop import data, training
 from driftloop.comparison import METRIC_DIRECTION, Comparison, compare
@@ -16,6 +18,9 @@ from driftloop.policy import GateVerdict, evaluate_gate
 from driftloop.registry import CHALLENGER, CHAMPION, COMPLETE, LoadedModel, ModelRef, Registry
 from driftloop.report import comparison_markdown, version_description
 from flows.common import compute_task, fails_cleanly, io_task, load_model, register_candidate
+
+
+CHALLENGER_REGISTERED = "driftloop.challenger.registered"
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,19 @@ def _gate_metrics(comparison: Comparison, verdict: GateVerdict) -> dict[str, flo
     return values
 
 
+def announce_challenger(cfg: Config, ref: ModelRef, verdict: GateVerdict, config_path: str) -> None:
+    """A review artifact on this run, and the event that starts the promote deployment (which waits for a person)."""
+    url = Registry(cfg.registry).ui_url(version=ref.version)
+    link = f"[{ref.name} v{ref.version} in MLflow]({url})" if url else f"{ref.name} v{ref.version} in {cfg.registry.tracking_uri}"
+    create_markdown_artifact(key="challenger-review", markdown=f"# Challenger {link}\n\n{ref.description}\n",
+                             description=f"v{ref.version}: gate {'passed' if verdict.passed else 'failed'}")
+    emit_event(
+        event=CHALLENGER_REGISTERED,
+        resource={"prefect.resource.id": f"driftloop.model.{ref.name}", "prefect.resource.name": ref.name},
+        payload={"version": ref.version, "gate": "passed" if verdict.passed else "failed", "config_path": config_path},
+    )
+
+
 @flow(name="retrain", flow_run_name="retrain as of {as_of}")
 @fails_cleanly
 def retrain(
@@ -137,6 +155,7 @@ def retrain(
         artifacts={"review": review, "trigger": [p for p in trigger_files if p.exists()]},
         why=f"{trigger}: {reasons[0] if reasons else 'manual retrain'} (gate {'passed' if verdict.passed else 'failed'})",
     )
+    announce_challenger(cfg, ref, verdict, config_path)
     auc = comparison.overall["roc_auc"]
     logger.info(
         "registered version %s as %s: holdout auc %.3f vs champion v%s %.3f, gate %s",

@@ -7,6 +7,7 @@ works the same from any working directory (and a test can point everything at
 
 from __future__ import annotations
 
+import os
 from datetime import date
 from pathlib import Path
 from typing import Literal
@@ -15,6 +16,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from driftloop.errors import ConfigError
+
+
+TRACKING_URI_ENV = "DRIFTLOOP_TRACKING_URI"
 
 
 class _Strict(BaseModel):
@@ -195,7 +199,13 @@ def _resolve(raw: dict, base: Path) -> dict:
 
 
 def load_config(path: str | Path) -> Config:
-    """Read and validate the YAML config; every problem becomes one ConfigError line."""
+    """Read and validate the YAML config; every problem becomes one ConfigError line.
+
+    ``DRIFTLOOP_TRACKING_URI``, when set, replaces ``registry.tracking_uri``: the same file then
+    works against an MLflow server (``make up`` sets it, or point it at a team's server).
+    Not ``MLFLOW_TRACKING_URI``: MLflow itself rewrites that one in-process on every
+    ``set_tracking_uri``, so it cannot say what the user asked for.
+    """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} not found: pass --config or create driftloop.yaml")
@@ -205,6 +215,8 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}".replace("\n", " ")) from None
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {path} must hold a mapping of sections, got {type(raw).__name__}")
+    if os.environ.get(TRACKING_URI_ENV) and isinstance(raw.get("registry"), dict):
+        raw["registry"]["tracking_uri"] = os.environ[TRACKING_URI_ENV]
     try:
         return Config.model_validate(_resolve(raw, path.parent.resolve()))
     except ValidationError as exc:

@@ -108,8 +108,27 @@ class Registry:
             found = self.client.get_experiment_by_name(name)
             if found is not None:
                 return found.experiment_id
+            if not self.is_local:
+                return self.client.create_experiment(name)  # the server decides where artifacts go
             location = (self.cfg.artifact_root / name).resolve().as_uri()
             return self.client.create_experiment(name, artifact_location=location)
+
+    @property
+    def is_local(self) -> bool:
+        return not self.cfg.tracking_uri.startswith(("http://", "https://"))
+
+    def ui_url(self, run_id: str | None = None, version: str | None = None) -> str | None:
+        """Where a person sees a run or a model version in the MLflow UI (None for a local store)."""
+        if self.is_local:
+            return None
+        base = self.cfg.tracking_uri.rstrip("/")
+        if version is not None:
+            return f"{base}/#/models/{self.name}/versions/{version}"
+        if run_id is not None:
+            with self._errors(f"reading run {run_id}"):
+                experiment = self.client.get_run(run_id).info.experiment_id
+            return f"{base}/#/experiments/{experiment}/runs/{run_id}"
+        return base
 
     # -- reading ------------------------------------------------------------------------
 

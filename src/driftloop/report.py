@@ -53,6 +53,9 @@ class MonitorReport:
             values["matured_rows"] = float(self.performance.n_rows)
         return values
 
+    def prediction_drift_record(self) -> dict:
+        return asdict(self.prediction_drift) | {"why": self.prediction_drift.why}
+
     def to_dict(self) -> dict:
         return {
             "batch_id": self.batch_id,
@@ -62,7 +65,7 @@ class MonitorReport:
             "drift_verdict": self.drift_verdict,
             "drift": self.drift.records(),
             "drift_correction": self.drift.correction,
-            "prediction_drift": asdict(self.prediction_drift) if self.prediction_drift else None,
+            "prediction_drift": self.prediction_drift_record() if self.prediction_drift else None,
             "performance": asdict(self.performance) if self.performance else None,
             "decision": {"action": self.decision.action, "reasons": list(self.decision.reasons)},
         }

@@ -49,3 +49,8 @@ def test_segments_must_be_categorical_features(tmp_path: Path):
     path.write_text(yaml.safe_dump(raw))
     with pytest.raises(ConfigError, match="segments must be categorical"):
         load_config(path)
+
+
+def test_tracking_uri_from_the_environment_wins(monkeypatch):
+    monkeypatch.setenv("DRIFTLOOP_TRACKING_URI", "http://127.0.0.1:5999")
+    assert load_config(SHIPPED_CONFIG).registry.tracking_uri == "http://127.0.0.1:5999"

@@ -1,0 +1,231 @@
+"""`make up` / `make down` / `make ps`: run driftloop as a team does on one machine.
+
+`up` starts, on 127.0.0.1, a Prefect server (SQLite under .prefect/), an MLflow tracking
+server (SQLite mlruns/mlflow.db, artifacts in mlruns/artifacts) and a Prefect process
+worker, creates the work pool, deploys prefect.yaml and prints both UI addresses.
+`down` stops exactly the processes `up` started (their PIDs are in .run/).
+
+External servers: set PREFECT_API_URL and/or DRIFTLOOP_TRACKING_URI before `make up` and
+that server is used instead of starting one (an MLflow server on PostgreSQL, say); the
+worker is still started here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from driftloop.config import TRACKING_URI_ENV
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+POOL = "driftloop"
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    pid: int
+    url: str | None
+
+
+def _pid_file(run_dir: Path, name: str) -> Path:
+    return run_dir / f"{name}.pid"
+
+
+def start(name: str, command: list[str], env: dict, run_dir: Path, url: str | None = None) -> Service:
+    """Start a long-running process in its own session (so it can be stopped as a group)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log = open(run_dir / f"{name}.log", "ab")
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    _pid_file(run_dir, name).write_text(f"{process.pid}\n{url or ''}\n")
+    return Service(name, process.pid, url)
+
+
+def wait_until_up(url: str, timeout: float = 120.0, pid: int | None = None) -> float:
+    """Seconds until ``url`` answers 200; fails early if the process died."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if pid is not None and not _alive(pid):
+            raise RuntimeError(f"process {pid} for {url} exited; see its log in .run/")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return time.monotonic() - started
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"{url} did not answer within {timeout:.0f}s")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie child has exited even though kill(0) succeeds
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return True
+
+
+def stop(run_dir: Path, name: str, grace: float = 15.0) -> bool:
+    """Stop the process group started under ``name``; True if something was running."""
+    pid_file = _pid_file(run_dir, name)
+    if not pid_file.exists():
+        return False
+    pid = int(pid_file.read_text().split()[0])
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pid_file.unlink()
+        return False
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.2)
+    if _alive(pid):
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    pid_file.unlink()
+    return True
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process and all its descendants, in MB."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            for line in Path(f"/proc/{current}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+        todo.extend(children.get(current, []))
+    return total / 1024
+
+
+def base_env() -> dict:
+    env = os.environ.copy()
+    env.setdefault("PREFECT_HOME", str(ROOT / ".prefect"))
+    env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    env.setdefault("DO_NOT_TRACK", "1")
+    env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    env.setdefault("GX_ANALYTICS_ENABLED", "false")
+    return env
+
+
+def start_prefect_server(env: dict, run_dir: Path, port: int) -> tuple[Service, str]:
+    service = start("prefect-server", [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                    env, run_dir, f"http://127.0.0.1:{port}")
+    return service, f"http://127.0.0.1:{port}/api"
+
+
+def start_mlflow_server(env: dict, run_dir: Path, port: int, backend: str, artifacts: Path) -> Service:
+    artifacts.mkdir(parents=True, exist_ok=True)
+    command = [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+               "--backend-store-uri", backend, "--artifacts-destination", str(artifacts), "--serve-artifacts"]
+    return start("mlflow-server", command, env, run_dir, f"http://127.0.0.1:{port}")
+
+
+def start_worker(env: dict, run_dir: Path) -> Service:
+    return start("prefect-worker", [str(BIN / "prefect"), "worker", "start", "--pool", POOL, "--type", "process"], env, run_dir)
+
+
+def deploy(env: dict) -> None:
+    """Create the process pool and register every deployment of prefect.yaml (with its triggers)."""
+    prefect = str(BIN / "prefect")
+    subprocess.run([prefect, "work-pool", "create", POOL, "--type", "process", "--overwrite"], cwd=ROOT, env=env,
+                   check=True, capture_output=True, text=True)
+    result = subprocess.run([prefect, "--no-prompt", "deploy", "--all"], cwd=ROOT, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"prefect deploy failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+
+
+def up(run_dir: Path, prefect_port: int, mlflow_port: int) -> int:
+    env = base_env()
+    began = time.monotonic()
+    waits = []
+    if env.get("PREFECT_API_URL"):
+        print(f"using the Prefect server at {env['PREFECT_API_URL']}")
+    else:
+        server, env["PREFECT_API_URL"] = start_prefect_server(env, run_dir, prefect_port)
+        waits.append((server, f"{env['PREFECT_API_URL']}/health"))
+    external = env.get(TRACKING_URI_ENV) or env.get("MLFLOW_TRACKING_URI")
+    if external:
+        print(f"using the MLflow server at {external}")
+    else:
+        mlflow = start_mlflow_server(env, run_dir, mlflow_port, f"sqlite:///{ROOT / 'mlruns' / 'mlflow.db'}", ROOT / "mlruns" / "artifacts")
+        external = mlflow.url
+        waits.append((mlflow, f"{mlflow.url}/health"))
+    # Flows read DRIFTLOOP_TRACKING_URI; the mlflow CLI reads MLFLOW_TRACKING_URI.
+    env[TRACKING_URI_ENV] = env["MLFLOW_TRACKING_URI"] = external
+    for service, health in waits:
+        seconds = wait_until_up(health, pid=service.pid)
+        print(f"{service.name} answering at {service.url} after {time.monotonic() - began:.1f}s (its own wait {seconds:.1f}s)")
+    deploy(env)
+    print("work pool 'driftloop' created and prefect.yaml deployed")
+    start_worker(env, run_dir)
+    (run_dir / "env").write_text(
+        f"export PREFECT_API_URL={env['PREFECT_API_URL']}\nexport {TRACKING_URI_ENV}={external}\nexport MLFLOW_TRACKING_URI={external}\n"
+    )
+    print()
+    print(f"Prefect UI:  {env['PREFECT_API_URL'].removesuffix('/api')}   (deployments, schedules, runs, the review form)")
+    print(f"MLflow UI:   {env['MLFLOW_TRACKING_URI']}   (registered model, versions, gate tables)")
+    print(f"everything up in {time.monotonic() - began:.1f}s; `source .run/env` points the CLI at these servers; `make down` stops them")
+    return 0
+
+
+def down(run_dir: Path) -> int:
+    for name in ("prefect-worker", "mlflow-server", "prefect-server"):
+        print(f"{name}: {'stopped' if stop(run_dir, name) else 'not running'}")
+    return 0
+
+
+def ps(run_dir: Path) -> int:
+    for pid_file in sorted(run_dir.glob("*.pid")):
+        pid_text, _, url = pid_file.read_text().partition("\n")
+        pid = int(pid_text)
+        state = f"{rss_mb(pid):.0f} MB" if _alive(pid) else "not running"
+        print(f"{pid_file.stem:<16} pid {pid:<8} {state:<12} {url.strip()}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ops.stack", description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=("up", "down", "ps"))
+    parser.add_argument("--prefect-port", type=int, default=int(os.environ.get("DRIFTLOOP_PREFECT_PORT", 4200)))
+    parser.add_argument("--mlflow-port", type=int, default=int(os.environ.get("DRIFTLOOP_MLFLOW_PORT", 5000)))
+    args = parser.parse_args(argv)
+    run_dir = ROOT / ".run"
+    if args.command == "up":
+        if any(run_dir.glob("*.pid")):
+            print("already up (PID files in .run/); `make down` first", file=sys.stderr)
+            return 2
+        try:
+            return up(run_dir, args.prefect_port, args.mlflow_port)
+        except (RuntimeError, TimeoutError, subprocess.CalledProcessError) as exc:
+            print(f"make up failed: {exc}; stopping what was started", file=sys.stderr)
+            down(run_dir)
+            return 1
+    return down(run_dir) if args.command == "down" else ps(run_dir)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
