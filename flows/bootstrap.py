@@ -7,7 +7,7 @@ from prefect import flow, get_run_logger
 from driftloop import data, training
 from driftloop.config import Config, load_config
 from driftloop.registry import CHAMPION, ModelRef
-from flows.common import compute_task, fails_cleanly, io_task, register_candidate
+from flows.common import cached_task, fails_cleanly, io_task, register_candidate, training_key
 
 
 @io_task(name="read reference")
@@ -15,7 +15,7 @@ def read_reference(cfg: Config):
     return data.read_reference(cfg.data, cfg.columns)
 
 
-@compute_task(name="train candidate")
+@cached_task(name="train candidate", cache_key_fn=lambda _, p: training_key("bootstrap", p["cfg"], p["reference"]))
 def train_on_reference(cfg: Config, reference) -> training.Candidate:
     train, holdout = training.split_by_time(reference, cfg.columns, cfg.training.reference_holdout_share)
     return training.train_candidate(

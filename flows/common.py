@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import functools
+import hashlib
+from datetime import timedelta
+from pathlib import Path
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed
 
+from driftloop import drift, evaluation, training
 from driftloop.config import Config
 from driftloop.errors import DriftloopError, RegistryUnavailable
 from driftloop.registry import ModelRef, Registry
@@ -31,6 +35,28 @@ io_task = functools.partial(
     task, retries=2, retry_delay_seconds=[1, 5], retry_condition_fn=transient_only, cache_policy=NO_CACHE
 )
 compute_task = functools.partial(task, cache_policy=NO_CACHE)
+
+
+# Part of every cache key: results computed by other library code are never reused.
+LIBRARY_HASH = hashlib.sha256(
+    b"".join(Path(module.__file__).read_bytes() for module in (training, drift, evaluation))
+).hexdigest()[:12]
+
+
+def cache_key(kind: str, *parts: object) -> str:
+    """A persisted-result key from content fingerprints and settings, for tasks worth not redoing."""
+    digest = hashlib.sha256("\x1f".join(map(str, (LIBRARY_HASH, *parts))).encode()).hexdigest()[:32]
+    return f"{kind}-{digest}"
+
+
+def training_key(kind: str, cfg: Config, *frames) -> str:
+    """Same rows and same settings fit the same model: the key of a training task."""
+    settings = (cfg.columns, cfg.training, cfg.drift, cfg.evaluation.decision_threshold)
+    return cache_key(kind, *(training.fingerprint(f) for f in frames), *map(repr, settings))
+
+
+# Expensive, deterministic tasks: a retried or rerun flow picks the stored result up by key.
+cached_task = functools.partial(task, persist_result=True, cache_expiration=timedelta(days=7))
 
 
 def fails_cleanly(fn):

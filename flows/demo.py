@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
 from driftloop import demo
 from driftloop.config import Config, load_config
 from driftloop.errors import DriftloopError
@@ -66,12 +68,16 @@ def run(config_path: Path, keep: bool = False) -> int:
 
     step(3, f"monitor flow over {len(generated.days)} days (one flow run per batch)")
     rows = []
-    for plan in generated.days:
-        state = monitor(batch_id=plan.batch_id, config_path=str(config_path), return_state=True)
-        row = _row(plan, state)
-        rows.append(row)
-        print(f"      day {row['day']:>2} {row['batch']}: {row['validation']}, {row['drift']}, {row['performance']}, "
-              f"{row['decision']} {'' if row['registered'] == '-' else row['registered']}", flush=True)
+    with Progress(TextColumn("      monitoring"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as progress:
+        task = progress.add_task("days", total=len(generated.days))
+        for plan in generated.days:
+            state = monitor(batch_id=plan.batch_id, config_path=str(config_path), return_state=True)
+            row = _row(plan, state)
+            rows.append(row)
+            progress.console.print(
+                f"      day {row['day']:>2} {row['batch']}: {row['validation']}, {row['drift']}, {row['performance']}, "
+                f"{row['decision']} {'' if row['registered'] == '-' else row['registered']}", highlight=False)
+            progress.advance(task)
 
     step(4, "done")
     print()

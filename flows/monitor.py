@@ -17,7 +17,7 @@ from driftloop.errors import BatchRejected
 from driftloop.policy import decide_retraining
 from driftloop.registry import CHAMPION, LoadedModel, Registry
 from driftloop.report import MonitorReport
-from flows.common import compute_task, fails_cleanly, io_task, load_model
+from flows.common import cache_key, cached_task, compute_task, fails_cleanly, io_task, load_model
 from flows.retrain import RetrainResult, retrain
 
 
@@ -65,7 +65,12 @@ def quarantine_batch(cfg: Config, report: validation.ValidationReport) -> data.Q
     return data.quarantine(cfg.data, report.batch_id, report.to_dict(), report.to_markdown())
 
 
-@compute_task(name="score batch")
+def _score_key(context, parameters) -> str:
+    cfg, champion, frame = parameters["cfg"], parameters["champion"], parameters["frame"]
+    return cache_key("score", champion.ref.run_id, training.fingerprint(frame), cfg.evaluation.decision_threshold)
+
+
+@cached_task(name="score batch", cache_key_fn=_score_key)
 def score_batch(cfg: Config, champion: LoadedModel, frame):
     return training.score(champion.model, frame, cfg.columns, cfg.evaluation.decision_threshold)
 

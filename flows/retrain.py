@@ -17,7 +17,7 @@ from driftloop.config import Config, load_config
 from driftloop.policy import GateVerdict, evaluate_gate
 from driftloop.registry import CHALLENGER, CHAMPION, COMPLETE, LoadedModel, ModelRef, Registry
 from driftloop.report import comparison_markdown, version_description
-from flows.common import compute_task, fails_cleanly, io_task, load_model, register_candidate
+from flows.common import cached_task, compute_task, fails_cleanly, io_task, load_model, register_candidate, training_key
 
 
 CHALLENGER_REGISTERED = "driftloop.challenger.registered"
@@ -48,7 +48,7 @@ def read_labelled(cfg: Config, as_of: str):
     return train, holdout
 
 
-@compute_task(name="train challenger")
+@cached_task(name="train challenger", cache_key_fn=lambda _, p: training_key("train", p["cfg"], p["train"], p["holdout"]))
 def train_challenger(cfg: Config, train, holdout) -> training.Candidate:
     return training.train_candidate(
         train, holdout, data.PARTITION, cfg.columns, cfg.training, cfg.drift, cfg.evaluation.decision_threshold

@@ -27,6 +27,7 @@ from driftloop.config import TRACKING_URI_ENV
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 POOL = "driftloop"
+_CHILDREN: dict[int, subprocess.Popen] = {}
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ def start(name: str, command: list[str], env: dict, run_dir: Path, url: str | No
     run_dir.mkdir(parents=True, exist_ok=True)
     log = open(run_dir / f"{name}.log", "ab")
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    _CHILDREN[process.pid] = process
     _pid_file(run_dir, name).write_text(f"{process.pid}\n{url or ''}\n")
     return Service(name, process.pid, url)
 
@@ -76,27 +78,30 @@ def _alive(pid: int) -> bool:
         return True
 
 
-def stop(run_dir: Path, name: str, grace: float = 15.0) -> bool:
-    """Stop the process group started under ``name``; True if something was running."""
+def stop(run_dir: Path, name: str, grace: float = 10.0) -> bool:
+    """Stop the process group started under ``name``; True if something was running.
+
+    SIGINT first (the Prefect worker ignores SIGTERM), then SIGTERM, then SIGKILL.
+    """
     pid_file = _pid_file(run_dir, name)
     if not pid_file.exists():
         return False
     pid = int(pid_file.read_text().split()[0])
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pid_file.unlink()
-        return False
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and _alive(pid):
-        time.sleep(0.2)
-    if _alive(pid):
+    was_running = _alive(pid)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+        if not _alive(pid):
+            break
         try:
-            os.killpg(pid, signal.SIGKILL)
+            os.killpg(pid, sig)
         except ProcessLookupError:
-            pass
+            break
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.2)
+    if pid in _CHILDREN:  # started by this process: reap it so no zombie is left behind
+        _CHILDREN.pop(pid).wait(timeout=grace)
     pid_file.unlink()
-    return True
+    return was_running
 
 
 def rss_mb(pid: int) -> float:
@@ -139,12 +144,15 @@ def start_prefect_server(env: dict, run_dir: Path, port: int) -> tuple[Service, 
 
 def start_mlflow_server(env: dict, run_dir: Path, port: int, backend: str, artifacts: Path) -> Service:
     artifacts.mkdir(parents=True, exist_ok=True)
+    # Its GenAI job runner forks a pool of ~200 MB workers that driftloop never uses.
+    env = env | {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": env.get("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")}
     command = [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
                "--backend-store-uri", backend, "--artifacts-destination", str(artifacts), "--serve-artifacts"]
     return start("mlflow-server", command, env, run_dir, f"http://127.0.0.1:{port}")
 
 
 def start_worker(env: dict, run_dir: Path) -> Service:
+    env = env | {"PREFECT_WORKER_QUERY_SECONDS": env.get("PREFECT_WORKER_QUERY_SECONDS", "5")}
     return start("prefect-worker", [str(BIN / "prefect"), "worker", "start", "--pool", POOL, "--type", "process"], env, run_dir)
 
 

@@ -11,6 +11,7 @@ import json
 import os
 import secrets
 import tempfile
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -215,16 +216,28 @@ class Registry:
                 for folder, paths in artifacts.items():
                     for path in paths:
                         mlflow.log_artifact(str(path), artifact_path=folder)
-                info = mlflow.sklearn.log_model(
-                    model,
-                    name="model",
-                    input_example=input_example,
-                    pip_requirements=_pip_requirements(),
-                    skops_trusted_types=SKOPS_TRUSTED_TYPES,
-                )
+                with warnings.catch_warnings():
+                    # Its hint about integer columns concerns the predicted class, which is never missing.
+                    warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+                    info = mlflow.sklearn.log_model(
+                        model,
+                        name="model",
+                        input_example=input_example,
+                        pip_requirements=_pip_requirements(),
+                        skops_trusted_types=SKOPS_TRUSTED_TYPES,
+                    )
         with self._errors(f"registering {self.name}"):
-            mv = mlflow.register_model(info.model_uri, self.name, tags=prefixed)
-            self.client.update_model_version(self.name, mv.version, description=description)
+            try:
+                self.client.get_registered_model(self.name)
+            except MlflowException as exc:
+                if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+                    raise
+                self.client.create_registered_model(self.name)
+            # Tags and description in the same write as the version: it never exists without its lineage.
+            mv = self.client.create_model_version(
+                self.name, source=info.model_uri, run_id=run.info.run_id, tags=prefixed,
+                description=description, model_id=info.model_id,
+            )
         return self.complete_registration(str(mv.version), alias, who=run_name, why=why)
 
     def complete_registration(self, version: str, alias: str, who: str, why: str) -> ModelRef:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import pandas as pd
 import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
 from driftloop import cli, data
 from driftloop.config import Config, load_config
@@ -113,6 +114,17 @@ def test_a_second_retrain_for_the_same_trigger_registers_nothing_new(scenario):
     again = retrain(as_of=first.batch_id, trigger=f"monitor:{first.batch_id}", config_path=scenario.config_path)
     assert again.already_registered and again.version == _outcome(scenario, first).retrain.version
     assert len(Registry(scenario.cfg.registry).versions()) == before
+
+
+def test_a_rerun_reuses_the_cached_scores_and_logs_the_batch_once(scenario):
+    day = next(d for d in scenario.days if not d.quality_incident)
+    state = monitor(batch_id=day.batch_id, config_path=scenario.config_path, return_state=True)
+    assert state.is_completed()
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
+    assert {r.name.rsplit("-", 1)[0]: r.state.name for r in runs}["score batch"] == "Cached"
+    log = data.read_predictions(scenario.cfg.data, [day.batch_id])
+    assert len(log) == scenario.cfg.demo.rows_per_day
 
 
 def test_a_missing_batch_fails_the_run_with_one_line(scenario):
