@@ -22,8 +22,10 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@
 
+# The demo's flow runs go to a throwaway Prefect API of their own: its events never reach
+# the automations of the `make up` server.
 demo: install
-	PREFECT_LOGGING_LEVEL=WARNING $(BIN)/python -m flows.demo
+	PREFECT_HOME=$(CURDIR)/.prefect/demo PREFECT_LOGGING_LEVEL=WARNING $(BIN)/python -m flows.demo
 
 test: install
 	$(BIN)/python -m pytest

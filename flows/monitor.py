@@ -149,12 +149,17 @@ def publish_artifacts(cfg: Config, report: MonitorReport, run_id: str) -> None:
                           description=f"drift of batch {report.batch_id} against the champion's reference")
 
 
-def announce_degradation(cfg: Config, report: MonitorReport, run_id: str, config_path: str) -> None:
-    """The event an automation in prefect.yaml turns into a retrain deployment run."""
+def announce_degradation(cfg: Config, report: MonitorReport, run_id: str, config_path: str, inline: bool) -> None:
+    """The event an automation in prefect.yaml turns into a retrain deployment run.
+
+    Its `driftloop.retrain` label says who retrains: the automation matches only
+    `deployment`, so a retrain already running inline is never started twice.
+    """
     emit_event(
         event=DEGRADED,
         resource={"prefect.resource.id": f"driftloop.model.{cfg.registry.model_name}",
-                  "prefect.resource.name": cfg.registry.model_name},
+                  "prefect.resource.name": cfg.registry.model_name,
+                  "driftloop.retrain": "inline" if inline else "deployment"},
         payload={"as_of": report.batch_id, "trigger": f"monitor:{report.batch_id}", "reasons": list(report.decision.reasons),
                  "monitor_run_id": run_id, "config_path": config_path},
     )
@@ -197,7 +202,7 @@ def monitor(batch_id: str | None = None, config_path: str = "driftloop.yaml", re
 
     if not decision.retrain:
         return MonitorOutcome(report, run_id, None)
-    announce_degradation(cfg, report, run_id, config_path)
+    announce_degradation(cfg, report, run_id, config_path, inline=retrain_inline)
     if not retrain_inline:
         return MonitorOutcome(report, run_id, None)
     state = retrain(

@@ -127,6 +127,7 @@ def test_a_drifted_batch_retrains_through_the_automation_and_waits_for_review(se
 
     degraded = _events(servers["api"], "driftloop.model.degraded")
     assert [e["payload"]["as_of"] for e in degraded] == [drifted.batch_id]
+    assert degraded[0]["resource"]["driftloop.retrain"] == "deployment"
     assert any("features drifted" in r for r in degraded[0]["payload"]["reasons"])
 
     retrain = _wait_for_run("retrain/on-demand", StateType.COMPLETED)
