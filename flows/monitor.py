@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import date
 
 from prefect import flow, get_run_logger, task
@@ -80,12 +80,17 @@ def log_predictions(cfg: Config, batch_id: str, scored, version: str):
     return data.write_predictions(cfg.data, batch_id, scored.assign(model_version=version))
 
 
-@io_task(name="evaluate matured labels")
-def evaluate_matured(cfg: Config, batch_id: str, reference_metrics: dict) -> evaluation.PerformanceReport | None:
+@io_task(name="read matured window")
+def matured_window(cfg: Config, batch_id: str):
+    """Logged predictions of the last ``evaluation.window_days`` batches whose labels have arrived."""
     labelled = data.labelled_days(cfg.data, cfg.columns, date.fromisoformat(batch_id))
-    if labelled.empty:
+    return data.last_days(labelled, cfg.evaluation.window_days) if not labelled.empty else labelled
+
+
+@compute_task(name="evaluate matured labels")
+def evaluate_matured(cfg: Config, window, reference_metrics: dict) -> evaluation.PerformanceReport | None:
+    if window.empty:
         return None
-    window = data.last_days(labelled, cfg.evaluation.window_days)
     return evaluation.evaluate_window(
         window[cfg.columns.target].to_numpy(),
         window[training.PROBABILITY].to_numpy(),
@@ -96,12 +101,15 @@ def evaluate_matured(cfg: Config, batch_id: str, reference_metrics: dict) -> eva
 
 
 @compute_task(name="measure drift")
-def measure_drift(cfg: Config, champion: LoadedModel, scored) -> tuple[drift.DriftReport, drift.ColumnDrift | None]:
-    features = drift.detect_drift(champion.profile, scored, cfg.columns.features, cfg.drift)
-    prediction = None
-    if training.PROBABILITY in champion.profile.numeric:
-        prediction = drift.detect_drift(champion.profile, scored, (training.PROBABILITY,), cfg.drift).columns[0]
-    return features, prediction
+def measure_drift(cfg: Config, champion: LoadedModel, scored, window) -> tuple[drift.DriftReport, drift.DriftReport | None, drift.DriftReport | None]:
+    """Features, predictions and (on matured labels) the target, each a family of its own."""
+    profile = champion.profile
+    features = drift.detect_drift(profile, scored, cfg.columns.features, cfg.drift)
+    outputs = tuple(c for c in (training.PROBABILITY, training.PREDICTION) if c in profile.numeric or c in profile.categorical)
+    predictions = drift.detect_drift(profile, scored, outputs, cfg.drift) if outputs else None
+    has_target = cfg.columns.target in profile.categorical and not window.empty
+    target = drift.detect_drift(profile, window, (cfg.columns.target,), cfg.drift) if has_target else None
+    return features, predictions, target
 
 
 @io_task(name="days since last retrain")
@@ -143,8 +151,8 @@ def publish_artifacts(cfg: Config, report: MonitorReport, run_id: str) -> None:
         markdown=f"{report.to_markdown()}\n{link}\n",
         description=f"batch {report.batch_id}: {report.drift_verdict}, {report.performance_summary}, {report.decision.action}",
     )
-    columns = ("column", "method", "statistic", "p_adjusted", "effect_name", "effect", "min_effect", "drifted", "why")
-    rows = report.drift.records() + ([report.prediction_drift_record()] if report.prediction_drift else [])
+    columns = ("column", "test", "statistic", "p_adjusted", "alpha", "method", "distance", "max_distance", "drifted", "why")
+    rows = [asdict(c) | {"why": c.why} for c in report.all_drift]
     create_table_artifact(key="feature-drift", table=[{c: r[c] for c in columns} for r in rows],
                           description=f"drift of batch {report.batch_id} against the champion's reference")
 
@@ -190,10 +198,12 @@ def monitor(batch_id: str | None = None, config_path: str = "driftloop.yaml", re
     scored = score_batch(cfg, champion, frame)
     log_predictions(cfg, batch_id, scored, champion.ref.version)
 
-    performance = evaluate_matured(cfg, batch_id, champion.reference_metrics)
-    features, prediction = measure_drift(cfg, champion, scored)
-    decision = decide_retraining(features, performance, prediction, days_since_last_retrain(cfg, batch_id), cfg.policy)
-    report = MonitorReport(batch_id, champion.ref.version, len(frame), checked.summary, features, prediction, performance, decision)
+    window = matured_window(cfg, batch_id)
+    performance = evaluate_matured(cfg, window, champion.reference_metrics)
+    features, predictions, target = measure_drift(cfg, champion, scored, window)
+    decision = decide_retraining(features, performance, predictions, target, days_since_last_retrain(cfg, batch_id), cfg.policy)
+    report = MonitorReport(batch_id, champion.ref.version, len(frame), checked.summary, features, predictions, target,
+                           performance, decision)
     run_id = publish_report(cfg, report, checked)
     publish_artifacts(cfg, report, run_id)
     logger.info("batch %s: %s, %s, decision %s", batch_id, report.drift_verdict, report.performance_summary, decision.action)

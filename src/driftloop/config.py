@@ -68,19 +68,38 @@ class ValidationConfig(_Strict):
     default_severity: Literal["critical", "warning"] = "critical"
 
 
+NUMERIC_METHODS = ("wasserstein", "ks", "psi", "jensen_shannon")
+CATEGORICAL_METHODS = ("linf", "jensen_shannon", "chi2")
+DEFAULT_MAX_DISTANCE = {"wasserstein": 0.1, "ks": 0.1, "psi": 0.1, "jensen_shannon": 0.1, "linf": 0.05, "chi2": 0.1}
+
+
+class ColumnDriftRule(_Strict):
+    method: Literal["wasserstein", "ks", "psi", "jensen_shannon", "linf", "chi2"] | None = None
+    max_distance: float | None = Field(None, ge=0)
+
+
 class DriftConfig(_Strict):
     """A column drifts only when its change is significant *and* large enough."""
 
-    alpha: float = Field(0.01, gt=0, lt=1, description="family-wise p-value threshold")
+    alpha: float = Field(0.05, gt=0, lt=1, description="adjusted p-value below this: significant")
     correction: Literal["bh", "bonferroni", "none"] = "bh"
-    numeric_method: Literal["ks"] = "ks"
-    categorical_method: Literal["chi2"] = "chi2"
-    min_effect_numeric: float = Field(0.1, ge=0, le=1, description="minimum KS distance")
-    min_effect_categorical: float = Field(
-        0.05, ge=0, le=1, description="minimum change in any category's share"
+    numeric_method: Literal["wasserstein", "ks", "psi", "jensen_shannon"] = "wasserstein"
+    categorical_method: Literal["linf", "jensen_shannon", "chi2"] = "linf"
+    max_distance: dict[str, float] = Field(
+        DEFAULT_MAX_DISTANCE, description="per method: a distance above this is large enough to matter"
     )
-    min_rows: int = Field(50, ge=2, description="fewer non-null rows: no verdict for the column")
-    reference_sample: int = Field(50_000, ge=100, description="numeric values kept per column")
+    columns: dict[str, ColumnDriftRule] = Field({}, description="per-column method or max_distance")
+    min_rows: int = Field(50, ge=2, description="fewer non-null values: the column is not tested")
+    reference_sample: int = Field(200_000, ge=100, description="numeric values kept per column in the profile")
+    bins: int = Field(10, ge=2, le=100, description="quantile bins of the reference for PSI and Jensen-Shannon")
+
+    @model_validator(mode="after")
+    def _every_method_has_a_threshold(self) -> "DriftConfig":
+        unknown = sorted(set(self.max_distance) - set(DEFAULT_MAX_DISTANCE))
+        if unknown:
+            raise ValueError(f"max_distance for unknown method(s) {', '.join(unknown)}; methods: {', '.join(DEFAULT_MAX_DISTANCE)}")
+        object.__setattr__(self, "max_distance", DEFAULT_MAX_DISTANCE | self.max_distance)
+        return self
 
 
 class MetricThreshold(_Strict):
@@ -178,6 +197,19 @@ class Config(_Strict):
     gate: GateConfig = GateConfig()
     registry: RegistryConfig
     demo: DemoConfig = DemoConfig()
+
+    @model_validator(mode="after")
+    def _drift_rules_name_known_columns(self) -> "Config":
+        known = {*self.columns.features, self.columns.target, "probability", "prediction"}
+        unknown = sorted(set(self.drift.columns) - known)
+        if unknown:
+            raise ValueError(f"drift.columns names unknown column(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        kinds = {c: "numeric" for c in (*self.columns.numeric, "probability")}
+        for column, rule in self.drift.columns.items():
+            allowed = NUMERIC_METHODS if kinds.get(column) == "numeric" else CATEGORICAL_METHODS
+            if rule.method and rule.method not in allowed:
+                raise ValueError(f"drift.columns.{column}.method {rule.method!r} does not fit the column; use one of {', '.join(allowed)}")
+        return self
 
 
 def _resolve(raw: dict, base: Path) -> dict:

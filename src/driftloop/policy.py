@@ -7,7 +7,7 @@ from typing import Literal
 
 from driftloop.comparison import Comparison
 from driftloop.config import GateConfig, PolicyConfig
-from driftloop.drift import ColumnDrift, DriftReport
+from driftloop.drift import DriftReport
 from driftloop.evaluation import PerformanceReport
 
 Action = Literal["ok", "watch", "hold", "retrain"]
@@ -26,7 +26,8 @@ class RetrainDecision:
 def decide_retraining(
     drift: DriftReport,
     performance: PerformanceReport | None,
-    prediction_drift: ColumnDrift | None,
+    prediction_drift: DriftReport | None,
+    target_drift: DriftReport | None,
     days_since_last_retrain: int | None,
     cfg: PolicyConfig,
 ) -> RetrainDecision:
@@ -41,8 +42,9 @@ def decide_retraining(
             f"retrain at max_drifted_share {cfg.max_drifted_share:.0%}"
         )
         (triggers if drift.share_drifted >= cfg.max_drifted_share else signals).append(message)
-    if prediction_drift is not None and prediction_drift.drifted:
-        signals.append(f"prediction drift: {prediction_drift.why}")
+    for name, report in (("prediction", prediction_drift), ("target", target_drift)):
+        for column in (c for c in (report.columns if report else ()) if c.drifted):
+            signals.append(f"{name} drift on {column.column}: {column.why}")
 
     if triggers:
         if days_since_last_retrain is not None and days_since_last_retrain < cfg.cooldown_days:

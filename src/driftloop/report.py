@@ -24,7 +24,8 @@ class MonitorReport:
     n_rows: int
     validation: str
     drift: DriftReport
-    prediction_drift: ColumnDrift | None
+    prediction_drift: DriftReport | None
+    target_drift: DriftReport | None
     performance: PerformanceReport | None
     decision: RetrainDecision
 
@@ -35,7 +36,13 @@ class MonitorReport:
             parts.append(f"{len(self.drift.drifted_columns)}/{len(self.drift.columns)} features")
         if self.prediction_drift is not None and self.prediction_drift.drifted:
             parts.append("predictions")
+        if self.target_drift is not None and self.target_drift.drifted:
+            parts.append("target")
         return "drift: " + " + ".join(parts) if parts else "no drift"
+
+    @property
+    def all_drift(self) -> tuple[ColumnDrift, ...]:
+        return tuple(c for r in (self.drift, self.prediction_drift, self.target_drift) if r for c in r.columns)
 
     @property
     def performance_summary(self) -> str:
@@ -46,15 +53,11 @@ class MonitorReport:
 
     def metrics(self) -> dict[str, float]:
         values = {"rows": float(self.n_rows), "drift_share": self.drift.share_drifted}
-        if self.prediction_drift is not None and self.prediction_drift.effect is not None:
-            values["prediction_drift_ks"] = self.prediction_drift.effect
+        values |= {f"distance_{c.column}": c.distance for c in self.all_drift if c.distance is not None}
         if self.performance is not None:
             values |= {f"matured_{k}": v for k, v in self.performance.metrics.items()}
             values["matured_rows"] = float(self.performance.n_rows)
         return values
-
-    def prediction_drift_record(self) -> dict:
-        return asdict(self.prediction_drift) | {"why": self.prediction_drift.why}
 
     def to_dict(self) -> dict:
         return {
@@ -65,7 +68,8 @@ class MonitorReport:
             "drift_verdict": self.drift_verdict,
             "drift": self.drift.records(),
             "drift_correction": self.drift.correction,
-            "prediction_drift": self.prediction_drift_record() if self.prediction_drift else None,
+            "prediction_drift": self.prediction_drift.records() if self.prediction_drift else None,
+            "target_drift": self.target_drift.records() if self.target_drift else None,
             "performance": asdict(self.performance) if self.performance else None,
             "decision": {"action": self.decision.action, "reasons": list(self.decision.reasons)},
         }
@@ -88,15 +92,18 @@ class MonitorReport:
         else:
             lines += ["| metric | value | reference | verdict |", "|---|---|---|---|"]
             lines += [f"| {c.metric} | {_fmt(c.value)} | {_fmt(c.reference)} | {c.reason} |" for c in self.performance.checks]
-        lines += ["", "## Drift against the champion's reference", "", drift_table(self.drift, self.prediction_drift)]
+        lines += ["", "## Drift against the champion's reference", "",
+                  f"Each family (features, predictions, target) is corrected with {self.drift.correction}; a column "
+                  "drifts when its adjusted p-value is below alpha and its distance is above max_distance.", "",
+                  drift_table(self.all_drift)]
         return "\n".join(lines) + "\n"
 
 
-def drift_table(drift: DriftReport, prediction: ColumnDrift | None = None) -> str:
-    rows = ["| column | method | statistic | p (adjusted) | effect | drifted | why |", "|---|---|---|---|---|---|---|"]
-    for c in (*drift.columns, *((prediction,) if prediction else ())):
+def drift_table(columns: tuple[ColumnDrift, ...]) -> str:
+    rows = ["| column | test | p (adjusted) | distance | max_distance | drifted | why |", "|---|---|---|---|---|---|---|"]
+    for c in columns:
         rows.append(
-            f"| {c.column} | {c.method} | {_fmt(c.statistic)} | {_fmt(c.p_adjusted)} | {c.effect_name} {_fmt(c.effect)} | "
+            f"| {c.column} | {c.test} | {_fmt(c.p_adjusted)} | {c.method} {_fmt(c.distance)} | {c.max_distance} | "
             f"{'**yes**' if c.drifted else 'no'} | {c.why} |"
         )
     return "\n".join(rows)

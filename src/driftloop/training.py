@@ -122,10 +122,10 @@ def train_candidate(
     model = fit(train, schema, cfg)
     probability = predict_proba(model, holdout, schema)
     metrics = classification_metrics(holdout[schema.target].to_numpy(), probability, threshold)
-    features = fit_reference(train, schema.numeric, schema.categorical, drift_cfg, seed=cfg.random_state)
-    # Scores on unseen rows are what production scores will look like; training scores are overfit.
-    scores = fit_reference(pd.DataFrame({PROBABILITY: probability}), (PROBABILITY,), (), drift_cfg)
-    profile = ReferenceProfile(features.n_rows, features.numeric | scores.numeric, features.categorical)
+    features = fit_reference(train, schema.numeric, (*schema.categorical, schema.target), drift_cfg, seed=cfg.random_state)
+    # Predictions on unseen rows are what production predictions look like; on training rows they are overfit.
+    scored = pd.DataFrame({PROBABILITY: probability, PREDICTION: (probability >= threshold).astype("int64")})
+    profile = features.merge(fit_reference(scored, (PROBABILITY,), (PREDICTION,), drift_cfg))
     return Candidate(
         model=model,
         holdout_metrics=metrics,

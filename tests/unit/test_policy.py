@@ -10,7 +10,7 @@ POLICY = PolicyConfig(max_drifted_share=0.3, cooldown_days=3)
 
 def _drift(n_drifted: int, n_columns: int = 10) -> DriftReport:
     cols = tuple(
-        ColumnDrift(f"f{i}", "numeric", "ks", 0.3, 1e-9, 1e-8, 0.3, "ks_distance", 0.01, 0.1, 1000, 1000, i < n_drifted)
+        ColumnDrift(f"f{i}", "numeric", "ks", 0.3, 1e-9, 1e-8, 0.05, "wasserstein", 0.3, 0.1, 1000, 1000, i < n_drifted)
         for i in range(n_columns)
     )
     return DriftReport(cols, "bh", 0.01)
@@ -25,29 +25,34 @@ def _performance(auc_like_quality: float, rng):
 
 
 def test_clean_signals_mean_ok(rng):
-    decision = decide_retraining(_drift(0), _performance(1.5, rng), None, None, POLICY)
+    decision = decide_retraining(_drift(0), _performance(1.5, rng), None, None, None, POLICY)
     assert decision.action == "ok" and decision.reasons == ()
 
 
 def test_some_drift_below_the_share_is_watched_not_retrained(rng):
-    decision = decide_retraining(_drift(2), _performance(1.5, rng), None, None, POLICY)
+    decision = decide_retraining(_drift(2), _performance(1.5, rng), None, None, None, POLICY)
     assert decision.action == "watch"
     assert "20% of features drifted" in decision.reasons[0]
 
 
 def test_a_performance_breach_retrains_and_names_metric_window_value_and_threshold(rng):
-    decision = decide_retraining(_drift(0), _performance(0.3, rng), None, None, POLICY)
+    decision = decide_retraining(_drift(0), _performance(0.3, rng), None, None, None, POLICY)
     assert decision.retrain
     assert "roc_auc=" in decision.reasons[0] and "2026-02-01" in decision.reasons[0] and "floor 0.7" in decision.reasons[0]
 
 
 def test_drift_beyond_the_share_retrains_without_labels():
-    decision = decide_retraining(_drift(4), None, None, None, POLICY)
+    decision = decide_retraining(_drift(4), None, None, None, None, POLICY)
     assert decision.retrain and "40% of features drifted" in decision.reasons[0]
 
 
+def test_prediction_and_target_drift_are_watched_with_their_reason(rng):
+    decision = decide_retraining(_drift(0), _performance(1.5, rng), _drift(1, 2), None, None, POLICY)
+    assert decision.action == "watch" and decision.reasons[0].startswith("prediction drift on f0")
+
+
 def test_a_recent_retrain_holds_the_next_one(rng):
-    decision = decide_retraining(_drift(0), _performance(0.3, rng), None, 1, POLICY)
+    decision = decide_retraining(_drift(0), _performance(0.3, rng), None, None, 1, POLICY)
     assert decision.action == "hold"
     assert "cooldown_days 3" in decision.reasons[-1]
-    assert decide_retraining(_drift(0), _performance(0.3, rng), None, 3, POLICY).retrain
+    assert decide_retraining(_drift(0), _performance(0.3, rng), None, None, 3, POLICY).retrain
