@@ -11,7 +11,7 @@ export DO_NOT_TRACK ?= 1
 export MLFLOW_DISABLE_TELEMETRY ?= true
 export GX_ANALYTICS_ENABLED ?= false
 
-.PHONY: install demo test test-unit test-flows test-integration mlflow-ui up down ps clean
+.PHONY: install demo test test-unit test-flows test-integration bench-drift mlflow-ui up down ps clean
 
 install: $(VENV)/.installed
 
@@ -38,6 +38,10 @@ test-flows: install
 
 test-integration: install
 	$(BIN)/python -m pytest tests/integration
+
+# Seconds and peak memory of the drift engine against a plain scipy loop (a few minutes).
+bench-drift: install
+	$(BIN)/python -m bench.drift_bench
 
 # A Prefect server, an MLflow server and a worker on 127.0.0.1, with prefect.yaml deployed.
 up: install
