@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from datetime import date
 
+import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
@@ -97,7 +98,38 @@ def evaluate_matured(cfg: Config, window, reference_metrics: dict) -> evaluation
         tuple(sorted(window[data.PARTITION].unique())),
         reference_metrics,
         cfg.evaluation,
+        segments={c: window[c].to_numpy() for c in cfg.columns.segments},
     )
+
+
+@io_task(name="label status")
+def read_label_status(cfg: Config, batch_id: str) -> evaluation.LabelStatus:
+    as_of = date.fromisoformat(batch_id)
+    batches = [b for b in data.logged_batches(cfg.data) if date.fromisoformat(b) <= as_of]
+    logged = data.read_predictions(cfg.data, batches, columns=[cfg.columns.id_column, data.PARTITION])
+    if logged.empty:
+        logged = pd.DataFrame({cfg.columns.id_column: pd.Series(dtype="str"), data.PARTITION: pd.Series(dtype="str")})
+    logged["batch_date"] = pd.to_datetime(logged[data.PARTITION])
+    labels = data.read_labels(cfg.data, cfg.columns, as_of)
+    return evaluation.label_status(logged, labels, cfg.columns.id_column, pd.Timestamp(as_of), cfg.evaluation.label_deadline_days)
+
+
+@compute_task(name="estimate performance")
+def estimate(cfg: Config, champion: LoadedModel, scored, window, batch_id: str, reference_metrics: dict):
+    """CBPE on this batch (no labels yet) and on the matured window (to compare with what was realized)."""
+    if champion.profile.calibration is None:
+        return None, (), None
+    calibration = evaluation.Calibration(*champion.profile.calibration)
+    ev = cfg.evaluation
+    run = lambda probability, label: evaluation.estimate_performance(  # noqa: E731
+        probability, calibration, ev.decision_threshold, label, ev.n_bootstrap, ev.confidence)
+    current = run(scored[training.PROBABILITY].to_numpy(), batch_id)
+    checks = tuple(
+        evaluation.check_metric(m, current.metrics[m], current.intervals[m], reference_metrics.get(m), t, f"{batch_id} (estimated)")
+        for m, t in ev.thresholds.items() if m in current.metrics
+    )
+    matured = run(window[training.PROBABILITY].to_numpy(), "matured window") if not window.empty else None
+    return current, checks, matured
 
 
 @compute_task(name="measure drift")
@@ -200,10 +232,12 @@ def monitor(batch_id: str | None = None, config_path: str = "driftloop.yaml", re
 
     window = matured_window(cfg, batch_id)
     performance = evaluate_matured(cfg, window, champion.reference_metrics)
+    estimated, estimated_checks, estimated_matured = estimate(cfg, champion, scored, window, batch_id, champion.reference_metrics)
     features, predictions, target = measure_drift(cfg, champion, scored, window)
-    decision = decide_retraining(features, performance, predictions, target, days_since_last_retrain(cfg, batch_id), cfg.policy)
+    decision = decide_retraining(features, performance, predictions, target, days_since_last_retrain(cfg, batch_id), cfg.policy,
+                                 estimated=estimated_checks)
     report = MonitorReport(batch_id, champion.ref.version, len(frame), checked.summary, features, predictions, target,
-                           performance, decision)
+                           performance, decision, read_label_status(cfg, batch_id), estimated, estimated_checks, estimated_matured)
     run_id = publish_report(cfg, report, checked)
     publish_artifacts(cfg, report, run_id)
     logger.info("batch %s: %s, %s, decision %s", batch_id, report.drift_verdict, report.performance_summary, decision.action)

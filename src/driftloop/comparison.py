@@ -137,3 +137,17 @@ def compare(
                 y[mask], challenger[mask], champion[mask], metrics, threshold, n_bootstrap, confidence, rng
             )
     return Comparison(len(y), overall, mcnemar(y, challenger, champion, threshold), by_segment, sizes)
+
+
+def bootstrap_intervals(
+    y: np.ndarray, probability: np.ndarray, threshold: float, n_bootstrap: int, confidence: float, rng: np.random.Generator
+) -> dict[str, tuple[float, float]]:
+    """Percentile interval of every metric for one model on one window."""
+    weights = rng.poisson(1.0, size=(n_bootstrap, len(y))).astype("float64")
+    tail = (1 - confidence) / 2 * 100
+    intervals = {}
+    for metric, values in weighted_metrics(np.asarray(y), np.asarray(probability), weights, threshold).items():
+        values = values[np.isfinite(values)]
+        low, high = np.percentile(values, [tail, 100 - tail]) if len(values) else (np.nan, np.nan)
+        intervals[metric] = (float(low), float(high))
+    return intervals

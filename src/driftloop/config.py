@@ -113,6 +113,12 @@ class EvaluationConfig(_Strict):
     window_days: int = Field(3, ge=1, description="labelled batch days in the matured window")
     min_labelled_rows: int = Field(500, ge=1)
     decision_threshold: float = Field(0.5, gt=0, lt=1)
+    n_bootstrap: int = Field(500, ge=100, description="replicates for metric intervals")
+    confidence: float = Field(0.95, gt=0.5, lt=1)
+    label_deadline_days: int = Field(7, ge=1, description="a prediction older than this without a label is overdue")
+    min_segment_rows: int = Field(200, ge=10, description="smaller segments are reported, not judged")
+    max_positive_rate_gap: float = Field(0.25, ge=0, le=1, description="largest allowed gap in predicted positive rate between segments")
+    max_tpr_gap: float = Field(0.25, ge=0, le=1, description="largest allowed gap in true-positive rate between segments")
     thresholds: dict[Literal["roc_auc", "accuracy", "f1", "log_loss", "brier"], MetricThreshold] = {
         "roc_auc": MetricThreshold(floor=0.7, max_drop=0.05)
     }

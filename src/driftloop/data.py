@@ -112,8 +112,8 @@ def logged_batches(cfg: DataConfig) -> list[str]:
     return sorted(p.name.split("=", 1)[1] for p in cfg.predictions.glob(f"{PARTITION}=*") if (p / "part-0.parquet").exists())
 
 
-def read_predictions(cfg: DataConfig, batch_ids: list[str]) -> pd.DataFrame:
-    frames = [pd.read_parquet(cfg.predictions / f"{PARTITION}={b}" / "part-0.parquet") for b in batch_ids]
+def read_predictions(cfg: DataConfig, batch_ids: list[str], columns: list[str] | None = None) -> pd.DataFrame:
+    frames = [pd.read_parquet(cfg.predictions / f"{PARTITION}={b}" / "part-0.parquet", columns=columns) for b in batch_ids]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -122,16 +122,16 @@ def read_predictions(cfg: DataConfig, batch_ids: list[str]) -> pd.DataFrame:
 
 def read_labels(cfg: DataConfig, schema: SchemaConfig, as_of: date) -> pd.DataFrame:
     """All labels that had arrived by ``as_of`` (files are named by arrival date)."""
-    if not cfg.labels.exists():
-        return pd.DataFrame(columns=[schema.id_column, schema.target])
-    arrived = sorted(p for p in cfg.labels.glob("*.parquet") if date.fromisoformat(p.stem) <= as_of)
+    files = cfg.labels.glob("*.parquet") if cfg.labels.exists() else ()
+    arrived = sorted(p for p in files if date.fromisoformat(p.stem) <= as_of)
     frames = []
     for path in arrived:
         frame = read_table(path)
         require_columns(frame, (schema.id_column, schema.target), path)
-        frames.append(frame[[schema.id_column, schema.target]])
+        frames.append(frame[[schema.id_column, schema.target]].assign(label_arrived=pd.Timestamp(path.stem)))
     if not frames:
-        return pd.DataFrame(columns=[schema.id_column, schema.target])
+        return pd.DataFrame({schema.id_column: pd.Series(dtype="str"), schema.target: pd.Series(dtype="int64"),
+                             "label_arrived": pd.Series(dtype="datetime64[us]")})
     labels = pd.concat(frames, ignore_index=True)
     # A corrected label arriving later wins over an earlier one for the same id.
     return labels.drop_duplicates(schema.id_column, keep="last")

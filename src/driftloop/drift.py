@@ -63,15 +63,19 @@ class ReferenceProfile:
     n_rows: int
     numeric: dict[str, NumericProfile] = field(default_factory=dict)
     categorical: dict[str, CategoricalProfile] = field(default_factory=dict)
+    calibration: tuple[np.ndarray, np.ndarray] | None = None  # isotonic knots (score -> rate), for estimated performance
 
     def merge(self, other: "ReferenceProfile") -> "ReferenceProfile":
-        return ReferenceProfile(self.n_rows, self.numeric | other.numeric, self.categorical | other.categorical)
+        return ReferenceProfile(self.n_rows, self.numeric | other.numeric, self.categorical | other.categorical,
+                                self.calibration if other.calibration is None else other.calibration)
 
     def save(self, path: Path) -> Path:
         arrays = {}
         for c, p in self.numeric.items():
             arrays |= {f"num::{c}::values": p.values, f"num::{c}::edges": p.edges, f"num::{c}::shares": p.shares}
         arrays |= {f"cat::{c}": p.counts for c, p in self.categorical.items()}
+        if self.calibration is not None:
+            arrays |= {"calibration::x": self.calibration[0], "calibration::y": self.calibration[1]}
         meta = {
             "n_rows": self.n_rows,
             "numeric": {c: {"null_share": p.null_share, "std": p.std} for c, p in self.numeric.items()},
@@ -92,7 +96,8 @@ class ReferenceProfile:
             categorical = {
                 c: CategoricalProfile(tuple(m["levels"]), data[f"cat::{c}"], m["null_share"]) for c, m in meta["categorical"].items()
             }
-        return cls(meta["n_rows"], numeric, categorical)
+            calibration = (data["calibration::x"], data["calibration::y"]) if "calibration::x" in data else None
+        return cls(meta["n_rows"], numeric, categorical, calibration)
 
 
 def _numeric_values(series: pd.Series) -> np.ndarray:

@@ -1,19 +1,34 @@
-"""Performance against ground truth on the matured window, with scikit-learn metrics."""
+"""Performance against ground truth on the matured window, and estimated while labels are missing.
+
+Realized metrics come with bootstrap intervals, and a threshold counts as crossed only when
+the whole interval is on the wrong side of it, so a small window cannot raise an alarm on
+noise. The same metrics are computed per segment, against what the model earned on that
+segment of its own holdout, with fairness gaps between segments. While labels are missing,
+confidence-based performance estimation (CBPE) uses the model's probabilities, calibrated on
+its holdout (Platt scaling), to estimate accuracy and ROC AUC with an interval.
+"""
 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
+from scipy import stats
 from sklearn import metrics as skm
+from sklearn.linear_model import LogisticRegression
 
+from driftloop.comparison import bootstrap_intervals
 from driftloop.config import EvaluationConfig, MetricThreshold
 
 # name -> (function of (y_true, probability, predicted class), higher is better)
 CLASSIFIER_METRICS = {
     "roc_auc": (lambda y, p, c: skm.roc_auc_score(y, p), True),
     "accuracy": (lambda y, p, c: skm.accuracy_score(y, c), True),
+    "precision": (lambda y, p, c: skm.precision_score(y, c, zero_division=0), True),
+    "recall": (lambda y, p, c: skm.recall_score(y, c, zero_division=0), True),
     "f1": (lambda y, p, c: skm.f1_score(y, c, zero_division=0), True),
     "log_loss": (lambda y, p, c: skm.log_loss(y, p, labels=[0, 1]), False),
     "brier": (lambda y, p, c: skm.brier_score_loss(y, p), False),
@@ -32,15 +47,73 @@ def classification_metrics(y_true: np.ndarray, probability: np.ndarray, threshol
     }
 
 
+def segment_key(column: str, value: object) -> str:
+    """``seg.<column>.<value>``: safe as an MLflow metric name."""
+    return f"seg.{column}.{re.sub(r'[^0-9A-Za-z_-]', '_', str(value))}"
+
+
+def segment_metrics(y: np.ndarray, probability: np.ndarray, segments: dict[str, np.ndarray], threshold: float,
+                    min_rows: int) -> dict[str, float]:
+    """``seg.<column>.<value>.<metric>`` for every segment with enough rows (both classes present)."""
+    found = {}
+    for column, values in segments.items():
+        values = np.asarray(values, dtype=object)
+        for value in pd.unique(values[pd.notna(values)]):
+            mask = values == value
+            if mask.sum() >= min_rows and len(np.unique(y[mask])) == 2:
+                for metric, v in classification_metrics(y[mask], probability[mask], threshold).items():
+                    found[f"{segment_key(column, value)}.{metric}"] = v
+    return found
+
+
 @dataclass(frozen=True)
 class MetricCheck:
     metric: str
     value: float
+    low: float  # interval of the value
+    high: float
     reference: float | None
     floor: float | None
     max_drop: float | None
     breached: bool
     reason: str
+
+
+def check_metric(name: str, value: float, interval: tuple[float, float], reference: float | None,
+                 threshold: MetricThreshold, window: str) -> MetricCheck:
+    """A threshold is crossed only when the whole interval is past it."""
+    higher_is_better = CLASSIFIER_METRICS[name][1]
+    low, high = interval
+    if math.isnan(value):
+        return MetricCheck(name, value, low, high, reference, threshold.floor, threshold.max_drop, False, f"{name} undefined on {window}")
+    best = high if higher_is_better else low  # the most favourable value the window is compatible with
+    problems = []
+    if threshold.floor is not None and (best < threshold.floor if higher_is_better else best > threshold.floor):
+        problems.append(f"{'below' if higher_is_better else 'above'} floor {threshold.floor}")
+    if threshold.max_drop is not None and reference is not None and not math.isnan(reference):
+        drop = (reference - best) if higher_is_better else (best - reference)
+        if drop > threshold.max_drop:
+            problems.append(f"{'down' if higher_is_better else 'up'} at least {drop:.3f} from reference {reference:.3f} (max_drop {threshold.max_drop})")
+    detail = "; ".join(problems) if problems else "within thresholds"
+    return MetricCheck(name, value, low, high, reference, threshold.floor, threshold.max_drop, bool(problems),
+                       f"{name}={value:.3f} [{low:.3f}, {high:.3f}] on {window}: {detail}")
+
+
+@dataclass(frozen=True)
+class SegmentPerformance:
+    segment: str  # column=value
+    n_rows: int
+    checks: tuple[MetricCheck, ...]
+
+
+@dataclass(frozen=True)
+class FairnessGap:
+    column: str
+    measure: str  # positive_rate | true_positive_rate
+    gap: float
+    max_gap: float
+    breached: bool
+    detail: str
 
 
 @dataclass(frozen=True)
@@ -49,34 +122,174 @@ class PerformanceReport:
     n_rows: int
     metrics: dict[str, float]
     checks: tuple[MetricCheck, ...]
+    segments: tuple[SegmentPerformance, ...] = ()
+    fairness: tuple[FairnessGap, ...] = ()
+
+    @property
+    def breaches(self) -> tuple[str, ...]:
+        """Performance that credibly fell, overall or on a segment: what retraining can fix."""
+        overall = [c.reason for c in self.checks if c.breached]
+        by_segment = [f"segment {s.segment}: {c.reason}" for s in self.segments for c in s.checks if c.breached]
+        return (*overall, *by_segment)
+
+    @property
+    def fairness_alerts(self) -> tuple[str, ...]:
+        """Gaps between segments beyond their threshold: for a person to judge, not a retrain."""
+        return tuple(g.detail for g in self.fairness if g.breached)
 
     @property
     def degraded(self) -> bool:
-        return any(c.breached for c in self.checks)
+        return bool(self.breaches)
 
 
-def check_metric(name: str, value: float, reference: float | None, threshold: MetricThreshold, window: str) -> MetricCheck:
-    higher_is_better = CLASSIFIER_METRICS[name][1]
-    problems = []
-    if math.isnan(value):
-        return MetricCheck(name, value, reference, threshold.floor, threshold.max_drop, False, f"{name} undefined on {window}")
-    if threshold.floor is not None and (value < threshold.floor if higher_is_better else value > threshold.floor):
-        problems.append(f"{'below' if higher_is_better else 'above'} floor {threshold.floor}")
-    if threshold.max_drop is not None and reference is not None and not math.isnan(reference):
-        drop = (reference - value) if higher_is_better else (value - reference)
-        if drop > threshold.max_drop:
-            problems.append(f"{'down' if higher_is_better else 'up'} {drop:.3f} from reference {reference:.3f} (max_drop {threshold.max_drop})")
-    detail = "; ".join(problems) if problems else "within thresholds"
-    return MetricCheck(name, value, reference, threshold.floor, threshold.max_drop, bool(problems), f"{name}={value:.3f} on {window}: {detail}")
+def _fairness(y: np.ndarray, predicted: np.ndarray, segments: dict[str, np.ndarray], cfg: EvaluationConfig, window: str) -> list[FairnessGap]:
+    gaps = []
+    for column, values in segments.items():
+        values = np.asarray(values, dtype=object)
+        groups = [v for v in pd.unique(values[pd.notna(values)]) if (values == v).sum() >= cfg.min_segment_rows]
+        if len(groups) < 2:
+            continue
+        rates = {v: predicted[values == v].mean() for v in groups}
+        tprs = {v: predicted[(values == v) & (y == 1)].mean() for v in groups if ((values == v) & (y == 1)).sum() > 0}
+        for measure, by_group, limit in (("positive_rate", rates, cfg.max_positive_rate_gap), ("true_positive_rate", tprs, cfg.max_tpr_gap)):
+            if len(by_group) < 2:
+                continue
+            hi, lo = max(by_group, key=by_group.get), min(by_group, key=by_group.get)
+            gap = float(by_group[hi] - by_group[lo])
+            gaps.append(FairnessGap(column, measure, gap, limit, gap > limit,
+                                    f"{measure} gap across {column} on {window}: {hi} {by_group[hi]:.3f} vs {lo} {by_group[lo]:.3f} "
+                                    f"= {gap:.3f} {'>' if gap > limit else '<='} max {limit}"))
+    return gaps
 
 
 def evaluate_window(
-    y_true: np.ndarray, probability: np.ndarray, window: tuple[str, ...], reference: dict[str, float], cfg: EvaluationConfig
+    y_true: np.ndarray, probability: np.ndarray, window: tuple[str, ...], reference: dict[str, float], cfg: EvaluationConfig,
+    segments: dict[str, np.ndarray] | None = None, seed: int = 0,
 ) -> PerformanceReport | None:
-    """Metrics and threshold checks for a matured window; None when too few labels have arrived."""
+    """Metrics with intervals, threshold checks, segments and fairness; None when too few labels have arrived."""
     if len(y_true) < cfg.min_labelled_rows:
         return None
+    y_true, probability = np.asarray(y_true, dtype="int64"), np.asarray(probability, dtype="float64")
+    rng = np.random.default_rng(seed)
     values = classification_metrics(y_true, probability, cfg.decision_threshold)
+    intervals = bootstrap_intervals(y_true, probability, cfg.decision_threshold, cfg.n_bootstrap, cfg.confidence, rng)
     label = f"{window[0]}..{window[-1]} ({len(y_true)} labelled rows)" if window else "empty window"
-    checks = tuple(check_metric(m, values[m], reference.get(m), t, label) for m, t in cfg.thresholds.items())
-    return PerformanceReport(window, len(y_true), values, checks)
+    checks = tuple(check_metric(m, values[m], intervals[m], reference.get(m), t, label) for m, t in cfg.thresholds.items())
+    by_segment = []
+    for column, column_values in (segments or {}).items():
+        column_values = np.asarray(column_values, dtype=object)
+        for value in pd.unique(column_values[pd.notna(column_values)]):
+            mask = column_values == value
+            if mask.sum() < cfg.min_segment_rows or len(np.unique(y_true[mask])) < 2:
+                continue
+            key = segment_key(column, value)
+            seg_values = classification_metrics(y_true[mask], probability[mask], cfg.decision_threshold)
+            seg_intervals = bootstrap_intervals(y_true[mask], probability[mask], cfg.decision_threshold, cfg.n_bootstrap, cfg.confidence, rng)
+            seg_label = f"{column}={value}, {label}"
+            seg_checks = tuple(
+                check_metric(m, seg_values[m], seg_intervals[m], reference.get(f"{key}.{m}"),
+                             MetricThreshold(max_drop=t.max_drop), seg_label)  # the floor is for the whole population
+                for m, t in cfg.thresholds.items()
+            )
+            by_segment.append(SegmentPerformance(f"{column}={value}", int(mask.sum()), seg_checks))
+    predicted = (probability >= cfg.decision_threshold).astype("int64")
+    fairness = _fairness(y_true, predicted, segments or {}, cfg, label)
+    return PerformanceReport(window, len(y_true), values, checks, tuple(by_segment), tuple(fairness))
+
+
+# --- labels -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LabelStatus:
+    n_predictions: int
+    n_labelled: int
+    coverage: float  # share of logged predictions with a label
+    overdue: int  # predictions older than the deadline with no label: reported, never silently dropped
+    unknown_ids: int  # labels for ids that were never scored
+    median_latency_days: float | None
+    p90_latency_days: float | None
+    deadline_days: int
+
+
+def label_status(predictions: pd.DataFrame, labels: pd.DataFrame, id_column: str, as_of: pd.Timestamp, deadline_days: int) -> LabelStatus:
+    """``predictions``: id and batch date; ``labels``: id and arrival date (both as datetime64)."""
+    joined = predictions.merge(labels, on=id_column, how="left")
+    arrived = joined["label_arrived"].notna()
+    age = (as_of - joined["batch_date"]).dt.days
+    latency = (joined.loc[arrived, "label_arrived"] - joined.loc[arrived, "batch_date"]).dt.days
+    return LabelStatus(
+        n_predictions=len(predictions),
+        n_labelled=int(arrived.sum()),
+        coverage=float(arrived.mean()) if len(joined) else 0.0,
+        overdue=int(((~arrived) & (age > deadline_days)).sum()),
+        unknown_ids=int((~labels[id_column].isin(predictions[id_column])).sum()),
+        median_latency_days=float(latency.median()) if len(latency) else None,
+        p90_latency_days=float(latency.quantile(0.9)) if len(latency) else None,
+        deadline_days=deadline_days,
+    )
+
+
+# --- estimated performance (no labels yet) ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Map from the model's probability to the observed positive rate on its holdout, as knots."""
+
+    x: np.ndarray
+    y: np.ndarray
+
+    def apply(self, probability: np.ndarray) -> np.ndarray:
+        return np.interp(probability, self.x, self.y)
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+def fit_calibration(y: np.ndarray, probability: np.ndarray) -> Calibration:
+    """Platt scaling on the logit: two parameters, so a holdout of a few thousand rows pins it down
+    (isotonic regression's steps carried enough noise to make the estimate's intervals too narrow)."""
+    platt = LogisticRegression(C=1e6).fit(_logit(np.asarray(probability))[:, None], np.asarray(y))
+    grid = np.linspace(0.0, 1.0, 2001)
+    return Calibration(grid, platt.predict_proba(_logit(grid)[:, None])[:, 1])
+
+
+@dataclass(frozen=True)
+class EstimatedPerformance:
+    window: str
+    n_rows: int
+    metrics: dict[str, float]  # accuracy, roc_auc
+    intervals: dict[str, tuple[float, float]]
+    confidence: float
+
+
+def estimate_performance(probability: np.ndarray, calibration: Calibration, threshold: float, window: str,
+                         n_simulations: int, confidence: float, seed: int = 0) -> EstimatedPerformance:
+    """CBPE: draw labels from the calibrated probabilities and score the model's fixed predictions on them.
+
+    If the calibration holds (no concept drift), the realized metric of this window is a draw
+    from the same distribution, so the interval is where it will land once labels arrive.
+    """
+    probability = np.asarray(probability, dtype="float64")
+    calibrated = calibration.apply(probability)
+    rng = np.random.default_rng(seed)
+    labels = rng.random((n_simulations, len(probability))) < calibrated
+    predicted = probability >= threshold
+    accuracy = (labels == predicted).mean(axis=1)
+    ranks = stats.rankdata(probability)
+    positives = labels.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        auc = (labels @ ranks - positives * (positives + 1) / 2) / (positives * (len(probability) - positives))
+    tail = (1 - confidence) / 2 * 100
+    expected_accuracy = float(np.mean(np.where(predicted, calibrated, 1 - calibrated)))
+    auc = auc[np.isfinite(auc)]
+    return EstimatedPerformance(
+        window, len(probability),
+        {"accuracy": expected_accuracy, "roc_auc": float(auc.mean()) if len(auc) else float("nan")},
+        {"accuracy": tuple(float(v) for v in np.percentile(accuracy, [tail, 100 - tail])),
+         "roc_auc": tuple(float(v) for v in np.percentile(auc, [tail, 100 - tail])) if len(auc) else (float("nan"),) * 2},
+        confidence,
+    )

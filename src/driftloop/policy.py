@@ -8,7 +8,7 @@ from typing import Literal
 from driftloop.comparison import Comparison
 from driftloop.config import GateConfig, PolicyConfig
 from driftloop.drift import DriftReport
-from driftloop.evaluation import PerformanceReport
+from driftloop.evaluation import MetricCheck, PerformanceReport
 
 Action = Literal["ok", "watch", "hold", "retrain"]
 
@@ -30,12 +30,15 @@ def decide_retraining(
     target_drift: DriftReport | None,
     days_since_last_retrain: int | None,
     cfg: PolicyConfig,
+    estimated: tuple[MetricCheck, ...] = (),
 ) -> RetrainDecision:
+    """``estimated``: checks of performance estimated without labels (a signal: no labels to retrain on yet)."""
     triggers: list[str] = []
     signals: list[str] = []
     if performance is not None:
-        breached = [c.reason for c in performance.checks if c.breached]
-        (triggers if cfg.retrain_on_performance else signals).extend(breached)
+        (triggers if cfg.retrain_on_performance else signals).extend(performance.breaches)
+        signals.extend(f"fairness: {alert}" for alert in performance.fairness_alerts)
+    signals.extend(f"estimated (no labels yet): {c.reason}" for c in estimated if c.breached)
     if drift.drifted:
         message = (
             f"{drift.share_drifted:.0%} of features drifted ({', '.join(drift.drifted_columns)}); "

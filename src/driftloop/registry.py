@@ -206,7 +206,7 @@ class Registry:
         """Log a run with everything a reviewer needs, then register its model under ``alias``."""
         experiment = self.experiment_id(self.cfg.experiment)
         # Holdout metrics are tags too, so the registry's version list shows them at a glance.
-        shown = {k: f"{v:.4f}" for k, v in metrics.items() if k.startswith("holdout_")}
+        shown = {k: f"{v:.4f}" for k, v in metrics.items() if k.startswith("holdout_") and "." not in k}
         prefixed = {TAG + k: str(v) for k, v in (tags | shown).items()}
         with self._errors(f"logging the {alias} training run"), tempfile.TemporaryDirectory() as tmp:
             with mlflow.start_run(experiment_id=experiment, run_name=run_name, tags=prefixed) as run:

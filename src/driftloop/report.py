@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 
 from driftloop.comparison import Comparison
 from driftloop.drift import ColumnDrift, DriftReport
-from driftloop.evaluation import PerformanceReport
+from driftloop.evaluation import EstimatedPerformance, LabelStatus, MetricCheck, PerformanceReport
 from driftloop.policy import GateVerdict, RetrainDecision
 
 
@@ -28,6 +28,10 @@ class MonitorReport:
     target_drift: DriftReport | None
     performance: PerformanceReport | None
     decision: RetrainDecision
+    labels: LabelStatus | None = None
+    estimated: EstimatedPerformance | None = None  # this batch, before its labels arrive
+    estimated_checks: tuple[MetricCheck, ...] = ()
+    estimated_matured: EstimatedPerformance | None = None  # the matured window, to check the estimate against reality
 
     @property
     def drift_verdict(self) -> str:
@@ -46,10 +50,11 @@ class MonitorReport:
 
     @property
     def performance_summary(self) -> str:
+        estimate = f"est {_fmt(self.estimated.metrics['roc_auc'])}" if self.estimated else ""
         if self.performance is None:
-            return "labels pending"
+            return f"{estimate}, labels pending" if estimate else "labels pending"
         auc = self.performance.metrics.get("roc_auc")
-        return f"auc {_fmt(auc)} ({len(self.performance.window)}d)"
+        return f"{estimate + ', ' if estimate else ''}auc {_fmt(auc)} ({len(self.performance.window)}d)"
 
     def metrics(self) -> dict[str, float]:
         values = {"rows": float(self.n_rows), "drift_share": self.drift.share_drifted}
@@ -57,6 +62,11 @@ class MonitorReport:
         if self.performance is not None:
             values |= {f"matured_{k}": v for k, v in self.performance.metrics.items()}
             values["matured_rows"] = float(self.performance.n_rows)
+        if self.estimated is not None:
+            values |= {f"estimated_{k}": v for k, v in self.estimated.metrics.items()}
+        if self.labels is not None:
+            values |= {"label_coverage": self.labels.coverage, "labels_overdue": float(self.labels.overdue),
+                       "labels_unknown_ids": float(self.labels.unknown_ids)}
         return values
 
     def to_dict(self) -> dict:
@@ -71,6 +81,9 @@ class MonitorReport:
             "prediction_drift": self.prediction_drift.records() if self.prediction_drift else None,
             "target_drift": self.target_drift.records() if self.target_drift else None,
             "performance": asdict(self.performance) if self.performance else None,
+            "labels": asdict(self.labels) if self.labels else None,
+            "estimated": asdict(self.estimated) if self.estimated else None,
+            "estimated_matured": asdict(self.estimated_matured) if self.estimated_matured else None,
             "decision": {"action": self.decision.action, "reasons": list(self.decision.reasons)},
         }
 
@@ -90,8 +103,20 @@ class MonitorReport:
         if self.performance is None:
             lines.append("Not enough labelled rows yet.")
         else:
-            lines += ["| metric | value | reference | verdict |", "|---|---|---|---|"]
-            lines += [f"| {c.metric} | {_fmt(c.value)} | {_fmt(c.reference)} | {c.reason} |" for c in self.performance.checks]
+            lines += ["| scope | metric | value | interval | reference | verdict |", "|---|---|---|---|---|---|"]
+            scoped = [("all", c) for c in self.performance.checks] + [(s.segment, c) for s in self.performance.segments for c in s.checks]
+            lines += [f"| {scope} | {c.metric} | {_fmt(c.value)} | [{_fmt(c.low)}, {_fmt(c.high)}] | {_fmt(c.reference)} | "
+                      f"{'**breached**' if c.breached else 'ok'} |" for scope, c in scoped]
+            lines += [f"- fairness: {g.detail}" for g in self.performance.fairness]
+        for title, est in (("this batch (no labels yet)", self.estimated), ("the matured window, for comparison", self.estimated_matured)):
+            if est is not None:
+                lines += ["", f"Estimated from calibrated probabilities on {title}: " + ", ".join(
+                    f"{m} {_fmt(v)} [{_fmt(est.intervals[m][0])}, {_fmt(est.intervals[m][1])}]" for m, v in est.metrics.items())]
+        if self.labels is not None:
+            lb = self.labels
+            lines += ["", f"Labels: {lb.n_labelled}/{lb.n_predictions} predictions labelled ({lb.coverage:.0%}), "
+                      f"{lb.overdue} overdue (older than {lb.deadline_days} days, no label), {lb.unknown_ids} labels for unknown ids, "
+                      f"latency median {_fmt(lb.median_latency_days, 1)} days."]
         lines += ["", "## Drift against the champion's reference", "",
                   f"Each family (features, predictions, target) is corrected with {self.drift.correction}; a column "
                   "drifts when its adjusted p-value is below alpha and its distance is above max_distance.", "",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -16,7 +16,7 @@ from sklearn.preprocessing import OrdinalEncoder
 from driftloop.config import DriftConfig, SchemaConfig, TrainingConfig
 from driftloop.drift import ReferenceProfile, fit_reference
 from driftloop.errors import DataError
-from driftloop.evaluation import classification_metrics
+from driftloop.evaluation import classification_metrics, fit_calibration, segment_metrics
 
 # skops refuses to load types it cannot vouch for; these are the ones our pipeline holds.
 PROBABILITY, PREDICTION = "probability", "prediction"
@@ -121,11 +121,16 @@ def train_candidate(
 ) -> Candidate:
     model = fit(train, schema, cfg)
     probability = predict_proba(model, holdout, schema)
-    metrics = classification_metrics(holdout[schema.target].to_numpy(), probability, threshold)
+    y = holdout[schema.target].to_numpy()
+    metrics = classification_metrics(y, probability, threshold)
+    # Per-segment holdout metrics are the reference each segment is later judged against.
+    metrics |= segment_metrics(y, probability, {c: holdout[c].to_numpy() for c in schema.segments}, threshold, min_rows=100)
+    calibration = fit_calibration(y, probability)
     features = fit_reference(train, schema.numeric, (*schema.categorical, schema.target), drift_cfg, seed=cfg.random_state)
     # Predictions on unseen rows are what production predictions look like; on training rows they are overfit.
     scored = pd.DataFrame({PROBABILITY: probability, PREDICTION: (probability >= threshold).astype("int64")})
-    profile = features.merge(fit_reference(scored, (PROBABILITY,), (PREDICTION,), drift_cfg))
+    profile = replace(features.merge(fit_reference(scored, (PROBABILITY,), (PREDICTION,), drift_cfg)),
+                      calibration=(calibration.x, calibration.y))
     return Candidate(
         model=model,
         holdout_metrics=metrics,

@@ -64,6 +64,23 @@ def test_every_other_day_completes_and_is_in_the_prediction_log_once(scenario):
     assert not log[scenario.cfg.columns.id_column].duplicated().any()
 
 
+def test_days_without_labels_get_estimated_metrics_and_no_realized_ones(scenario):
+    first = _outcome(scenario, scenario.days[0]).report
+    assert first.performance is None  # nothing has matured: no realized metric, not a zero
+    assert first.estimated is not None and first.estimated_checks
+    low, high = first.estimated.intervals["roc_auc"]
+    assert low < first.estimated.metrics["roc_auc"] < high and 0.7 < first.estimated.metrics["roc_auc"] < 0.95
+    assert first.labels.n_labelled == 0 and first.labels.coverage == 0.0
+
+
+def test_label_coverage_grows_as_labels_arrive_and_unknown_ids_are_counted(scenario):
+    good = [d for d in scenario.days if not d.quality_incident]
+    last = _outcome(scenario, good[-1]).report.labels
+    assert 0.5 < last.coverage < 1.0 and last.median_latency_days == scenario.cfg.demo.label_delay_days
+    # the quarantined day's customers were never scored, but their labels still arrive
+    assert last.unknown_ids == scenario.cfg.demo.rows_per_day
+
+
 def test_covariate_shift_days_are_flagged_and_clean_days_are_not(scenario):
     good = [d for d in scenario.days if not d.quality_incident]
     flagged = {d.batch_id: _outcome(scenario, d).report.drift.drifted for d in good}
