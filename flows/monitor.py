@@ -99,6 +99,7 @@ def evaluate_matured(cfg: Config, window, reference_metrics: dict) -> evaluation
         reference_metrics,
         cfg.evaluation,
         segments={c: window[c].to_numpy() for c in cfg.columns.segments},
+        fairness={c: window[c].to_numpy() for c in cfg.evaluation.fairness_columns},
     )
 
 

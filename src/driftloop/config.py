@@ -117,6 +117,7 @@ class EvaluationConfig(_Strict):
     confidence: float = Field(0.95, gt=0.5, lt=1)
     label_deadline_days: int = Field(7, ge=1, description="a prediction older than this without a label is overdue")
     min_segment_rows: int = Field(200, ge=10, description="smaller segments are reported, not judged")
+    fairness_columns: tuple[str, ...] = Field((), description="protected attributes whose groups are compared for fairness gaps")
     max_positive_rate_gap: float = Field(0.25, ge=0, le=1, description="largest allowed gap in predicted positive rate between segments")
     max_tpr_gap: float = Field(0.25, ge=0, le=1, description="largest allowed gap in true-positive rate between segments")
     thresholds: dict[Literal["roc_auc", "accuracy", "f1", "log_loss", "brier"], MetricThreshold] = {
@@ -210,6 +211,9 @@ class Config(_Strict):
         unknown = sorted(set(self.drift.columns) - known)
         if unknown:
             raise ValueError(f"drift.columns names unknown column(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        unknown_fairness = sorted(set(self.evaluation.fairness_columns) - set(self.columns.categorical))
+        if unknown_fairness:
+            raise ValueError(f"evaluation.fairness_columns must be categorical features, got: {', '.join(unknown_fairness)}")
         kinds = {c: "numeric" for c in (*self.columns.numeric, "probability")}
         for column, rule in self.drift.columns.items():
             allowed = NUMERIC_METHODS if kinds.get(column) == "numeric" else CATEGORICAL_METHODS

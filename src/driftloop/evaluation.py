@@ -164,9 +164,10 @@ def _fairness(y: np.ndarray, predicted: np.ndarray, segments: dict[str, np.ndarr
 
 def evaluate_window(
     y_true: np.ndarray, probability: np.ndarray, window: tuple[str, ...], reference: dict[str, float], cfg: EvaluationConfig,
-    segments: dict[str, np.ndarray] | None = None, seed: int = 0,
+    segments: dict[str, np.ndarray] | None = None, seed: int = 0, fairness: dict[str, np.ndarray] | None = None,
 ) -> PerformanceReport | None:
-    """Metrics with intervals, threshold checks, segments and fairness; None when too few labels have arrived."""
+    """Metrics with intervals, threshold checks, segments and fairness gaps between the groups of
+    ``fairness`` columns; None when too few labels have arrived."""
     if len(y_true) < cfg.min_labelled_rows:
         return None
     y_true, probability = np.asarray(y_true, dtype="int64"), np.asarray(probability, dtype="float64")
@@ -193,8 +194,8 @@ def evaluate_window(
             )
             by_segment.append(SegmentPerformance(f"{column}={value}", int(mask.sum()), seg_checks))
     predicted = (probability >= cfg.decision_threshold).astype("int64")
-    fairness = _fairness(y_true, predicted, segments or {}, cfg, label)
-    return PerformanceReport(window, len(y_true), values, checks, tuple(by_segment), tuple(fairness))
+    gaps = _fairness(y_true, predicted, fairness or {}, cfg, label)
+    return PerformanceReport(window, len(y_true), values, checks, tuple(by_segment), tuple(gaps))
 
 
 # --- labels -----------------------------------------------------------------------------

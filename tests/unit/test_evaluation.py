@@ -68,7 +68,7 @@ def test_fairness_gaps_compare_segments_with_their_threshold(rng):
     group = np.where(np.arange(n) < n // 2, "a", "b")
     y = rng.integers(0, 2, n)
     score = np.where(group == "a", 0.9, 0.1) * (0.5 + 0.5 * y)  # group a is predicted positive far more often
-    report = evaluate_window(y, score, ("d",), {}, CFG, segments={"group": group})
+    report = evaluate_window(y, score, ("d",), {}, CFG, fairness={"group": group})
     gaps = {g.measure: g for g in report.fairness}
     assert gaps["positive_rate"].breached and gaps["positive_rate"].gap > 0.4  # a: positives only; b: never
     assert "vs b 0.000" in gaps["positive_rate"].detail and "> max 0.25" in gaps["positive_rate"].detail
