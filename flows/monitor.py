@@ -85,7 +85,8 @@ def log_predictions(cfg: Config, batch_id: str, scored, version: str):
 def matured_window(cfg: Config, batch_id: str):
     """Logged predictions of the last ``evaluation.window_days`` batches whose labels have arrived."""
     labelled = data.labelled_days(cfg.data, cfg.columns, date.fromisoformat(batch_id))
-    return data.last_days(labelled, cfg.evaluation.window_days) if not labelled.empty else labelled
+    window = data.last_days(labelled, cfg.evaluation.window_days) if not labelled.empty else labelled
+    return window[window[training.PROBABILITY].notna()]  # rows that failed to score have nothing to evaluate
 
 
 @compute_task(name="evaluate matured labels")
@@ -124,7 +125,7 @@ def estimate(cfg: Config, champion: LoadedModel, scored, window, batch_id: str, 
     ev = cfg.evaluation
     run = lambda probability, label: evaluation.estimate_performance(  # noqa: E731
         probability, calibration, ev.decision_threshold, label, ev.n_bootstrap, ev.confidence)
-    current = run(scored[training.PROBABILITY].to_numpy(), batch_id)
+    current = run(scored[training.PROBABILITY].dropna().to_numpy(), batch_id)
     checks = tuple(
         evaluation.check_metric(m, current.metrics[m], current.intervals[m], reference_metrics.get(m), t, f"{batch_id} (estimated)")
         for m, t in ev.thresholds.items() if m in current.metrics
@@ -235,10 +236,13 @@ def monitor(batch_id: str | None = None, config_path: str = "driftloop.yaml", re
     performance = evaluate_matured(cfg, window, champion.reference_metrics)
     estimated, estimated_checks, estimated_matured = estimate(cfg, champion, scored, window, batch_id, champion.reference_metrics)
     features, predictions, target = measure_drift(cfg, champion, scored, window)
+    health = evaluation.service_health(scored["latency_ms"].to_numpy(), scored["scored"].to_numpy(),
+                                       cfg.evaluation.max_failed_share, batch_id)
     decision = decide_retraining(features, performance, predictions, target, days_since_last_retrain(cfg, batch_id), cfg.policy,
-                                 estimated=estimated_checks)
+                                 estimated=estimated_checks, health=health)
     report = MonitorReport(batch_id, champion.ref.version, len(frame), checked.summary, features, predictions, target,
-                           performance, decision, read_label_status(cfg, batch_id), estimated, estimated_checks, estimated_matured)
+                           performance, decision, read_label_status(cfg, batch_id), estimated, estimated_checks, estimated_matured,
+                           health)
     run_id = publish_report(cfg, report, checked)
     publish_artifacts(cfg, report, run_id)
     logger.info("batch %s: %s, %s, decision %s", batch_id, report.drift_verdict, report.performance_summary, decision.action)

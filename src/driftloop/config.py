@@ -117,6 +117,7 @@ class EvaluationConfig(_Strict):
     confidence: float = Field(0.95, gt=0.5, lt=1)
     label_deadline_days: int = Field(7, ge=1, description="a prediction older than this without a label is overdue")
     min_segment_rows: int = Field(200, ge=10, description="smaller segments are reported, not judged")
+    max_failed_share: float = Field(0.01, ge=0, le=1, description="share of rows that may fail to score before it is a signal")
     fairness_columns: tuple[str, ...] = Field((), description="protected attributes whose groups are compared for fairness gaps")
     max_positive_rate_gap: float = Field(0.25, ge=0, le=1, description="largest allowed gap in predicted positive rate between segments")
     max_tpr_gap: float = Field(0.25, ge=0, le=1, description="largest allowed gap in true-positive rate between segments")

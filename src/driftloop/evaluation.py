@@ -198,6 +198,30 @@ def evaluate_window(
     return PerformanceReport(window, len(y_true), values, checks, tuple(by_segment), tuple(gaps))
 
 
+# --- service health -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServiceHealth:
+    n_rows: int
+    latency_ms_p50: float
+    latency_ms_p95: float
+    latency_ms_p99: float
+    failed_share: float  # rows the model could not score
+    max_failed_share: float
+    breached: bool
+    detail: str
+
+
+def service_health(latency_ms: np.ndarray, scored: np.ndarray, max_failed_share: float, batch: str) -> ServiceHealth:
+    p50, p95, p99 = (float(v) for v in np.percentile(latency_ms, [50, 95, 99]))
+    failed = float(1 - np.mean(scored)) if len(scored) else 0.0
+    breached = failed > max_failed_share
+    return ServiceHealth(len(scored), p50, p95, p99, failed, max_failed_share, breached,
+                         f"{failed:.1%} of {batch}'s rows failed to score ({'>' if breached else '<='} max {max_failed_share:.1%}); "
+                         f"latency p50 {p50:.3f} ms, p95 {p95:.3f} ms, p99 {p99:.3f} ms per row")
+
+
 # --- labels -----------------------------------------------------------------------------
 
 

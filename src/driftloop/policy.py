@@ -8,7 +8,7 @@ from typing import Literal
 from driftloop.comparison import Comparison
 from driftloop.config import GateConfig, PolicyConfig
 from driftloop.drift import DriftReport
-from driftloop.evaluation import MetricCheck, PerformanceReport
+from driftloop.evaluation import MetricCheck, PerformanceReport, ServiceHealth
 
 Action = Literal["ok", "watch", "hold", "retrain"]
 
@@ -31,10 +31,14 @@ def decide_retraining(
     days_since_last_retrain: int | None,
     cfg: PolicyConfig,
     estimated: tuple[MetricCheck, ...] = (),
+    health: ServiceHealth | None = None,
 ) -> RetrainDecision:
-    """``estimated``: checks of performance estimated without labels (a signal: no labels to retrain on yet)."""
+    """``estimated``: checks of performance estimated without labels (a signal: no labels to retrain on yet);
+    ``health``: rows that failed to score (a signal: retraining does not fix a broken input)."""
     triggers: list[str] = []
     signals: list[str] = []
+    if health is not None and health.breached:
+        signals.append(f"service health: {health.detail}")
     if performance is not None:
         (triggers if cfg.retrain_on_performance else signals).extend(performance.breaches)
         signals.extend(f"fairness: {alert}" for alert in performance.fairness_alerts)

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 
 from driftloop.comparison import Comparison
 from driftloop.drift import ColumnDrift, DriftReport
-from driftloop.evaluation import EstimatedPerformance, LabelStatus, MetricCheck, PerformanceReport
+from driftloop.evaluation import EstimatedPerformance, LabelStatus, MetricCheck, PerformanceReport, ServiceHealth
 from driftloop.policy import GateVerdict, RetrainDecision
 
 
@@ -32,6 +32,7 @@ class MonitorReport:
     estimated: EstimatedPerformance | None = None  # this batch, before its labels arrive
     estimated_checks: tuple[MetricCheck, ...] = ()
     estimated_matured: EstimatedPerformance | None = None  # the matured window, to check the estimate against reality
+    health: ServiceHealth | None = None
 
     @property
     def drift_verdict(self) -> str:
@@ -64,6 +65,12 @@ class MonitorReport:
             values["matured_rows"] = float(self.performance.n_rows)
         if self.estimated is not None:
             values |= {f"estimated_{k}": v for k, v in self.estimated.metrics.items()}
+        if self.estimated_matured is not None and self.performance is not None:
+            # How far the label-free estimate was from what the labels then showed, on the same rows.
+            values |= {f"estimate_error_{k}": self.performance.metrics[k] - v for k, v in self.estimated_matured.metrics.items()}
+        if self.health is not None:
+            values |= {"latency_ms_p50": self.health.latency_ms_p50, "latency_ms_p95": self.health.latency_ms_p95,
+                       "latency_ms_p99": self.health.latency_ms_p99, "failed_share": self.health.failed_share}
         if self.labels is not None:
             values |= {"label_coverage": self.labels.coverage, "labels_overdue": float(self.labels.overdue),
                        "labels_unknown_ids": float(self.labels.unknown_ids)}
@@ -84,6 +91,7 @@ class MonitorReport:
             "labels": asdict(self.labels) if self.labels else None,
             "estimated": asdict(self.estimated) if self.estimated else None,
             "estimated_matured": asdict(self.estimated_matured) if self.estimated_matured else None,
+            "service_health": asdict(self.health) if self.health else None,
             "decision": {"action": self.decision.action, "reasons": list(self.decision.reasons)},
         }
 
@@ -112,6 +120,8 @@ class MonitorReport:
             if est is not None:
                 lines += ["", f"Estimated from calibrated probabilities on {title}: " + ", ".join(
                     f"{m} {_fmt(v)} [{_fmt(est.intervals[m][0])}, {_fmt(est.intervals[m][1])}]" for m, v in est.metrics.items())]
+        if self.health is not None:
+            lines += ["", f"Service health: {self.health.detail}."]
         if self.labels is not None:
             lb = self.labels
             lines += ["", f"Labels: {lb.n_labelled}/{lb.n_predictions} predictions labelled ({lb.coverage:.0%}), "

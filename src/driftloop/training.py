@@ -86,15 +86,28 @@ class TrainingWindow:
         return cls(values.min(), values.max(), len(frame), fingerprint(frame))
 
 
-def score(model: Pipeline, frame: pd.DataFrame, schema: SchemaConfig, threshold: float) -> pd.DataFrame:
-    """The batch with its probability, predicted class and per-row scoring latency."""
-    start = time.perf_counter()
-    probability = predict_proba(model, frame, schema)
-    latency_ms = (time.perf_counter() - start) * 1000 / max(len(frame), 1)
+def score(model: Pipeline, frame: pd.DataFrame, schema: SchemaConfig, threshold: float, chunk_rows: int = 256) -> pd.DataFrame:
+    """The batch with probability, predicted class, per-row scoring latency and whether it scored.
+
+    Rows are scored in chunks, as requests would arrive; a chunk the model cannot score keeps
+    its rows in the log with no probability and ``scored=False``: counted, never dropped.
+    """
+    features = frame[list(schema.features)]
+    probability = np.full(len(frame), np.nan)
+    latency_ms = np.zeros(len(frame))
+    for start in range(0, len(frame), chunk_rows):
+        chunk = slice(start, start + chunk_rows)
+        began = time.perf_counter()
+        try:
+            probability[chunk] = model.predict_proba(features.iloc[chunk])[:, 1]
+        except (ValueError, TypeError):  # what scikit-learn raises for inputs it cannot use
+            pass
+        latency_ms[chunk] = (time.perf_counter() - began) * 1000 / len(features.iloc[chunk])
+    scored = ~np.isnan(probability)
+    prediction = pd.array(np.where(scored, probability >= threshold, 0).astype("int64"), dtype="Int64")
+    prediction[~scored] = pd.NA
     columns = [schema.id_column, schema.timestamp_column, *schema.features]
-    return frame[columns].assign(
-        **{PROBABILITY: probability, PREDICTION: (probability >= threshold).astype("int64"), "latency_ms": latency_ms}
-    )
+    return frame[columns].assign(**{PROBABILITY: probability, PREDICTION: prediction, "latency_ms": latency_ms, "scored": scored})
 
 
 @dataclass(frozen=True)

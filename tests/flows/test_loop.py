@@ -73,6 +73,13 @@ def test_days_without_labels_get_estimated_metrics_and_no_realized_ones(scenario
     assert first.labels.n_labelled == 0 and first.labels.coverage == 0.0
 
 
+def test_the_estimate_is_checked_against_realized_performance_once_labels_arrive(scenario):
+    clean = [d for d in scenario.days if not (d.quality_incident or d.covariate_shift or d.concept_drift)]
+    report = _outcome(scenario, clean[-1]).report
+    assert report.performance is not None and report.estimated_matured is not None
+    assert abs(report.metrics()["estimate_error_roc_auc"]) < 0.05  # calibrated and no concept drift yet: close
+
+
 def test_label_coverage_grows_as_labels_arrive_and_unknown_ids_are_counted(scenario):
     good = [d for d in scenario.days if not d.quality_incident]
     last = _outcome(scenario, good[-1]).report.labels

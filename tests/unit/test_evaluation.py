@@ -8,7 +8,7 @@ import pytest
 
 from driftloop.config import EvaluationConfig, MetricThreshold
 from driftloop.evaluation import (
-    check_metric, classification_metrics, estimate_performance, evaluate_window, fit_calibration, label_status,
+    check_metric, classification_metrics, estimate_performance, evaluate_window, fit_calibration, label_status, service_health,
 )
 
 CFG = EvaluationConfig(min_labelled_rows=10, n_bootstrap=300, thresholds={"roc_auc": MetricThreshold(floor=0.6, max_drop=0.05)})
@@ -106,3 +106,11 @@ def test_the_estimate_interval_covers_the_realized_value_in_at_least_90_of_100_c
             low, high = estimate.intervals[metric]
             covered[metric] += low <= realized[metric] <= high
     assert covered["accuracy"] >= 90 and covered["roc_auc"] >= 90, covered
+
+
+def test_service_health_reports_latency_percentiles_and_the_failed_share():
+    latency = np.r_[np.full(98, 0.01), 0.5, 2.0]
+    scored = np.r_[np.ones(97, dtype=bool), np.zeros(3, dtype=bool)]
+    health = service_health(latency, scored, 0.01, "2026-02-01")
+    assert health.latency_ms_p50 == pytest.approx(0.01) and health.latency_ms_p99 > 0.5
+    assert health.breached and health.failed_share == pytest.approx(0.03) and "3.0% of 2026-02-01's rows" in health.detail
