@@ -14,7 +14,7 @@ from prefect.runtime import flow_run
 
 from driftloop import data, drift, evaluation, training, validation
 from driftloop.config import Config, load_config
-from driftloop.errors import BatchRejected
+from driftloop.errors import BatchRejected, DataError
 from driftloop.policy import decide_retraining
 from driftloop.registry import CHAMPION, LoadedModel, Registry
 from driftloop.report import MonitorReport
@@ -53,7 +53,16 @@ def summarize(state) -> dict[str, str]:
 
 @io_task(name="read batch")
 def read_batch(cfg: Config, batch_id: str):
-    return data.read_batch(cfg.data, batch_id)
+    path = data.batch_path(cfg.data, batch_id)
+    if not path.exists():  # nothing to quarantine: say where we looked
+        return data.read_batch(cfg.data, batch_id)
+    try:
+        return data.check_batch(data.read_table(path), cfg.columns, path)
+    except DataError as exc:
+        # An unreadable or malformed batch is kept, byte for byte, in quarantine with the reason beside it.
+        kept = data.quarantine(cfg.data, batch_id, {"batch_id": batch_id, "passed": False, "error": str(exc)},
+                               f"# Batch {batch_id}: QUARANTINED before validation\n\n{exc}\n")
+        raise BatchRejected(f"{exc} (quarantined: {kept.path})") from None
 
 
 @compute_task(name="validate batch")

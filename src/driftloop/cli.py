@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import json
 import logging
 import sys
 from pathlib import Path
 
 from driftloop.config import load_config
-from driftloop.errors import DriftloopError
+from driftloop.errors import BatchRejected, DriftloopError
 
 
 def _registry(args):
@@ -75,6 +76,66 @@ def cmd_history(args) -> int:
     return 0
 
 
+def cmd_validate(args) -> int:
+    """Read, check and validate a batch file without moving it: the same rules as the monitor flow."""
+    from driftloop import data, validation
+
+    cfg = load_config(args.config)
+    frame = data.check_batch(data.read_table(args.path), cfg.columns, args.path)
+    report = validation.validate(frame, cfg.validation, args.path.stem)
+    for warning in report.warnings:
+        print(f"warning: {warning.column or 'table'}: {warning.expectation} {warning.detail}")
+    if not report.passed:
+        failed = "; ".join(f"{o.column or 'table'}: {o.expectation} {o.detail}" for o in report.critical_failures)
+        raise BatchRejected(f"{args.path}: {report.summary} ({failed}); fix the batch or edit {cfg.validation.suite}")
+    print(f"{args.path}: {report.summary} ({report.n_rows} rows, suite {report.suite})")
+    return 0
+
+
+def cmd_suite_init(args) -> int:
+    from driftloop import data, validation
+
+    cfg = load_config(args.config)
+    target = args.out or cfg.validation.suite
+    if target.exists() and not args.force:
+        raise DriftloopError(f"{target} exists; pass --force to overwrite it or --out to write elsewhere")
+    suite = validation.profile_suite(data.read_reference(cfg.data, cfg.columns), cfg.columns, target.stem, args.margin)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(suite, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {len(suite['expectations'])} expectations to {target}; review and edit them, then commit the file")
+    return 0
+
+
+def cmd_quarantine_list(args) -> int:
+    cfg = load_config(args.config)
+    reports = sorted(cfg.data.quarantine.glob("*.validation.json")) if cfg.data.quarantine.exists() else []
+    if not reports:
+        print(f"nothing in quarantine ({cfg.data.quarantine})")
+    for path in reports:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        print(f"{record.get('batch_id', path.name.split('.')[0])}  {record.get('summary') or record.get('error', '')}")
+    return 0
+
+
+def cmd_quarantine_release(args) -> int:
+    """Re-validate a quarantined batch and, if it now passes, put it back in incoming for the next monitor run."""
+    from driftloop import data, validation
+
+    cfg = load_config(args.config)
+    held = cfg.data.quarantine / f"{args.batch}.{cfg.data.batch_format}"
+    if not held.exists():
+        raise DriftloopError(f"no quarantined batch {args.batch} in {cfg.data.quarantine}; `driftloop quarantine list` shows them")
+    report = validation.validate(data.check_batch(data.read_table(held), cfg.columns, held), cfg.validation, args.batch)
+    if not report.passed:
+        raise BatchRejected(f"{held}: still {report.summary}; fix the file in place, then release it again")
+    target = data.batch_path(cfg.data, args.batch)
+    held.replace(target)
+    for stale in cfg.data.quarantine.glob(f"{args.batch}.validation.*"):
+        stale.rename(stale.with_name(stale.name + ".released"))
+    print(f"{args.batch} passed and is back in {target}; run the monitor flow for it (or wait for the schedule)")
+    return 0
+
+
 def cmd_demo_data(args) -> int:
     from driftloop import demo
 
@@ -112,6 +173,23 @@ def build_parser() -> argparse.ArgumentParser:
     rollback.set_defaults(run=cmd_rollback)
 
     sub.add_parser("history", help="every alias move: who, when, from which version to which, and why").set_defaults(run=cmd_history)
+
+    validate = sub.add_parser("validate", help="check and validate a batch file against the suite (nothing is moved)")
+    validate.add_argument("path", type=Path)
+    validate.set_defaults(run=cmd_validate)
+
+    suite = sub.add_parser("suite", help="expectation suites").add_subparsers(dest="suite_command", required=True)
+    init = suite.add_parser("init", help="profile the reference data into a GX suite to edit")
+    init.add_argument("--out", type=Path, default=None, help="where to write it (default: validation.suite)")
+    init.add_argument("--margin", type=float, default=0.1, help="widen numeric ranges by this share of their span")
+    init.add_argument("--force", action="store_true", help="overwrite an existing suite")
+    init.set_defaults(run=cmd_suite_init)
+
+    quarantine = sub.add_parser("quarantine", help="batches that failed validation").add_subparsers(dest="quarantine_command", required=True)
+    quarantine.add_parser("list", help="quarantined batches and why").set_defaults(run=cmd_quarantine_list)
+    release = quarantine.add_parser("release", help="re-validate a batch and put it back in incoming if it passes")
+    release.add_argument("batch")
+    release.set_defaults(run=cmd_quarantine_release)
 
     sub.add_parser("demo-data", help="write the demo scenario's reference, batches and labels").set_defaults(run=cmd_demo_data)
     return parser

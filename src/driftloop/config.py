@@ -183,7 +183,7 @@ class DemoConfig(_Strict):
 
     seed: int = 7
     reference_start: date = date(2026, 1, 1)
-    reference_days: int = Field(28, ge=7)
+    reference_days: int = Field(10, ge=7, description="days the reference rows span (rows per day should match production)")
     reference_rows: int = Field(20_000, ge=1000)
     first_day: date = date(2026, 2, 1)
     n_days: int = Field(18, ge=1)

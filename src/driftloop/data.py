@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from driftloop.config import DataConfig, SchemaConfig
@@ -60,6 +61,48 @@ def read_reference(cfg: DataConfig, schema: SchemaConfig) -> pd.DataFrame:
     return frame
 
 
+def _rows(mask: pd.Series, limit: int = 5) -> str:
+    rows = [str(i) for i in mask[mask].index[:limit]]
+    return ", ".join(rows) + (f" and {int(mask.sum()) - limit} more" if mask.sum() > limit else "")
+
+
+def check_batch(frame: pd.DataFrame, schema: SchemaConfig, source: Path | str) -> pd.DataFrame:
+    """The batch's shape, before any statistics: one DataError line naming the column or rows and the fix.
+
+    Returns the frame with its timestamp column parsed (a CSV brings it as text).
+    """
+    expected = [schema.id_column, schema.timestamp_column, *schema.features]
+    missing = [c for c in expected if c not in frame.columns]
+    if missing:
+        raise DataError(f"{source}: missing column(s) {', '.join(missing)}; fix the export (or the columns section of the config)")
+    extra = [c for c in frame.columns if c not in (*expected, schema.target)]
+    if extra:
+        raise DataError(f"{source}: unexpected column(s) {', '.join(map(str, extra))}; drop them from the export or add them to the config")
+    for column in frame.columns:
+        if frame[column].isna().all():
+            raise DataError(f"{source}: column {column} is empty (all {len(frame)} values null); fix the upstream job that fills it")
+    for column in schema.numeric:
+        if not pd.api.types.is_numeric_dtype(frame[column]) or pd.api.types.is_bool_dtype(frame[column]):
+            bad = pd.to_numeric(frame[column], errors="coerce").isna() & frame[column].notna()
+            raise DataError(f"{source}: column {column} should be numeric but has {frame[column].dtype} values"
+                            + (f" (rows {_rows(bad)}, e.g. {frame[column][bad].iloc[0]!r})" if bad.any() else "")
+                            + "; export it as numbers")
+        infinite = pd.Series(np.isinf(frame[column].to_numpy(dtype="float64", na_value=np.nan)), index=frame.index)
+        if infinite.any():
+            raise DataError(f"{source}: column {column} has infinite values at rows {_rows(infinite)}; replace them upstream")
+    duplicated = frame[schema.id_column].duplicated(keep=False) & frame[schema.id_column].notna()
+    if duplicated.any():
+        raise DataError(f"{source}: {int(duplicated.sum())} rows share an id in {schema.id_column} (rows {_rows(duplicated)}); "
+                        "deduplicate the export")
+    timestamps = pd.to_datetime(frame[schema.timestamp_column], errors="coerce", utc=True, format="mixed")
+    unparseable = timestamps.isna() & frame[schema.timestamp_column].notna()
+    if unparseable.any():
+        example = frame[schema.timestamp_column][unparseable].iloc[0]
+        raise DataError(f"{source}: column {schema.timestamp_column} has unparseable timestamps at rows {_rows(unparseable)} "
+                        f"(e.g. {example!r}); write ISO 8601")
+    return frame.assign(**{schema.timestamp_column: timestamps})
+
+
 def require_columns(frame: pd.DataFrame, columns, source: Path | str) -> None:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
@@ -78,7 +121,7 @@ class QuarantinedBatch:
 
 
 def quarantine(cfg: DataConfig, batch_id: str, report: dict, markdown: str) -> QuarantinedBatch:
-    """Move the batch file into quarantine with its validation report beside it."""
+    """Move the batch file, unchanged, into quarantine with its validation report beside it."""
     source = batch_path(cfg, batch_id)
     cfg.quarantine.mkdir(parents=True, exist_ok=True)
     target = cfg.quarantine / source.name

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from driftloop.config import ValidationConfig
+from driftloop.config import SchemaConfig, ValidationConfig
 from driftloop.errors import ConfigError
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
@@ -169,3 +169,48 @@ def validate(frame: pd.DataFrame, cfg: ValidationConfig, batch_id: str) -> Valid
         outcomes=tuple(outcomes),
         gx_result=result.to_json_dict(),
     )
+
+
+def profile_suite(reference: pd.DataFrame, schema: SchemaConfig, name: str, margin: float = 0.1) -> dict:
+    """A starting suite profiled from the reference, for a person to edit.
+
+    critical (quarantines the batch): the column set, types, id presence and uniqueness,
+    null rates, numeric ranges widened by ``margin`` of their span (99% of rows inside), row counts within half
+    and twice the reference's daily volume; warning (reported): category sets.
+    """
+    crit, warn = {"severity": "critical"}, {"severity": "warning"}
+    columns = [schema.id_column, schema.timestamp_column, *schema.features]
+    daily = reference.groupby(pd.to_datetime(reference[schema.timestamp_column]).dt.date).size()
+    expectations = [
+        ("expect_table_columns_to_match_set", {"column_set": columns, "exact_match": False}, crit),
+        ("expect_table_row_count_to_be_between", {"min_value": int(daily.min() // 2), "max_value": int(daily.max() * 2)}, crit),
+        ("expect_column_values_to_not_be_null", {"column": schema.id_column}, crit),
+        ("expect_column_values_to_be_unique", {"column": schema.id_column}, crit),
+        ("expect_column_values_to_not_be_null", {"column": schema.timestamp_column}, crit),
+    ]
+    for column in schema.numeric:
+        values = reference[column].astype("float64")
+        low, high = float(values.min()), float(values.max())
+        pad = margin * (high - low) or margin * max(abs(high), 1.0)
+        null_rate = float(values.isna().mean())
+        expectations += [
+            ("expect_column_values_to_be_in_type_list",
+             {"column": column, "type_list": ["int8", "int16", "int32", "int64", "Int64", "float32", "float64", "Float64"]}, crit),
+            ("expect_column_values_to_not_be_null", {"column": column, "mostly": round(max(0.0, 1 - null_rate - 0.01), 4)}, crit),
+            # mostly 0.99: a stray tail value (a count one above the reference maximum) is no incident
+            ("expect_column_values_to_be_between", {"column": column, "min_value": round(low - pad, 6), "max_value": round(high + pad, 6),
+                                                    "mostly": 0.99}, crit),
+        ]
+    for column in schema.categorical:
+        null_rate = float(reference[column].isna().mean())
+        levels = sorted(reference[column].dropna().astype(str).unique().tolist())
+        expectations += [
+            ("expect_column_values_to_not_be_null", {"column": column, "mostly": round(max(0.0, 1 - null_rate - 0.01), 4)}, crit),
+            ("expect_column_values_to_be_in_set", {"column": column, "value_set": levels, "mostly": 0.99}, warn),
+        ]
+    return {
+        "name": name,
+        "expectations": [{"type": t, "kwargs": k, "meta": m} for t, k, m in expectations],
+        "meta": {"notes": f"Profiled by `driftloop suite init` from {len(reference)} reference rows; edit freely. "
+                          "meta.severity: critical quarantines the batch, warning is reported."},
+    }

@@ -151,6 +151,19 @@ def test_a_rerun_reuses_the_cached_scores_and_logs_the_batch_once(scenario):
     assert len(log) == scenario.cfg.demo.rows_per_day
 
 
+def test_a_malformed_batch_fails_the_run_and_is_quarantined_byte_for_byte(scenario):
+    source = data.read_batch(scenario.cfg.data, scenario.days[0].batch_id)
+    duplicated = source.assign(customer_id=source["customer_id"].where(source.index != 1, source["customer_id"][0]))
+    path = data.batch_path(scenario.cfg.data, "2026-03-01")
+    duplicated.to_parquet(path, index=False)
+    original = path.read_bytes()
+    state = monitor(batch_id="2026-03-01", config_path=scenario.config_path, return_state=True)
+    assert state.is_failed() and not state.is_crashed()
+    assert "2 rows share an id in customer_id (rows 0, 1)" in state.message and "quarantined" in state.message
+    assert not path.exists()
+    assert (scenario.cfg.data.quarantine / path.name).read_bytes() == original
+
+
 def test_a_missing_batch_fails_the_run_with_one_line(scenario):
     state = monitor(batch_id="2031-01-01", config_path=scenario.config_path, return_state=True)
     assert state.is_failed()

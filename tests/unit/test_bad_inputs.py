@@ -1,0 +1,124 @@
+"""Every way a batch can be wrong: one line naming the file and the fix, a non-zero exit, the file untouched."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from driftloop import cli, data
+from driftloop.config import load_config
+
+
+@pytest.fixture
+def clean(demo_project):
+    cfg, generated = demo_project
+    day = generated.days[0]
+    return cfg, data.read_batch(cfg.data, day.batch_id)
+
+
+def _run(cfg, path, capsys):
+    config_path = cfg.data.incoming.parent.parent / "driftloop.yaml"
+    before = path.read_bytes() if path.exists() else None
+    code = cli.main(["--config", str(config_path), "validate", str(path)])
+    err = capsys.readouterr().err
+    if before is not None:
+        assert path.read_bytes() == before  # byte for byte
+    return code, err
+
+
+def _write(frame: pd.DataFrame, path):
+    frame.to_csv(path, index=False) if path.suffix == ".csv" else frame.to_parquet(path, index=False)
+    return path
+
+
+CASES = {
+    "missing column": (lambda f: f.drop(columns=["age"]), "missing column(s) age"),
+    "extra column": (lambda f: f.assign(coupon="x"), "unexpected column(s) coupon"),
+    "wrong dtype": (lambda f: f.astype({"age": object}).assign(age=lambda d: d["age"].where(d.index != 7, "forty")),
+                    "column age should be numeric but has str values (rows 7, e.g. 'forty')"),
+    "all-null column": (lambda f: f.assign(region=None), "column region is empty"),
+    "duplicated ids": (lambda f: f.assign(customer_id=lambda d: d["customer_id"].where(d.index != 5, d["customer_id"][4])),
+                       "2 rows share an id in customer_id (rows 4, 5)"),
+    "infinities": (lambda f: f.assign(monthly_charges=lambda d: d["monthly_charges"].where(d.index != 3, np.inf)),
+                   "column monthly_charges has infinite values at rows 3"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_a_malformed_batch_is_one_line_naming_file_and_column(clean, tmp_path, capsys, case):
+    cfg, frame = clean
+    spoil, message = CASES[case]
+    path = _write(spoil(frame), tmp_path / "2026-03-01.csv")  # CSV: how mixed-up data usually arrives
+    code, err = _run(cfg, path, capsys)
+    assert code == 2
+    assert err.startswith(f"driftloop: error: {path}: ") and message in err and err.count("\n") == 1
+
+
+def test_unparseable_timestamps_name_the_rows(clean, tmp_path, capsys):
+    cfg, frame = clean
+    path = _write(frame.astype({"event_ts": str}).assign(event_ts=lambda d: d["event_ts"].where(d.index != 2, "yesterday")),
+                  tmp_path / "2026-03-01.csv")
+    code, err = _run(cfg, path, capsys)
+    assert code == 2 and "unparseable timestamps at rows 2 (e.g. 'yesterday'); write ISO 8601" in err
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("2026-03-01.parquet", b"", "file is empty"),
+    ("2026-03-01.parquet", b"PAR1 but not really", "not a readable parquet file"),
+    ("2026-03-01.csv", "customer_id,region\n1,m\xe9\n".encode("latin-1"), "not UTF-8"),
+    ("2026-03-01.json", b"{}", "unsupported file type '.json'"),
+])
+def test_an_unreadable_file_is_one_line(clean, tmp_path, capsys, name, content, message):
+    cfg, _ = clean
+    path = tmp_path / name
+    path.write_bytes(content)
+    code, err = _run(cfg, path, capsys)
+    assert code == 2 and message in err and err.count("\n") == 1
+
+
+def test_a_missing_file_says_where_it_looked(clean, tmp_path, capsys):
+    cfg, _ = clean
+    code, err = _run(cfg, tmp_path / "nope.parquet", capsys)
+    assert code == 2 and "nope.parquet: file not found" in err
+
+
+def test_the_quality_incident_fails_validation_with_exit_3(demo_project, capsys):
+    cfg, generated = demo_project
+    bad = next(d for d in generated.days if d.quality_incident)
+    code, err = _run(cfg, data.batch_path(cfg.data, bad.batch_id), capsys)
+    assert code == 3 and "monthly_charges: expect_column_values_to_be_between" in err and err.count("\n") == 1
+
+
+def test_a_typo_in_the_config_is_one_line_and_exit_2(clean, tmp_path, capsys):
+    cfg, _ = clean
+    raw = yaml.safe_load((cfg.data.incoming.parent.parent / "driftloop.yaml").read_text())
+    raw["policy"]["cooldown_dayz"] = 3
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(raw))
+    assert cli.main(["--config", str(bad), "status"]) == 2
+    err = capsys.readouterr().err
+    assert "policy.cooldown_dayz: Extra inputs are not permitted" in err and err.count("\n") == 1
+
+
+def test_suite_init_passes_clean_batches_and_names_what_the_incident_breaks(demo_project, tmp_path, capsys):
+    cfg, generated = demo_project
+    config_path = cfg.data.incoming.parent.parent / "driftloop.yaml"
+    suite = tmp_path / "profiled.json"
+    assert cli.main(["--config", str(config_path), "suite", "init", "--out", str(suite)]) == 0
+    raw = yaml.safe_load(config_path.read_text())
+    raw["validation"]["suite"] = str(suite)
+    profiled_config = tmp_path / "profiled.yaml"
+    profiled_config.write_text(yaml.safe_dump(raw).replace("data/", str(cfg.data.incoming.parent) + "/"))
+    expectations = json.loads(suite.read_text())["expectations"]
+    assert {e["meta"]["severity"] for e in expectations} == {"critical", "warning"}
+    for day in generated.days:
+        code = cli.main(["--config", str(profiled_config), "validate", str(data.batch_path(cfg.data, day.batch_id))])
+        err = capsys.readouterr().err
+        assert code == (3 if day.quality_incident else 0), err
+        if day.quality_incident:
+            assert "monthly_charges: expect_column_values_to_be_between" in err
+            assert "tenure_months: expect_column_values_to_not_be_null" in err
