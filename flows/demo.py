@@ -27,9 +27,9 @@ from flows.monitor import monitor, summarize
 def _reset(cfg: Config, config_path: Path) -> None:
     """Remove the previous demo's data and MLflow store, but only inside the project folder."""
     root = config_path.resolve().parent
-    store = Path(cfg.registry.tracking_uri.removeprefix("sqlite:///")) if cfg.registry.tracking_uri.startswith("sqlite:///") else None
+    sqlite = lambda url: Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None  # noqa: E731
     for path in (cfg.data.incoming, cfg.data.labels, cfg.data.quarantine, cfg.data.predictions, cfg.data.reports,
-                 cfg.data.reference.parent, cfg.registry.artifact_root, store):
+                 cfg.data.reference.parent, cfg.registry.artifact_root, sqlite(cfg.registry.tracking_uri), sqlite(cfg.ledger.url)):
         if path is None or not path.exists() or not path.resolve().is_relative_to(root):
             continue
         shutil.rmtree(path) if path.is_dir() else path.unlink()

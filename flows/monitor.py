@@ -15,6 +15,7 @@ from prefect.runtime import flow_run
 from driftloop import data, drift, evaluation, training, validation
 from driftloop.config import Config, load_config
 from driftloop.errors import BatchRejected, DataError
+from driftloop.ledger import DONE, Ledger
 from driftloop.policy import decide_retraining
 from driftloop.registry import CHAMPION, LoadedModel, Registry
 from driftloop.report import MonitorReport
@@ -39,7 +40,9 @@ def summarize(state) -> dict[str, str]:
         verdict = "QUARANTINED" if "quarantined" in (state.message or "") else "FAILED"
         return {"validation": verdict, "drift": "-", "performance": "-", "decision": "-", "registered": "-",
                 "message": state.message or ""}
-    outcome: MonitorOutcome = state.result()
+    outcome: MonitorOutcome | None = state.result()
+    if outcome is None:
+        return {"validation": "already processed", "drift": "-", "performance": "-", "decision": "-", "registered": "-", "message": ""}
     report = outcome.report
     registered = "-"
     if outcome.retrain is not None:
@@ -51,18 +54,31 @@ def summarize(state) -> dict[str, str]:
             "decision": report.decision.action, "registered": registered, "message": ""}
 
 
+@io_task(name="ledger")
+def mark(cfg: Config, batch_id: str, state: str, detail: str = "") -> None:
+    Ledger(cfg.ledger).record(batch_id, state, detail)
+
+
+@io_task(name="ledger state")
+def ledger_state(cfg: Config, batch_id: str) -> str | None:
+    return Ledger(cfg.ledger).state(batch_id)
+
+
 @io_task(name="read batch")
 def read_batch(cfg: Config, batch_id: str):
     path = data.batch_path(cfg.data, batch_id)
     if not path.exists():  # nothing to quarantine: say where we looked
         return data.read_batch(cfg.data, batch_id)
     try:
-        return data.check_batch(data.read_table(path), cfg.columns, path)
+        frame = data.check_batch(data.read_table(path), cfg.columns, path)
     except DataError as exc:
         # An unreadable or malformed batch is kept, byte for byte, in quarantine with the reason beside it.
         kept = data.quarantine(cfg.data, batch_id, {"batch_id": batch_id, "passed": False, "error": str(exc)},
                                f"# Batch {batch_id}: QUARANTINED before validation\n\n{exc}\n")
+        Ledger(cfg.ledger).record(batch_id, "quarantined", str(exc))
         raise BatchRejected(f"{exc} (quarantined: {kept.path})") from None
+    Ledger(cfg.ledger).record(batch_id, "received", f"{len(frame)} rows from {path.name}")
+    return frame
 
 
 @compute_task(name="validate batch")
@@ -72,7 +88,7 @@ def validate_batch(cfg: Config, frame, batch_id: str) -> validation.ValidationRe
 
 @io_task(name="quarantine batch")
 def quarantine_batch(cfg: Config, report: validation.ValidationReport) -> data.QuarantinedBatch:
-    return data.quarantine(cfg.data, report.batch_id, report.to_dict(), report.to_markdown())
+    return data.quarantine(cfg.data, report.batch_id, report.to_dict(), report.to_markdown(), report.to_html())
 
 
 def _score_key(context, parameters) -> str:
@@ -167,7 +183,7 @@ def days_since_last_retrain(cfg: Config, batch_id: str) -> int | None:
 def publish_report(cfg: Config, report: MonitorReport, checked: validation.ValidationReport) -> str:
     paths = [
         *data.write_report(cfg.data, report.batch_id, report.to_dict(), report.to_markdown()),
-        *data.write_report(cfg.data, f"{report.batch_id}.validation", checked.to_dict(), checked.to_markdown()),
+        *data.write_report(cfg.data, f"{report.batch_id}.validation", checked.to_dict(), checked.to_markdown(), checked.to_html()),
     ]
     return Registry(cfg.registry).log_monitor_run(
         report.batch_id,
@@ -189,6 +205,8 @@ def publish_artifacts(cfg: Config, report: MonitorReport, run_id: str) -> None:
     """What a person reads on the flow run page of the Prefect UI."""
     url = Registry(cfg.registry).ui_url(run_id=run_id)
     link = f"[MLflow run]({url})" if url else f"MLflow run `{run_id}` in {cfg.registry.tracking_uri}"
+    page = cfg.data.reports / f"{report.batch_id}.validation.html"
+    link += f"; validation page: [{page.name}]({page.as_uri()}) (also an artifact of the MLflow run)"
     create_markdown_artifact(
         key="monitor-report",
         markdown=f"{report.to_markdown()}\n{link}\n",
@@ -218,28 +236,38 @@ def announce_degradation(cfg: Config, report: MonitorReport, run_id: str, config
 
 @flow(name="monitor", flow_run_name="monitor {batch_id}")
 @fails_cleanly
-def monitor(batch_id: str | None = None, config_path: str = "driftloop.yaml", retrain_inline: bool = True) -> MonitorOutcome:
+def monitor(
+    batch_id: str | None = None, config_path: str = "driftloop.yaml", retrain_inline: bool = True, force: bool = False,
+) -> MonitorOutcome | None:
     """Validate, score, evaluate and check drift for one batch (default: the scheduled day's).
 
     When the policy says retrain, a `driftloop.model.degraded` event is emitted; with
     ``retrain_inline`` the retrain flow also runs here as a subflow (the demo and tests),
     otherwise the automation declared in prefect.yaml starts the retrain deployment.
+    A batch the ledger has as evaluated or quarantined is not processed again unless ``force``.
     """
     logger = get_run_logger()
     cfg = load_config(config_path)
     batch_id = batch_id or scheduled_batch_id()
+    done = ledger_state(cfg, batch_id)
+    if done in DONE and not force:
+        logger.info("batch %s is already %s in the ledger; run with force=True to process it again", batch_id, done)
+        return None
     frame = read_batch(cfg, batch_id)
 
     checked = validate_batch(cfg, frame, batch_id)
     if not checked.passed:
         kept = quarantine_batch(cfg, checked)
+        mark(cfg, batch_id, "quarantined", checked.summary)
         raise BatchRejected(f"batch {batch_id} quarantined, {checked.summary}; report: {kept.report_markdown}")
+    mark(cfg, batch_id, "validated", checked.summary)
     for warning in checked.warnings:
         logger.warning("validation warning on %s: %s %s", warning.column, warning.expectation, warning.detail)
 
     champion = load_model(cfg, CHAMPION)
     scored = score_batch(cfg, champion, frame)
     log_predictions(cfg, batch_id, scored, champion.ref.version)
+    mark(cfg, batch_id, "scored", f"champion v{champion.ref.version}")
 
     window = matured_window(cfg, batch_id)
     performance = evaluate_matured(cfg, window, champion.reference_metrics)
@@ -254,6 +282,7 @@ def monitor(batch_id: str | None = None, config_path: str = "driftloop.yaml", re
                            health)
     run_id = publish_report(cfg, report, checked)
     publish_artifacts(cfg, report, run_id)
+    mark(cfg, batch_id, "evaluated", f"{report.drift_verdict}; decision {decision.action}")
     logger.info("batch %s: %s, %s, decision %s", batch_id, report.drift_verdict, report.performance_summary, decision.action)
     for reason in decision.reasons:
         logger.info("  reason: %s", reason)

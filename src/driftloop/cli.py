@@ -120,6 +120,7 @@ def cmd_quarantine_list(args) -> int:
 def cmd_quarantine_release(args) -> int:
     """Re-validate a quarantined batch and, if it now passes, put it back in incoming for the next monitor run."""
     from driftloop import data, validation
+    from driftloop.ledger import Ledger
 
     cfg = load_config(args.config)
     held = cfg.data.quarantine / f"{args.batch}.{cfg.data.batch_format}"
@@ -130,6 +131,7 @@ def cmd_quarantine_release(args) -> int:
         raise BatchRejected(f"{held}: still {report.summary}; fix the file in place, then release it again")
     target = data.batch_path(cfg.data, args.batch)
     held.replace(target)
+    Ledger(cfg.ledger).record(args.batch, "received", "released from quarantine")  # so the next monitor run takes it
     for stale in cfg.data.quarantine.glob(f"{args.batch}.validation.*"):
         stale.rename(stale.with_name(stale.name + ".released"))
     print(f"{args.batch} passed and is back in {target}; run the monitor flow for it (or wait for the schedule)")

@@ -178,6 +178,10 @@ class RegistryConfig(_Strict):
     model_name: str
 
 
+class LedgerConfig(_Strict):
+    url: str = Field("sqlite:///data/ledger.db", description="any SQLAlchemy URL; a relative sqlite path is relative to the config")
+
+
 class DemoConfig(_Strict):
     """The shipped scenario: a churn model facing a quality incident, covariate and concept drift."""
 
@@ -204,6 +208,7 @@ class Config(_Strict):
     training: TrainingConfig = TrainingConfig()
     gate: GateConfig = GateConfig()
     registry: RegistryConfig
+    ledger: LedgerConfig = LedgerConfig()
     demo: DemoConfig = DemoConfig()
 
     @model_validator(mode="after")
@@ -235,9 +240,10 @@ def _resolve(raw: dict, base: Path) -> dict:
         fix("data", key)
     fix("validation", "suite")
     fix("registry", "artifact_root")
-    uri = raw.get("registry", {}).get("tracking_uri")
-    if isinstance(uri, str) and uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        raw["registry"]["tracking_uri"] = "sqlite:///" + str((base / uri[len("sqlite:///"):]).resolve())
+    for section, key, default in (("registry", "tracking_uri", None), ("ledger", "url", LedgerConfig().url)):
+        uri = raw.get(section, {}).get(key, default) if isinstance(raw.get(section, {}), dict) else None
+        if isinstance(uri, str) and uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+            raw.setdefault(section, {})[key] = "sqlite:///" + str((base / uri[len("sqlite:///"):]).resolve())
     return raw
 
 

@@ -120,7 +120,7 @@ class QuarantinedBatch:
     report_markdown: Path
 
 
-def quarantine(cfg: DataConfig, batch_id: str, report: dict, markdown: str) -> QuarantinedBatch:
+def quarantine(cfg: DataConfig, batch_id: str, report: dict, markdown: str, page: str | None = None) -> QuarantinedBatch:
     """Move the batch file, unchanged, into quarantine with its validation report beside it."""
     source = batch_path(cfg, batch_id)
     cfg.quarantine.mkdir(parents=True, exist_ok=True)
@@ -130,6 +130,8 @@ def quarantine(cfg: DataConfig, batch_id: str, report: dict, markdown: str) -> Q
     # Reports first: if the move fails the batch stays in incoming and nothing is lost.
     report_json.write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
     report_md.write_text(markdown, encoding="utf-8")
+    if page is not None:
+        (cfg.quarantine / f"{batch_id}.validation.html").write_text(page, encoding="utf-8")
     if source.exists():
         shutil.move(str(source), target)
     return QuarantinedBatch(batch_id, target, report_json, report_md)
@@ -201,11 +203,12 @@ def last_days(frame: pd.DataFrame, n_days: int, skip_latest: int = 0) -> pd.Data
     return frame[frame[PARTITION].isin(chosen)]
 
 
-def write_report(cfg: DataConfig, name: str, report: dict, markdown: str) -> tuple[Path, Path]:
-    """``reports/<name>.json`` and ``reports/<name>.md``; a rerun overwrites them."""
+def write_report(cfg: DataConfig, name: str, report: dict, markdown: str, page: str | None = None) -> tuple[Path, ...]:
+    """``reports/<name>.json``, ``.md`` and (given a page) ``.html``; a rerun overwrites them."""
     cfg.reports.mkdir(parents=True, exist_ok=True)
-    as_json = cfg.reports / f"{name}.json"
-    as_md = cfg.reports / f"{name}.md"
-    as_json.write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
-    as_md.write_text(markdown, encoding="utf-8")
-    return as_json, as_md
+    written = {cfg.reports / f"{name}.json": json.dumps(report, indent=2, default=str), cfg.reports / f"{name}.md": markdown}
+    if page is not None:
+        written[cfg.reports / f"{name}.html"] = page
+    for path, text in written.items():
+        path.write_text(text, encoding="utf-8")
+    return tuple(written)

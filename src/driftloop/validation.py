@@ -9,6 +9,7 @@ version control. Each expectation's ``meta.severity`` says what a failure means:
 from __future__ import annotations
 
 import functools
+import html
 import json
 import logging
 import os
@@ -86,6 +87,26 @@ class ValidationReport:
                 f"| {o.severity} | {o.column or '(table)'} | {o.expectation} | {'ok' if o.success else 'FAILED'} | {o.detail} |"
             )
         return "\n".join(lines) + "\n"
+
+
+    def to_html(self) -> str:
+        """A self-contained page: failures first, each expectation with its severity and what was found."""
+        verdict = "PASSED" if self.passed else "QUARANTINED"
+        order = sorted(self.outcomes, key=lambda o: (o.success, o.severity != "critical", o.column or ""))
+        rows = "\n".join(
+            f"<tr class='{'ok' if o.success else o.severity}'><td>{o.severity}</td><td>{html.escape(o.column or '(table)')}</td>"
+            f"<td>{html.escape(o.expectation)}</td><td>{'ok' if o.success else 'FAILED'}</td><td>{html.escape(o.detail)}</td></tr>"
+            for o in order
+        )
+        return f"""<!doctype html><html><head><meta charset="utf-8"><title>Validation of {html.escape(self.batch_id)}</title>
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px}}
+tr.critical{{background:#fdd}}tr.warning{{background:#ffd}}tr.ok{{color:#555}}</style></head><body>
+<h1>Batch {html.escape(self.batch_id)}: {verdict}</h1>
+<p>Suite <code>{html.escape(self.suite)}</code>, {self.n_rows} rows. {html.escape(self.summary)}.</p>
+<table><tr><th>severity</th><th>column</th><th>expectation</th><th>result</th><th>detail</th></tr>
+{rows}
+</table></body></html>
+"""
 
 
 @functools.lru_cache(maxsize=8)

@@ -11,6 +11,7 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from driftloop import cli, data
 from driftloop.config import Config, load_config
 from driftloop.demo import DayPlan, generate
+from driftloop.ledger import Ledger
 from driftloop.registry import CHALLENGER, CHAMPION, Registry
 from flows.bootstrap import bootstrap
 from flows.monitor import monitor
@@ -142,7 +143,7 @@ def test_a_second_retrain_for_the_same_trigger_registers_nothing_new(scenario):
 
 def test_a_rerun_reuses_the_cached_scores_and_logs_the_batch_once(scenario):
     day = next(d for d in scenario.days if not d.quality_incident)
-    state = monitor(batch_id=day.batch_id, config_path=scenario.config_path, return_state=True)
+    state = monitor(batch_id=day.batch_id, config_path=scenario.config_path, force=True, return_state=True)
     assert state.is_completed()
     with get_client(sync_client=True) as client:
         runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
@@ -162,6 +163,19 @@ def test_a_malformed_batch_fails_the_run_and_is_quarantined_byte_for_byte(scenar
     assert "2 rows share an id in customer_id (rows 0, 1)" in state.message and "quarantined" in state.message
     assert not path.exists()
     assert (scenario.cfg.data.quarantine / path.name).read_bytes() == original
+
+
+def test_the_ledger_has_every_batch_done_once_and_a_plain_rerun_skips_it(scenario):
+    ledger = Ledger(scenario.cfg.ledger)
+    for day in scenario.days:
+        states = [t.state for t in ledger.history(day.batch_id)]
+        expected = ["received", "quarantined"] if day.quality_incident else ["received", "validated", "scored", "evaluated"]
+        assert states[: len(expected)] == expected
+    day = next(d for d in scenario.days if not d.quality_incident)
+    before = len(ledger.history(day.batch_id))
+    state = monitor(batch_id=day.batch_id, config_path=scenario.config_path, return_state=True)
+    assert state.is_completed() and state.result() is None
+    assert len(ledger.history(day.batch_id)) == before
 
 
 def test_a_missing_batch_fails_the_run_with_one_line(scenario):

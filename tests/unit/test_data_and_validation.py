@@ -30,6 +30,8 @@ def test_quality_incident_fails_on_the_expectations_it_breaks(demo_project):
     assert ("monthly_charges", "expect_column_values_to_be_between") in failed
     assert ("tenure_months", "expect_column_values_to_not_be_null") in failed
     assert "QUARANTINED" in report.to_markdown()
+    page = report.to_html()
+    assert "<h1>Batch" in page and "QUARANTINED" in page and "<tr class='critical'><td>critical</td><td>monthly_charges</td>" in page
 
 
 def test_a_missing_column_is_named(demo_project):
