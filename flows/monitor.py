@@ -64,6 +64,15 @@ def ledger_state(cfg: Config, batch_id: str) -> str | None:
     return Ledger(cfg.ledger).state(batch_id)
 
 
+@io_task(name="find batches left behind")
+def left_behind(cfg: Config, batch_id: str) -> list[str]:
+    """Earlier batches a crash left unfinished, or that arrived on a day no run took them."""
+    ledger = Ledger(cfg.ledger)
+    arrived = {p.stem for p in cfg.data.incoming.glob(f"*.{cfg.data.batch_format}")} if cfg.data.incoming.exists() else set()
+    never_seen = {b for b in arrived if ledger.state(b) is None}
+    return sorted(b for b in set(ledger.unfinished()) | never_seen if b < batch_id)
+
+
 @io_task(name="read batch")
 def read_batch(cfg: Config, batch_id: str):
     path = data.batch_path(cfg.data, batch_id)
@@ -238,17 +247,23 @@ def announce_degradation(cfg: Config, report: MonitorReport, run_id: str, config
 @fails_cleanly
 def monitor(
     batch_id: str | None = None, config_path: str = "driftloop.yaml", retrain_inline: bool = True, force: bool = False,
+    catch_up: bool = False,
 ) -> MonitorOutcome | None:
     """Validate, score, evaluate and check drift for one batch (default: the scheduled day's).
 
     When the policy says retrain, a `driftloop.model.degraded` event is emitted; with
     ``retrain_inline`` the retrain flow also runs here as a subflow (the demo and tests),
     otherwise the automation declared in prefect.yaml starts the retrain deployment.
-    A batch the ledger has as evaluated or quarantined is not processed again unless ``force``.
+    A batch the ledger has as evaluated or quarantined is not processed again unless ``force``;
+    with ``catch_up`` (the scheduled deployment), earlier batches left unfinished or never
+    taken are processed first, oldest first, so no batch is skipped.
     """
     logger = get_run_logger()
     cfg = load_config(config_path)
     batch_id = batch_id or scheduled_batch_id()
+    for earlier in left_behind(cfg, batch_id) if catch_up else ():
+        logger.warning("catching up batch %s, left unfinished or never taken by an earlier run", earlier)
+        monitor(batch_id=earlier, config_path=config_path, retrain_inline=retrain_inline, return_state=True)
     done = ledger_state(cfg, batch_id)
     if done in DONE and not force:
         logger.info("batch %s is already %s in the ledger; run with force=True to process it again", batch_id, done)

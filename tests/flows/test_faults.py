@@ -69,3 +69,16 @@ def test_mlflow_down_fails_the_run_clearly_and_leaves_the_batch_pending(tmp_path
     assert f"MLflow at http://127.0.0.1:{port} is unreachable; start it (make up)" in state.message
     assert data.batch_path(cfg.data, batch).exists()  # nothing moved, nothing lost
     assert Ledger(cfg.ledger).unfinished() == [batch]  # the next run takes it again
+
+
+def test_the_scheduled_run_catches_up_on_batches_left_behind_before_its_own(project):
+    path, cfg, first = project
+    days = sorted(p.stem for p in cfg.data.incoming.glob("*.parquet"))[:4]  # the third is the quality incident
+    ledger = Ledger(cfg.ledger)
+    ledger.record(days[0], "received")
+    ledger.record(days[0], "validated")  # an earlier run died after validating; days 2 and 3 were never taken
+    state = monitor(batch_id=days[3], config_path=str(path), catch_up=True, return_state=True)
+    assert state.is_completed()
+    assert [ledger.state(d) for d in days] == ["evaluated", "evaluated", "quarantined", "evaluated"]
+    finished = [t.batch_id for t in ledger.history() if t.state in ("evaluated", "quarantined")]
+    assert finished == days  # oldest first, each once; a quarantined one does not stop the rest
