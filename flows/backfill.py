@@ -7,15 +7,18 @@ from datetime import date, timedelta
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
 
+from driftloop.errors import ConfigError
+from flows.common import fails_cleanly
 from flows.monitor import monitor, summarize
 
 
 @flow(name="backfill", flow_run_name="backfill {start}..{end}")
+@fails_cleanly
 def backfill(start: date, end: date, config_path: str = "driftloop.yaml", retrain_inline: bool = False) -> list[dict]:
     """One monitor run per day from ``start`` to ``end`` inclusive; a failed day does not stop the rest."""
     logger = get_run_logger()
     if end < start:
-        raise ValueError(f"end {end} is before start {start}; swap them")
+        raise ConfigError(f"backfill end {end} is before start {start}; swap them")
     days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
     progress = create_progress_artifact(progress=0.0, key="backfill-progress", description=f"backfill {start}..{end}")
     rows = []

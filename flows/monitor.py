@@ -6,9 +6,8 @@ from dataclasses import asdict, dataclass
 from datetime import date
 
 import pandas as pd
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 from prefect.runtime import flow_run
 
@@ -209,7 +208,7 @@ def scheduled_batch_id() -> str:
     return (scheduled.date() if scheduled else date.today()).isoformat()
 
 
-@task(name="publish artifacts", cache_policy=NO_CACHE)
+@io_task(name="publish artifacts")
 def publish_artifacts(cfg: Config, report: MonitorReport, run_id: str) -> None:
     """What a person reads on the flow run page of the Prefect UI."""
     url = Registry(cfg.registry).ui_url(run_id=run_id)
