@@ -58,7 +58,8 @@ def run(config_path: Path, keep: bool = False) -> int:
     step(1, f"generating the churn scenario: {cfg.demo.reference_rows} reference rows, {cfg.demo.n_days} daily batches")
     generated = demo.generate(cfg.demo, cfg.data)
 
-    step(2, "bootstrap flow: training the first champion on the reference period")
+    step(2, "bootstrap flow: training the first champion on the reference period "
+            "(the first flow run starts a local Prefect API: about 20 s on a new machine)")
     state = bootstrap(config_path=str(config_path), return_state=True)
     if not state.is_completed():
         print(f"bootstrap failed: {state.message}", file=sys.stderr)
