@@ -27,6 +27,7 @@ $(VENV)/.installed: pyproject.toml
 # The demo's flow runs go to a throwaway Prefect API of their own: its events never reach
 # the automations of the `make up` server.
 demo: install
+	@mkdir -p $(CURDIR)/.prefect/demo  # Prefect makes only the last folder of PREFECT_HOME
 	PREFECT_HOME=$(CURDIR)/.prefect/demo PREFECT_LOGGING_LEVEL=WARNING $(BIN)/python -m flows.demo
 
 test: install
