@@ -77,7 +77,8 @@ def run(config_path: Path, keep: bool = False) -> int:
             rows.append(row)
             progress.console.print(
                 f"      day {row['day']:>2} {row['batch']}: {row['validation']}, {row['drift']}, {row['performance']}, "
-                f"{row['decision']} {'' if row['registered'] == '-' else row['registered']}", highlight=False)
+                f"{row['decision']} {'' if row['registered'] == '-' else row['registered']}",
+                highlight=False, soft_wrap=True)  # one line per day, however narrow the terminal (or a CI log)
             progress.advance(task)
 
     step(4, "done")
