@@ -1,7 +1,7 @@
 """Monitor every batch of a date range, in order, with a progress artifact in the Prefect UI."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: Prefect resolves parameter annotations in the
+# globals of the fails_cleanly wrapper, which does not know `date`; real objects need no lookup.
 from datetime import date, timedelta
 
 from prefect import flow, get_run_logger

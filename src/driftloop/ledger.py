@@ -9,6 +9,7 @@ asked to. SQLite by default; any SQLAlchemy URL (PostgreSQL in production).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -46,15 +47,22 @@ class Transition:
     detail: str
 
 
+@functools.lru_cache(maxsize=8)
+def _engine(url: str) -> sa.Engine:
+    """One engine (and one create_all) per URL and process, however many Ledger objects are made."""
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        engine = sa.create_engine(url)
+        _metadata.create_all(engine)
+    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, sa.exc.OperationalError) as exc:
+        raise ConfigError(f"ledger at {url} cannot be opened ({type(exc).__name__}); fix ledger.url") from None
+    return engine
+
+
 class Ledger:
     def __init__(self, cfg: LedgerConfig):
-        if cfg.url.startswith("sqlite:///"):
-            Path(cfg.url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self.engine = sa.create_engine(cfg.url)
-            _metadata.create_all(self.engine)
-        except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, sa.exc.OperationalError) as exc:
-            raise ConfigError(f"ledger at {cfg.url} cannot be opened ({type(exc).__name__}); fix ledger.url") from None
+        self.engine = _engine(cfg.url)
 
     def record(self, batch_id: str, state: str, detail: str = "") -> None:
         if state not in STATES:

@@ -13,6 +13,7 @@ from driftloop.config import Config, load_config
 from driftloop.demo import DayPlan, generate
 from driftloop.ledger import Ledger
 from driftloop.registry import CHALLENGER, CHAMPION, Registry
+from flows.backfill import backfill
 from flows.bootstrap import bootstrap
 from flows.monitor import monitor
 from flows.retrain import retrain
@@ -176,6 +177,14 @@ def test_the_ledger_has_every_batch_done_once_and_a_plain_rerun_skips_it(scenari
     state = monitor(batch_id=day.batch_id, config_path=scenario.config_path, return_state=True)
     assert state.is_completed() and state.result() is None
     assert len(ledger.history(day.batch_id)) == before
+
+
+def test_backfill_reports_finished_days_as_done_and_refuses_a_reversed_range(scenario):
+    first, second = scenario.days[0].batch_id, scenario.days[1].batch_id
+    rows = backfill(start=first, end=second, config_path=scenario.config_path)
+    assert [(r["batch"], r["validation"]) for r in rows] == [(first, "already processed"), (second, "already processed")]
+    reversed_range = backfill(start=second, end=first, config_path=scenario.config_path, return_state=True)
+    assert reversed_range.is_failed() and reversed_range.message == f"backfill end {first} is before start {second}; swap them"
 
 
 def test_a_missing_batch_fails_the_run_with_one_line(scenario):

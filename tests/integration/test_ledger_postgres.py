@@ -27,5 +27,4 @@ def test_the_ledger_works_on_postgresql(postgres_url):
     second.record("2026-02-01", "validated")  # another worker, same database
     assert first.state("2026-02-01") == "validated"
     assert [t.state for t in second.history()] == ["received", "validated"]
-    first.engine.dispose()
-    second.engine.dispose()
+    first.engine.dispose()  # release the connections before the database is dropped
