@@ -242,7 +242,12 @@ def announce_degradation(cfg: Config, report: MonitorReport, run_id: str, config
     )
 
 
-@flow(name="monitor", flow_run_name="monitor {batch_id}")
+def _run_name() -> str:
+    """The batch in the run's name, also when a schedule leaves batch_id to the scheduled day."""
+    return f"monitor {flow_run.parameters.get('batch_id') or scheduled_batch_id()}"
+
+
+@flow(name="monitor", flow_run_name=_run_name)
 @fails_cleanly
 def monitor(
     batch_id: str | None = None, config_path: str = "driftloop.yaml", retrain_inline: bool = True, force: bool = False,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 import pytest
 from prefect.client.orchestration import get_client
@@ -191,6 +192,13 @@ def test_a_missing_batch_fails_the_run_with_one_line(scenario):
     state = monitor(batch_id="2031-01-01", config_path=scenario.config_path, return_state=True)
     assert state.is_failed()
     assert "file not found" in state.message and "\n" not in state.message
+
+
+def test_a_run_without_a_batch_id_is_named_after_its_scheduled_day(scenario):
+    state = monitor(config_path=scenario.config_path, return_state=True)  # no batch for today: fails, but named
+    with get_client(sync_client=True) as client:
+        name = client.read_flow_run(state.state_details.flow_run_id).name
+    assert name == f"monitor {datetime.now(timezone.utc).date().isoformat()}"  # scheduled times are UTC
 
 
 def test_promote_from_the_cli_moves_the_champion_to_the_challenger(scenario, capsys):
