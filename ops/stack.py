@@ -13,6 +13,7 @@ worker is still started here.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import subprocess
@@ -88,15 +89,20 @@ def stop(run_dir: Path, name: str, grace: float = 10.0) -> bool:
         return False
     pid = int(pid_file.read_text().split()[0])
     was_running = _alive(pid)
+    # The worker starts each flow run in a session of its own (a paused review run would outlive
+    # the worker's process group), so every descendant is found first and ended too.
+    members = process_tree(pid) if was_running else []
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
-        if not _alive(pid):
+        alive = [m for m in members if _alive(m)]
+        if not alive:
             break
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, sig)
-        except ProcessLookupError:
-            break
+        for member in alive:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(member, sig)
         deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and _alive(pid):
+        while time.monotonic() < deadline and any(_alive(m) for m in alive):
             time.sleep(0.2)
     if pid in _CHILDREN:  # started by this process: reap it so no zombie is left behind
         _CHILDREN.pop(pid).wait(timeout=grace)
@@ -104,8 +110,8 @@ def stop(run_dir: Path, name: str, grace: float = 10.0) -> bool:
     return was_running
 
 
-def rss_mb(pid: int) -> float:
-    """Resident memory of a process and all its descendants, in MB."""
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants, whatever session or process group they put themselves in."""
     children: dict[int, list[int]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -113,16 +119,24 @@ def rss_mb(pid: int) -> float:
         except OSError:
             continue
         children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    total, todo = 0, [pid]
+    tree, todo = [], [pid]
     while todo:
         current = todo.pop()
+        tree.append(current)
+        todo.extend(children.get(current, []))
+    return tree
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process and all its descendants, in MB."""
+    total = 0
+    for member in process_tree(pid):
         try:
-            for line in Path(f"/proc/{current}/status").read_text().splitlines():
+            for line in Path(f"/proc/{member}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
                     total += int(line.split()[1])
         except OSError:
             pass
-        todo.extend(children.get(current, []))
     return total / 1024
 
 

@@ -67,8 +67,12 @@ def servers(tmp_path_factory):
         with temporary_settings(updates={PREFECT_API_URL: api}):
             yield {"api": api, "mlflow": mlflow.url, "tmp": tmp}
     finally:
+        started = [m for name in ("prefect-worker", "mlflow-server", "prefect-server") if (run_dir / f"{name}.pid").exists()
+                   for m in stack.process_tree(int((run_dir / f"{name}.pid").read_text().split()[0]))]
         for name in ("prefect-worker", "mlflow-server", "prefect-server"):
             stack.stop(run_dir, name)
+        leftovers = [m for m in started if stack._alive(m)]
+        assert not leftovers, f"processes left running after stop: {leftovers}"
         for db in (prefect_db, mlflow_db):
             _admin(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
 
