@@ -82,7 +82,6 @@ def run(sizes: list[int], repeat: int) -> list[dict]:
         rows.append({"rows": n, "fit (once) s": fit_seconds, "engine s": engine_s, "scipy loop s": loop_s,
                      "ratio": engine_s / loop_s, "engine peak MB": engine_mb, "loop peak MB": loop_mb,
                      "frames MB": frames_mb, "engine peak / frames": engine_mb / frames_mb, "same p-values": same})
-        del reference, current, profile
     return rows
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from driftloop.errors import ConfigError
 
@@ -93,13 +93,13 @@ class DriftConfig(_Strict):
     reference_sample: int = Field(200_000, ge=100, description="numeric values kept per column in the profile")
     bins: int = Field(10, ge=2, le=100, description="quantile bins of the reference for PSI and Jensen-Shannon")
 
-    @model_validator(mode="after")
-    def _every_method_has_a_threshold(self) -> "DriftConfig":
-        unknown = sorted(set(self.max_distance) - set(DEFAULT_MAX_DISTANCE))
+    @field_validator("max_distance")
+    @classmethod
+    def _every_method_has_a_threshold(cls, given: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(given) - set(DEFAULT_MAX_DISTANCE))
         if unknown:
             raise ValueError(f"max_distance for unknown method(s) {', '.join(unknown)}; methods: {', '.join(DEFAULT_MAX_DISTANCE)}")
-        object.__setattr__(self, "max_distance", DEFAULT_MAX_DISTANCE | self.max_distance)
-        return self
+        return DEFAULT_MAX_DISTANCE | given  # methods not named keep their default
 
 
 class MetricThreshold(_Strict):

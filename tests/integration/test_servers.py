@@ -9,13 +9,12 @@ from __future__ import annotations
 import secrets
 import socket
 import time
-from pathlib import Path
 
 import httpx
 import psycopg
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName, FlowRunFilter
+from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
 from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.deployments import run_deployment

@@ -10,7 +10,6 @@ import pytest
 import yaml
 
 from driftloop import cli, data
-from driftloop.config import load_config
 
 
 @pytest.fixture
