@@ -20,6 +20,7 @@ from driftloop import demo
 from driftloop.config import Config, load_config
 from driftloop.errors import DriftloopError
 from driftloop.registry import CHALLENGER, CHAMPION, Registry
+from driftloop.report import detection_timeline
 from flows.bootstrap import bootstrap
 from flows.monitor import monitor, summarize
 
@@ -48,6 +49,22 @@ def _table(rows: list[dict]) -> str:
     return "\n".join([line(columns), line("-" * widths[c] for c in columns), *(line(r[c] for c in columns) for r in rows)])
 
 
+def _timeline(cfg: Config, reports: dict) -> str:
+    """Which signal saw the concept drift first: the label-free ones on the day, the rest once labels came."""
+    event = cfg.demo.concept_drift_day
+    lines = [f"Concept drift from day {event} (a competitor's campaign); its labels arrive {cfg.demo.label_delay_days} days later. "
+             "First day each signal flagged something new:"]
+    for d in detection_timeline(reports, event):
+        when = "never" if d.day is None else f"day {d.day} (+{d.lag_days} d{', before any of its labels' if d.lag_days < cfg.demo.label_delay_days else ''})"
+        shown = ", ".join(d.new[:3]) + (f" and {len(d.new) - 3} more" if len(d.new) > 3 else "")
+        what = f": {shown}" if d.new else ""
+        earlier = f"  [already on before: {', '.join(d.already_on)}]" if d.already_on else ""
+        lines.append(f"  {d.signal:<22} {when}{what}{earlier}")
+        if d.signal == "estimated performance" and d.day is None:
+            lines.append(" " * 25 + "(CBPE trusts the model's calibration, P(churn | score); a concept drift is a change of exactly that)")
+    return "\n".join(lines)
+
+
 def run(config_path: Path, keep: bool = False) -> int:
     cfg = load_config(config_path)
     started = time.perf_counter()
@@ -68,12 +85,14 @@ def run(config_path: Path, keep: bool = False) -> int:
     print(f"      champion is {champion.name} v{champion.version}", flush=True)
 
     step(3, f"monitor flow over {len(generated.days)} days (one flow run per batch)")
-    rows = []
+    rows, reports = [], {}
     with Progress(TextColumn("      monitoring"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as progress:
         task = progress.add_task("days", total=len(generated.days))
         for plan in generated.days:
             state = monitor(batch_id=plan.batch_id, config_path=str(config_path), return_state=True)
             row = _row(plan, state)
+            if state.is_completed() and state.result() is not None:
+                reports[plan.day] = state.result().report
             rows.append(row)
             progress.console.print(
                 f"      day {row['day']:>2} {row['batch']}: {row['validation']}, {row['drift']}, {row['performance']}, "
@@ -84,6 +103,8 @@ def run(config_path: Path, keep: bool = False) -> int:
     step(4, "done")
     print()
     print(_table(rows))
+    print()
+    print(_timeline(cfg, reports))
     registry = Registry(cfg.registry)
     champ, chall = registry.by_alias(CHAMPION), registry.by_alias(CHALLENGER)
     print()

@@ -30,8 +30,11 @@ _LEVELS = {
     "payment_method": (("card", "bank_transfer", "e_wallet", "check"), (0.40, 0.25, 0.20, 0.15)),
     "acquisition_channel": (("web", "store", "phone", "partner"), (0.40, 0.25, 0.20, 0.15)),
 }
-# Covariate shift: a price rise, heavier usage and a web-heavy acquisition campaign.
+# Covariate shift: heavier usage and a web-heavy acquisition campaign, on inputs the churn
+# mechanism of the reference period ignores: the features move, the model's outputs should not.
 _SHIFTED_CHANNEL = (0.70, 0.12, 0.10, 0.08)
+# The competitor's campaign: customers call support asking for a price match.
+_SUPPORT_CALLS_MEAN, _COMPETITOR_SUPPORT_CALLS_MEAN = 1.2, 2.4
 
 
 @dataclass(frozen=True)
@@ -72,16 +75,18 @@ def _categorical(rng: np.random.Generator, name: str, n: int, probs=None) -> np.
 
 
 def customers(
-    rng: np.random.Generator, n: int, start: pd.Timestamp, days: int, *, shifted: bool, id_offset: int
+    rng: np.random.Generator, n: int, start: pd.Timestamp, days: int, *, shifted: bool, id_offset: int,
+    competitor: bool = False,
 ) -> pd.DataFrame:
-    """Draw ``n`` customers with timestamps spread over ``days`` days from ``start``."""
+    """Draw ``n`` customers with timestamps spread over ``days`` days from ``start``; ``competitor``: the
+    campaign that comes with the concept drift also changes behaviour (more support calls)."""
     contract = _categorical(rng, "contract_type", n)
     tier = _categorical(rng, "plan_tier", n)
     channel = _categorical(rng, "acquisition_channel", n, _SHIFTED_CHANNEL if shifted else None)
     tenure_scale = np.select([contract == "monthly", contract == "annual"], [10.0, 22.0], 34.0)
     tenure = np.clip(np.round(rng.gamma(1.6, tenure_scale)), 0, 72)
     tier_base = np.select([tier == "basic", tier == "standard"], [30.0, 60.0], 95.0)
-    monthly = np.clip(tier_base + rng.normal(0, 12, n) + (15.0 if shifted else 0.0), 10, 180)
+    monthly = np.clip(tier_base + rng.normal(0, 12, n), 10, 180)
     usage = np.clip(rng.lognormal(3.3, 0.6, n) * (1.5 if shifted else 1.0), 0, 600)
     seconds = rng.uniform(0, days * 86_400, n)
     return pd.DataFrame(
@@ -91,7 +96,7 @@ def customers(
             "tenure_months": tenure.astype("int64"),
             "monthly_charges": monthly.round(2),
             "total_charges": np.maximum(monthly * tenure + rng.normal(0, 40, n), 0).round(2),
-            "support_calls": np.clip(rng.poisson(1.2, n), 0, 20).astype("int64"),
+            "support_calls": np.clip(rng.poisson(_COMPETITOR_SUPPORT_CALLS_MEAN if competitor else _SUPPORT_CALLS_MEAN, n), 0, 20).astype("int64"),
             "data_usage_gb": usage.round(2),
             "num_products": np.clip(1 + rng.poisson(1.0, n), 1, 8).astype("int64"),
             "age": np.clip(np.round(rng.normal(45, 14, n)), 18, 90).astype("int64"),
@@ -176,7 +181,7 @@ def generate(cfg: DemoConfig, data: DataConfig) -> GeneratedDemo:
     for d in days:
         batch = customers(
             rng, cfg.rows_per_day, pd.Timestamp(d.batch_id, tz="UTC"), 1,
-            shifted=d.covariate_shift, id_offset=cfg.reference_rows + d.day * 1_000_000,
+            shifted=d.covariate_shift, id_offset=cfg.reference_rows + d.day * 1_000_000, competitor=d.concept_drift,
         )
         y = (rng.random(len(batch)) < churn_probability(batch, concept_drift=d.concept_drift)).astype("int64")
         labels_by_arrival.setdefault(d.labels_arrive, []).append(pd.DataFrame({ID: batch[ID], TARGET: y}))

@@ -46,6 +46,21 @@ class MonitorReport:
         return "drift: " + " + ".join(parts) if parts else "no drift"
 
     @property
+    def signals(self) -> dict[str, tuple[str, ...]]:
+        """What each monitoring signal flagged on this batch: drifted columns, breached metrics."""
+        drifted = lambda r: r.drifted_columns if r is not None else ()  # noqa: E731
+        realized = () if self.performance is None else tuple(
+            [c.metric for c in self.performance.checks if c.breached]
+            + [f"{c.metric} on {s.segment}" for s in self.performance.segments for c in s.checks if c.breached])
+        return {
+            "feature drift": drifted(self.drift),
+            "prediction drift": drifted(self.prediction_drift),
+            "estimated performance": tuple(c.metric for c in self.estimated_checks if c.breached),
+            "target drift": drifted(self.target_drift),
+            "realized performance": realized,
+        }
+
+    @property
     def all_drift(self) -> tuple[ColumnDrift, ...]:
         return tuple(c for r in (self.drift, self.prediction_drift, self.target_drift) if r for c in r.columns)
 
@@ -132,6 +147,36 @@ class MonitorReport:
                   "drifts when its adjusted p-value is below alpha and its distance is above max_distance.", "",
                   drift_table(self.all_drift)]
         return "\n".join(lines) + "\n"
+
+
+# Label-free signals first: they can fire the day a batch arrives; the last two wait for its labels.
+SIGNALS = ("prediction drift", "estimated performance", "feature drift", "target drift", "realized performance")
+
+
+@dataclass(frozen=True)
+class Detection:
+    """When a signal first flagged something new after an event, and what."""
+
+    signal: str
+    day: int | None  # None: it never did
+    lag_days: int | None
+    new: tuple[str, ...]  # what it flagged that it had not flagged the day before the event
+    already_on: tuple[str, ...]  # what it was already flagging before the event (an earlier cause)
+
+
+def detection_timeline(reports: dict[int, MonitorReport], event_day: int) -> tuple[Detection, ...]:
+    """For each signal, the first day on or after ``event_day`` it flagged something it was not
+    flagging on the last monitored day before the event. ``reports``: day number -> report."""
+    before = [day for day in reports if day < event_day]
+    baseline = reports[max(before)].signals if before else {}
+    timeline = []
+    for signal in SIGNALS:
+        already = baseline.get(signal, ())
+        first = next(((day, tuple(x for x in reports[day].signals[signal] if x not in already))
+                      for day in sorted(reports) if day >= event_day
+                      and any(x not in already for x in reports[day].signals[signal])), (None, ()))
+        timeline.append(Detection(signal, first[0], None if first[0] is None else first[0] - event_day, first[1], already))
+    return tuple(timeline)
 
 
 def drift_table(columns: tuple[ColumnDrift, ...]) -> str:
