@@ -144,10 +144,33 @@ def bootstrap_intervals(
 ) -> dict[str, tuple[float, float]]:
     """Percentile interval of every metric for one model on one window."""
     weights = rng.poisson(1.0, size=(n_bootstrap, len(y))).astype("float64")
+    return _percentile_intervals(weighted_metrics(np.asarray(y), np.asarray(probability), weights, threshold), confidence)
+
+
+def _percentile_intervals(replicates: dict[str, np.ndarray], confidence: float) -> dict[str, tuple[float, float]]:
     tail = (1 - confidence) / 2 * 100
     intervals = {}
-    for metric, values in weighted_metrics(np.asarray(y), np.asarray(probability), weights, threshold).items():
-        values = values[np.isfinite(values)]
+    for metric, values in replicates.items():
+        values = values[np.isfinite(values)]  # a replicate can miss a class (AUC) or have no spread (R2)
         low, high = np.percentile(values, [tail, 100 - tail]) if len(values) else (np.nan, np.nan)
         intervals[metric] = (float(low), float(high))
     return intervals
+
+
+def weighted_regression_metrics(y: np.ndarray, prediction: np.ndarray, weights: np.ndarray) -> dict[str, np.ndarray]:
+    """MAE, RMSE and R2 under each row of ``weights`` (replicates x rows), as matrix products."""
+    y, error = np.asarray(y, dtype="float64"), np.asarray(prediction, dtype="float64") - np.asarray(y, dtype="float64")
+    total = weights.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mse = weights @ error**2 / total
+        mean_y = weights @ y / total
+        variance = (weights @ y**2) / total - mean_y**2
+        return {"mae": weights @ np.abs(error) / total, "rmse": np.sqrt(mse), "r2": 1 - mse / variance}
+
+
+def regression_bootstrap_intervals(
+    y: np.ndarray, prediction: np.ndarray, n_bootstrap: int, confidence: float, rng: np.random.Generator
+) -> dict[str, tuple[float, float]]:
+    """Percentile interval of MAE, RMSE and R2 for one regressor on one window."""
+    weights = rng.poisson(1.0, size=(n_bootstrap, len(y))).astype("float64")
+    return _percentile_intervals(weighted_regression_metrics(y, prediction, weights), confidence)

@@ -109,7 +109,15 @@ class MetricThreshold(_Strict):
     )
 
 
+TASK_METRICS = {
+    "binary_classification": ("roc_auc", "accuracy", "precision", "recall", "f1", "log_loss", "brier"),
+    "regression": ("mae", "rmse", "r2"),
+}
+
+
 class EvaluationConfig(_Strict):
+    task: Literal["binary_classification", "regression"] = Field(
+        "binary_classification", description="what the model predicts: sets the metrics (regression: MAE, RMSE, R2)")
     window_days: int = Field(3, ge=1, description="labelled batch days in the matured window")
     min_labelled_rows: int = Field(500, ge=1)
     decision_threshold: float = Field(0.5, gt=0, lt=1)
@@ -121,9 +129,17 @@ class EvaluationConfig(_Strict):
     fairness_columns: tuple[str, ...] = Field((), description="protected attributes whose groups are compared for fairness gaps")
     max_positive_rate_gap: float = Field(0.25, ge=0, le=1, description="largest allowed gap in predicted positive rate between segments")
     max_tpr_gap: float = Field(0.25, ge=0, le=1, description="largest allowed gap in true-positive rate between segments")
-    thresholds: dict[Literal["roc_auc", "accuracy", "f1", "log_loss", "brier"], MetricThreshold] = {
-        "roc_auc": MetricThreshold(floor=0.7, max_drop=0.05)
-    }
+    thresholds: dict[str, MetricThreshold] = Field(
+        {"roc_auc": MetricThreshold(floor=0.7, max_drop=0.05)},
+        description="per metric; for lower-is-better metrics (log_loss, brier, mae, rmse) floor is a ceiling and max_drop a rise",
+    )
+
+    @model_validator(mode="after")
+    def _thresholds_fit_the_task(self) -> "EvaluationConfig":
+        unknown = sorted(set(self.thresholds) - set(TASK_METRICS[self.task]))
+        if unknown:
+            raise ValueError(f"thresholds name {', '.join(unknown)}, not a {self.task} metric; use one of {', '.join(TASK_METRICS[self.task])}")
+        return self
 
 
 class PolicyConfig(_Strict):
@@ -220,6 +236,10 @@ class Config(_Strict):
         unknown_fairness = sorted(set(self.evaluation.fairness_columns) - set(self.columns.categorical))
         if unknown_fairness:
             raise ValueError(f"evaluation.fairness_columns must be categorical features, got: {', '.join(unknown_fairness)}")
+        if self.evaluation.task != "binary_classification":
+            # Evaluation has regression metrics; training, the gate and CBPE are binary-classification only.
+            raise ValueError(f"evaluation.task {self.evaluation.task!r}: the loop trains and gates binary classifiers only; "
+                             "regression metrics are available from driftloop.evaluation.evaluate_window for a prediction log scored elsewhere")
         kinds = {c: "numeric" for c in (*self.columns.numeric, "probability")}
         for column, rule in self.drift.columns.items():
             allowed = NUMERIC_METHODS if kinds.get(column) == "numeric" else CATEGORICAL_METHODS

@@ -1,6 +1,6 @@
 """Performance against ground truth on the matured window, and estimated while labels are missing.
 
-Realized metrics come with bootstrap intervals, and a threshold counts as crossed only when
+Realized metrics (a binary classifier's, or a regressor's MAE, RMSE and R2) come with bootstrap intervals, and a threshold counts as crossed only when
 the whole interval is on the wrong side of it, so a small window cannot raise an alarm on
 noise. The same metrics are computed per segment, against what the model earned on that
 segment of its own holdout, with fairness gaps between segments. While labels are missing,
@@ -20,7 +20,7 @@ from scipy import stats
 from sklearn import metrics as skm
 from sklearn.linear_model import LogisticRegression
 
-from driftloop.comparison import bootstrap_intervals
+from driftloop.comparison import bootstrap_intervals, regression_bootstrap_intervals
 from driftloop.config import EvaluationConfig, MetricThreshold
 
 # name -> (function of (y_true, probability, predicted class), higher is better)
@@ -33,6 +33,23 @@ CLASSIFIER_METRICS = {
     "log_loss": (lambda y, p, c: skm.log_loss(y, p, labels=[0, 1]), False),
     "brier": (lambda y, p, c: skm.brier_score_loss(y, p), False),
 }
+
+
+# name -> (function of (y_true, prediction), higher is better)
+REGRESSOR_METRICS = {
+    "mae": (lambda y, p: skm.mean_absolute_error(y, p), False),
+    "rmse": (lambda y, p: skm.root_mean_squared_error(y, p), False),
+    "r2": (lambda y, p: skm.r2_score(y, p), True),
+}
+HIGHER_IS_BETTER = {name: better for name, (_, better) in (CLASSIFIER_METRICS | REGRESSOR_METRICS).items()}
+
+
+def regression_metrics(y_true: np.ndarray, prediction: np.ndarray) -> dict[str, float]:
+    """MAE, RMSE, R2; R2 is NaN (undefined), not 0, on a window whose target does not vary."""
+    y_true, prediction = np.asarray(y_true, dtype="float64"), np.asarray(prediction, dtype="float64")
+    constant = len(np.unique(y_true)) < 2
+    return {name: float("nan") if constant and name == "r2" else float(fn(y_true, prediction))
+            for name, (fn, _) in REGRESSOR_METRICS.items()}
 
 
 def classification_metrics(y_true: np.ndarray, probability: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
@@ -82,7 +99,7 @@ class MetricCheck:
 def check_metric(name: str, value: float, interval: tuple[float, float], reference: float | None,
                  threshold: MetricThreshold, window: str) -> MetricCheck:
     """A threshold is crossed only when the whole interval is past it."""
-    higher_is_better = CLASSIFIER_METRICS[name][1]
+    higher_is_better = HIGHER_IS_BETTER[name]
     low, high = interval
     if math.isnan(value):
         return MetricCheck(name, value, low, high, reference, threshold.floor, threshold.max_drop, False, f"{name} undefined on {window}")
@@ -162,18 +179,28 @@ def _fairness(y: np.ndarray, predicted: np.ndarray, segments: dict[str, np.ndarr
     return gaps
 
 
+def _measure(y: np.ndarray, output: np.ndarray, cfg: EvaluationConfig, rng: np.random.Generator):
+    """Every metric of the task with its bootstrap interval."""
+    if cfg.task == "regression":
+        return regression_metrics(y, output), regression_bootstrap_intervals(y, output, cfg.n_bootstrap, cfg.confidence, rng)
+    return (classification_metrics(y, output, cfg.decision_threshold),
+            bootstrap_intervals(y, output, cfg.decision_threshold, cfg.n_bootstrap, cfg.confidence, rng))
+
+
 def evaluate_window(
-    y_true: np.ndarray, probability: np.ndarray, window: tuple[str, ...], reference: dict[str, float], cfg: EvaluationConfig,
+    y_true: np.ndarray, output: np.ndarray, window: tuple[str, ...], reference: dict[str, float], cfg: EvaluationConfig,
     segments: dict[str, np.ndarray] | None = None, seed: int = 0, fairness: dict[str, np.ndarray] | None = None,
 ) -> PerformanceReport | None:
-    """Metrics with intervals, threshold checks, segments and fairness gaps between the groups of
-    ``fairness`` columns; None when too few labels have arrived."""
+    """Metrics with intervals, threshold checks, segments and (classifiers) fairness gaps between the
+    groups of ``fairness`` columns; None when too few labels have arrived. ``output``: the positive
+    class's probability for ``cfg.task`` binary_classification, the predicted value for regression."""
     if len(y_true) < cfg.min_labelled_rows:
         return None
-    y_true, probability = np.asarray(y_true, dtype="int64"), np.asarray(probability, dtype="float64")
+    classifier = cfg.task == "binary_classification"
+    y_true = np.asarray(y_true, dtype="int64" if classifier else "float64")
+    output = np.asarray(output, dtype="float64")
     rng = np.random.default_rng(seed)
-    values = classification_metrics(y_true, probability, cfg.decision_threshold)
-    intervals = bootstrap_intervals(y_true, probability, cfg.decision_threshold, cfg.n_bootstrap, cfg.confidence, rng)
+    values, intervals = _measure(y_true, output, cfg, rng)
     label = f"{window[0]}..{window[-1]} ({len(y_true)} labelled rows)" if window else "empty window"
     checks = tuple(check_metric(m, values[m], intervals[m], reference.get(m), t, label) for m, t in cfg.thresholds.items())
     by_segment = []
@@ -184,8 +211,7 @@ def evaluate_window(
             if mask.sum() < cfg.min_segment_rows or len(np.unique(y_true[mask])) < 2:
                 continue
             key = segment_key(column, value)
-            seg_values = classification_metrics(y_true[mask], probability[mask], cfg.decision_threshold)
-            seg_intervals = bootstrap_intervals(y_true[mask], probability[mask], cfg.decision_threshold, cfg.n_bootstrap, cfg.confidence, rng)
+            seg_values, seg_intervals = _measure(y_true[mask], output[mask], cfg, rng)
             seg_label = f"{column}={value}, {label}"
             seg_checks = tuple(
                 check_metric(m, seg_values[m], seg_intervals[m], reference.get(f"{key}.{m}"),
@@ -193,8 +219,7 @@ def evaluate_window(
                 for m, t in cfg.thresholds.items()
             )
             by_segment.append(SegmentPerformance(f"{column}={value}", int(mask.sum()), seg_checks))
-    predicted = (probability >= cfg.decision_threshold).astype("int64")
-    gaps = _fairness(y_true, predicted, fairness or {}, cfg, label)
+    gaps = _fairness(y_true, (output >= cfg.decision_threshold).astype("int64"), fairness or {}, cfg, label) if classifier else []
     return PerformanceReport(window, len(y_true), values, checks, tuple(by_segment), tuple(gaps))
 
 

@@ -1,0 +1,89 @@
+"""A regressor's MAE, RMSE and R2 on a matured window: values, bootstrap intervals, thresholds, segments."""
+
+import math
+
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+from driftloop.comparison import weighted_regression_metrics
+from driftloop.config import EvaluationConfig, MetricThreshold, load_config
+from driftloop.errors import ConfigError
+from driftloop.evaluation import check_metric, evaluate_window, regression_metrics
+from tests.conftest import write_project
+
+CFG = EvaluationConfig(task="regression", min_labelled_rows=10, n_bootstrap=400,
+                       thresholds={"mae": MetricThreshold(floor=12.0, max_drop=2.0), "r2": MetricThreshold(floor=0.5)})
+
+
+def _window(rng, n, noise=5.0):
+    y = rng.normal(100, 20, n)
+    return y, y + rng.normal(0, noise, n)
+
+
+def test_regression_metrics_equal_scikit_learn_and_at_unit_weights_the_weighted_ones(rng):
+    y, prediction = _window(rng, 2000)
+    values = regression_metrics(y, prediction)
+    assert values["mae"] == pytest.approx(skm.mean_absolute_error(y, prediction))
+    assert values["rmse"] == pytest.approx(skm.root_mean_squared_error(y, prediction))
+    assert values["r2"] == pytest.approx(skm.r2_score(y, prediction))
+    weighted = weighted_regression_metrics(y, prediction, np.ones((1, len(y))))
+    assert {k: v[0] for k, v in weighted.items()} == pytest.approx(values)
+
+
+def test_r2_on_a_window_whose_target_does_not_vary_is_nan_not_zero():
+    values = regression_metrics(np.full(50, 3.0), np.linspace(2, 4, 50))
+    assert math.isnan(values["r2"]) and values["mae"] > 0
+
+
+def test_each_metric_comes_with_an_interval_around_it_that_narrows_with_more_rows(rng):
+    small = evaluate_window(*_window(rng, 300), ("d",), {}, CFG)
+    large = evaluate_window(*_window(rng, 30_000), ("d",), {}, CFG)
+    for report in (small, large):
+        for check in report.checks:
+            assert check.low < check.value < check.high
+    mae_width = lambda report: next(c.high - c.low for c in report.checks if c.metric == "mae")  # noqa: E731
+    assert mae_width(large) < mae_width(small) / 5
+
+
+def test_a_credible_rise_in_mae_is_a_breach_that_names_metric_window_interval_and_threshold(rng):
+    reference = {"mae": 4.0, "r2": 0.94}
+    fine = evaluate_window(*_window(rng, 3000, noise=5.0), ("2026-02-10",), reference, CFG)
+    worse = evaluate_window(*_window(rng, 3000, noise=9.0), ("2026-02-10",), reference, CFG)
+    assert not fine.degraded
+    assert worse.degraded
+    reason = next(b for b in worse.breaches if b.startswith("mae"))
+    assert "2026-02-10" in reason and "up at least" in reason and "from reference 4.000 (max_drop 2.0)" in reason
+
+
+def test_a_lower_is_better_metric_breaches_a_ceiling_only_when_its_whole_interval_is_above_it():
+    rule = MetricThreshold(floor=12.0)
+    assert not check_metric("rmse", 12.5, (11.8, 13.2), None, rule, "w").breached
+    assert check_metric("rmse", 13.0, (12.4, 13.6), None, rule, "w").breached
+
+
+def test_a_segment_whose_error_doubles_is_named_while_overall_barely_moves(rng):
+    n = 20_000
+    region = rng.choice(["north", "south", "east", "west"], n, p=[0.32, 0.04, 0.32, 0.32])
+    y, prediction = _window(rng, n, noise=5.0)
+    south = region == "south"
+    prediction[south] = y[south] + rng.normal(0, 12.0, south.sum())
+    reference = {"mae": 4.0, "r2": 0.94} | {f"seg.region.{r}.mae": 4.0 for r in ("north", "south", "east", "west")}
+    cfg = CFG.model_copy(update={"thresholds": {"mae": MetricThreshold(max_drop=1.0)}})
+    report = evaluate_window(y, prediction, ("d",), reference, cfg, segments={"region": region})
+    assert [b.split(":")[0] for b in report.breaches] == ["segment region=south"]
+    assert report.fairness == ()  # positive-rate gaps are a classifier's notion
+
+
+def test_thresholds_must_name_metrics_of_the_task():
+    with pytest.raises(ValueError, match="roc_auc, not a regression metric; use one of mae, rmse, r2"):
+        EvaluationConfig(task="regression", thresholds={"roc_auc": MetricThreshold(floor=0.7)})
+    with pytest.raises(ValueError, match="use one of roc_auc"):
+        EvaluationConfig(thresholds={"mae": MetricThreshold(floor=1.0)})
+
+
+def test_the_loop_refuses_a_regression_task_with_a_one_line_reason(tmp_path):
+    path = write_project(tmp_path, evaluation={"task": "regression", "thresholds": {"mae": {"floor": 10.0}}})
+    with pytest.raises(ConfigError, match="trains and gates binary classifiers only") as caught:
+        load_config(path)
+    assert "\n" not in str(caught.value)
