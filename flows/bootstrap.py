@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 
 from driftloop import data, training
-from driftloop.config import Config, load_config
+from driftloop.config import TASK_METRICS, Config, load_config
 from driftloop.registry import CHAMPION, ModelRef
 from flows.common import cached_task, fails_cleanly, io_task, register_candidate, training_key
 
@@ -30,6 +30,7 @@ def bootstrap(config_path: str = "driftloop.yaml") -> ModelRef:
     cfg = load_config(config_path)
     candidate = train_on_reference(cfg, read_reference(cfg))
     window = candidate.train_window
+    headline = TASK_METRICS[cfg.columns.task][0]
     ref = register_candidate(
         cfg,
         candidate,
@@ -45,11 +46,11 @@ def bootstrap(config_path: str = "driftloop.yaml") -> ModelRef:
         },
         description=(
             f"**Bootstrap champion** trained on the reference period {window.first}..{window.last} "
-            f"({window.n_rows} rows); holdout AUC {candidate.holdout_metrics['roc_auc']:.3f} on "
+            f"({window.n_rows} rows); holdout {headline} {candidate.holdout_metrics[headline]:.3f} on "
             f"{candidate.holdout_window.n_rows} later rows."
         ),
         artifacts={},
         why=f"first champion, trained on the reference period {window.first}..{window.last}",
     )
-    logger.info("registered %s version %s as %s (holdout auc %.3f)", ref.name, ref.version, CHAMPION, candidate.holdout_metrics["roc_auc"])
+    logger.info("registered %s version %s as %s (holdout %s %.3f)", ref.name, ref.version, CHAMPION, headline, candidate.holdout_metrics[headline])
     return ref

@@ -119,7 +119,7 @@ def matured_window(cfg: Config, batch_id: str):
     """Logged predictions of the last ``evaluation.window_days`` batches whose labels have arrived."""
     labelled = data.labelled_days(cfg.data, cfg.columns, date.fromisoformat(batch_id))
     window = data.last_days(labelled, cfg.evaluation.window_days) if not labelled.empty else labelled
-    return window[window[training.PROBABILITY].notna()]  # rows that failed to score have nothing to evaluate
+    return window[window[training.output_column(cfg.columns)].notna()]  # rows that failed to score have nothing to evaluate
 
 
 @compute_task(name="evaluate matured labels")
@@ -128,12 +128,13 @@ def evaluate_matured(cfg: Config, window, reference_metrics: dict) -> evaluation
         return None
     return evaluation.evaluate_window(
         window[cfg.columns.target].to_numpy(),
-        window[training.PROBABILITY].to_numpy(),
+        window[training.output_column(cfg.columns)].to_numpy(),
         tuple(sorted(window[data.PARTITION].unique())),
         reference_metrics,
         cfg.evaluation,
         segments={c: window[c].to_numpy() for c in cfg.columns.segments},
         fairness={c: window[c].to_numpy() for c in cfg.evaluation.fairness_columns},
+        task=cfg.columns.task,
     )
 
 
@@ -151,7 +152,8 @@ def read_label_status(cfg: Config, batch_id: str) -> evaluation.LabelStatus:
 
 @compute_task(name="estimate performance")
 def estimate(cfg: Config, champion: LoadedModel, scored, window, batch_id: str, reference_metrics: dict):
-    """CBPE on this batch (no labels yet) and on the matured window (to compare with what was realized)."""
+    """CBPE on this batch (no labels yet) and on the matured window (to compare with what was realized).
+    Binary classifiers only: a regressor's profile has no calibration."""
     if champion.profile.calibration is None:
         return None, (), None
     calibration = evaluation.Calibration(*champion.profile.calibration)
@@ -174,7 +176,7 @@ def measure_drift(cfg: Config, champion: LoadedModel, scored, window) -> tuple[d
     features = drift.detect_drift(profile, scored, cfg.columns.features, cfg.drift)
     outputs = tuple(c for c in (training.PROBABILITY, training.PREDICTION) if c in profile.numeric or c in profile.categorical)
     predictions = drift.detect_drift(profile, scored, outputs, cfg.drift) if outputs else None
-    has_target = cfg.columns.target in profile.categorical and not window.empty
+    has_target = (cfg.columns.target in profile.categorical or cfg.columns.target in profile.numeric) and not window.empty
     target = drift.detect_drift(profile, window, (cfg.columns.target,), cfg.drift) if has_target else None
     return features, predictions, target
 

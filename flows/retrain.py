@@ -12,8 +12,8 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.events import emit_event
 
 from driftloop import data, training
-from driftloop.comparison import METRIC_DIRECTION, Comparison, compare
-from driftloop.config import Config, load_config
+from driftloop.comparison import Comparison, compare
+from driftloop.config import TASK_METRICS, Config, load_config
 from driftloop.policy import GateVerdict, evaluate_gate
 from driftloop.registry import CHALLENGER, CHAMPION, COMPLETE, LoadedModel, ModelRef, Registry
 from driftloop.report import comparison_markdown, version_description
@@ -59,15 +59,16 @@ def train_challenger(cfg: Config, train, holdout) -> training.Candidate:
 def compare_with_champion(cfg: Config, candidate: training.Candidate, champion: LoadedModel, holdout) -> tuple[Comparison, GateVerdict]:
     comparison = compare(
         holdout[cfg.columns.target].to_numpy(),
-        candidate.holdout_probability,
-        training.predict_proba(champion.model, holdout, cfg.columns),
+        candidate.holdout_output,
+        training.predict_output(champion.model, holdout, cfg.columns),
         {column: holdout[column].to_numpy() for column in cfg.columns.segments},
-        metrics=tuple(METRIC_DIRECTION),
+        metrics=TASK_METRICS[cfg.columns.task],
         threshold=cfg.evaluation.decision_threshold,
         n_bootstrap=cfg.gate.n_bootstrap,
         confidence=cfg.gate.confidence,
         min_segment_rows=cfg.gate.min_segment_rows,
         seed=cfg.gate.seed,
+        task=cfg.columns.task,
     )
     return comparison, evaluate_gate(comparison, cfg.gate)
 
@@ -79,7 +80,9 @@ def write_comparison(cfg: Config, as_of: str, comparison: Comparison, verdict: G
 
 
 def _gate_metrics(comparison: Comparison, verdict: GateVerdict) -> dict[str, float]:
-    values = {"gate_passed": float(verdict.passed), "mcnemar_p": comparison.mcnemar.p_value}
+    values = {"gate_passed": float(verdict.passed)}
+    if comparison.mcnemar is not None:
+        values["mcnemar_p"] = comparison.mcnemar.p_value
     for d in comparison.overall.values():
         values |= {f"champion_holdout_{d.metric}": d.champion, f"improvement_{d.metric}": d.improvement,
                    f"improvement_{d.metric}_low": d.low, f"improvement_{d.metric}_high": d.high}
@@ -156,10 +159,10 @@ def retrain(
         why=f"{trigger}: {reasons[0] if reasons else 'manual retrain'} (gate {'passed' if verdict.passed else 'failed'})",
     )
     announce_challenger(cfg, ref, verdict, config_path)
-    auc = comparison.overall["roc_auc"]
+    headline = next(iter(comparison.overall.values()))
     logger.info(
-        "registered version %s as %s: holdout auc %.3f vs champion v%s %.3f, gate %s",
-        ref.version, CHALLENGER, auc.challenger, champion.ref.version, auc.champion, "passed" if verdict.passed else "FAILED",
+        "registered version %s as %s: holdout %s %.3f vs champion v%s %.3f, gate %s", ref.version, CHALLENGER,
+        headline.metric, headline.challenger, champion.ref.version, headline.champion, "passed" if verdict.passed else "FAILED",
     )
     for rule in verdict.failed:
         logger.info("  gate: %s", rule.detail)

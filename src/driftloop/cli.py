@@ -13,7 +13,7 @@ import logging
 import sys
 from pathlib import Path
 
-from driftloop.config import load_config
+from driftloop.config import TASK_METRICS, load_config
 from driftloop.errors import BatchRejected, DriftloopError
 
 
@@ -24,14 +24,16 @@ def _registry(args):
 
 
 def cmd_status(args) -> int:
-    from driftloop.registry import TAG
+    from driftloop.registry import TAG, Registry
 
-    registry = _registry(args)
+    cfg = load_config(args.config)
+    registry = Registry(cfg.registry)
+    headline = TASK_METRICS[cfg.columns.task][0]
     versions = registry.versions()
     if not versions:
         print(f"no versions of {registry.name} yet: run the bootstrap flow (make demo does)")
         return 0
-    print(f"{'version':>7}  {'aliases':<20} {'trigger':<24} {'data window':<24} {'holdout auc':>11}  {'gate':<8} review")
+    print(f"{'version':>7}  {'aliases':<20} {'trigger':<24} {'data window':<24} {'holdout ' + headline:>15}  {'gate':<8} review")
     for v in versions:
         tag = lambda key, default="": v.tags.get(TAG + key, default)  # noqa: E731
         # The latest decision on the version is its review status.
@@ -39,7 +41,7 @@ def cmd_status(args) -> int:
                      for verb in ("promoted", "rolled_back", "rejected") if tag(f"{verb}_at")]
         review = max(decisions)[1] if decisions else ""
         print(f"{v.version:>7}  {','.join(v.aliases) or '-':<20} {tag('trigger', '-'):<24} {tag('data_window', '-'):<24} "
-              f"{tag('holdout_roc_auc'):>11}  {tag('gate_verdict', '-'):<8} {review}")
+              f"{tag('holdout_' + headline):>15}  {tag('gate_verdict', '-'):<8} {review}")
     return 0
 
 

@@ -15,7 +15,7 @@ from scipy import stats
 
 # name -> higher is better
 METRIC_DIRECTION = {"roc_auc": True, "accuracy": True, "f1": True, "precision": True, "recall": True,
-                    "log_loss": False, "brier": False}
+                    "log_loss": False, "brier": False, "mae": False, "rmse": False, "r2": True}
 
 
 def _weighted_auc(y: np.ndarray, score: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -76,23 +76,28 @@ class McNemar:
 class Comparison:
     n_rows: int
     overall: dict[str, MetricDifference]
-    mcnemar: McNemar
+    mcnemar: McNemar | None  # classifiers only
     segments: dict[str, dict[str, MetricDifference]]  # "region=south" -> metric -> difference
     segment_rows: dict[str, int]
 
 
-def _point(y, p, threshold) -> dict[str, float]:
-    return {k: float(v[0]) for k, v in weighted_metrics(y, p, np.ones((1, len(y))), threshold).items()}
+def _weighted(task: str, threshold: float):
+    """The task's metrics as a function of (y, output, weights)."""
+    if task == "regression":
+        return weighted_regression_metrics
+    return lambda y, output, weights: weighted_metrics(y, output, weights, threshold)
 
 
 def paired_differences(
     y: np.ndarray, challenger: np.ndarray, champion: np.ndarray, metrics: tuple[str, ...],
-    threshold: float, n_bootstrap: int, confidence: float, rng: np.random.Generator,
+    threshold: float, n_bootstrap: int, confidence: float, rng: np.random.Generator, task: str = "binary_classification",
 ) -> dict[str, MetricDifference]:
+    measure = _weighted(task, threshold)
     weights = rng.poisson(1.0, size=(n_bootstrap, len(y))).astype("float64")
-    boot_new = weighted_metrics(y, challenger, weights, threshold)
-    boot_old = weighted_metrics(y, champion, weights, threshold)
-    point_new, point_old = _point(y, challenger, threshold), _point(y, champion, threshold)
+    boot_new, boot_old = measure(y, challenger, weights), measure(y, champion, weights)
+    unit = np.ones((1, len(y)))
+    point_new = {k: float(v[0]) for k, v in measure(y, challenger, unit).items()}
+    point_old = {k: float(v[0]) for k, v in measure(y, champion, unit).items()}
     tail = (1 - confidence) / 2 * 100
     result = {}
     for metric in metrics:
@@ -119,11 +124,14 @@ def mcnemar(y: np.ndarray, challenger: np.ndarray, champion: np.ndarray, thresho
 def compare(
     y: np.ndarray, challenger: np.ndarray, champion: np.ndarray, segments: dict[str, np.ndarray], *,
     metrics: tuple[str, ...], threshold: float, n_bootstrap: int, confidence: float, min_segment_rows: int, seed: int = 0,
+    task: str = "binary_classification",
 ) -> Comparison:
-    """Overall and per-segment paired comparison; ``segments`` maps a column to its values per row."""
+    """Overall and per-segment paired comparison; ``segments`` maps a column to its values per row.
+    ``challenger``/``champion``: probabilities of the positive class, or predicted values (regression)."""
     rng = np.random.default_rng(seed)
-    y = np.asarray(y, dtype="int64")
-    overall = paired_differences(y, challenger, champion, metrics, threshold, n_bootstrap, confidence, rng)
+    classifier = task != "regression"
+    y = np.asarray(y, dtype="int64" if classifier else "float64")
+    overall = paired_differences(y, challenger, champion, metrics, threshold, n_bootstrap, confidence, rng, task)
     by_segment, sizes = {}, {}
     for column, values in segments.items():
         values = np.asarray(values, dtype=object)
@@ -134,9 +142,9 @@ def compare(
             key = f"{column}={value}"
             sizes[key] = int(mask.sum())
             by_segment[key] = paired_differences(
-                y[mask], challenger[mask], champion[mask], metrics, threshold, n_bootstrap, confidence, rng
+                y[mask], challenger[mask], champion[mask], metrics, threshold, n_bootstrap, confidence, rng, task
             )
-    return Comparison(len(y), overall, mcnemar(y, challenger, champion, threshold), by_segment, sizes)
+    return Comparison(len(y), overall, mcnemar(y, challenger, champion, threshold) if classifier else None, by_segment, sizes)
 
 
 def bootstrap_intervals(

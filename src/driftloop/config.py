@@ -25,12 +25,21 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+Task = Literal["binary_classification", "regression"]
+# The metrics of each task, headline first (tables and logs show that one).
+TASK_METRICS: dict[str, tuple[str, ...]] = {
+    "binary_classification": ("roc_auc", "accuracy", "precision", "recall", "f1", "log_loss", "brier"),
+    "regression": ("mae", "rmse", "r2"),
+}
+
+
 class SchemaConfig(_Strict):
     """What the columns of a batch mean. Column types come from here, never from values."""
 
     id_column: str
     timestamp_column: str
     target: str
+    task: Task = Field("binary_classification", description="binary_classification (target 0/1) or regression (numeric target)")
     numeric: tuple[str, ...]
     categorical: tuple[str, ...]
     segments: tuple[str, ...] = ()
@@ -109,15 +118,7 @@ class MetricThreshold(_Strict):
     )
 
 
-TASK_METRICS = {
-    "binary_classification": ("roc_auc", "accuracy", "precision", "recall", "f1", "log_loss", "brier"),
-    "regression": ("mae", "rmse", "r2"),
-}
-
-
 class EvaluationConfig(_Strict):
-    task: Literal["binary_classification", "regression"] = Field(
-        "binary_classification", description="what the model predicts: sets the metrics (regression: MAE, RMSE, R2)")
     window_days: int = Field(3, ge=1, description="labelled batch days in the matured window")
     min_labelled_rows: int = Field(500, ge=1)
     decision_threshold: float = Field(0.5, gt=0, lt=1)
@@ -133,13 +134,6 @@ class EvaluationConfig(_Strict):
         {"roc_auc": MetricThreshold(floor=0.7, max_drop=0.05)},
         description="per metric; for lower-is-better metrics (log_loss, brier, mae, rmse) floor is a ceiling and max_drop a rise",
     )
-
-    @model_validator(mode="after")
-    def _thresholds_fit_the_task(self) -> "EvaluationConfig":
-        unknown = sorted(set(self.thresholds) - set(TASK_METRICS[self.task]))
-        if unknown:
-            raise ValueError(f"thresholds name {', '.join(unknown)}, not a {self.task} metric; use one of {', '.join(TASK_METRICS[self.task])}")
-        return self
 
 
 class PolicyConfig(_Strict):
@@ -161,14 +155,11 @@ class TrainingConfig(_Strict):
     random_state: int = 0
 
 
-GateMetric = Literal["roc_auc", "accuracy", "f1", "precision", "recall", "log_loss", "brier"]
-
-
 class GateMetricRule(_Strict):
     """One metric's rules for a challenger, judged on the holdout neither model trained on."""
 
     min_value: float | None = Field(None, description="challenger must reach at least this (higher-is-better metrics)")
-    max_value: float | None = Field(None, description="challenger must stay at or below this (log_loss, brier)")
+    max_value: float | None = Field(None, description="challenger must stay at or below this (log_loss, brier, mae, rmse)")
     min_improvement: float = Field(
         0.0,
         description="lower bound of the paired interval of (challenger - champion) must exceed this; "
@@ -179,7 +170,7 @@ class GateMetricRule(_Strict):
 class GateConfig(_Strict):
     """When a challenger is good enough to be offered for promotion (in the spirit of TFX's evaluator)."""
 
-    rules: dict[GateMetric, GateMetricRule] = {"roc_auc": GateMetricRule(min_value=0.7, min_improvement=0.0)}
+    rules: dict[str, GateMetricRule] = {"roc_auc": GateMetricRule(min_value=0.7, min_improvement=0.0)}
     max_segment_loss: float = Field(0.05, ge=0, description="no segment may be worse than the champion by more")
     min_segment_rows: int = Field(200, ge=10, description="smaller segments are reported, not judged")
     confidence: float = Field(0.95, gt=0.5, lt=1)
@@ -236,11 +227,13 @@ class Config(_Strict):
         unknown_fairness = sorted(set(self.evaluation.fairness_columns) - set(self.columns.categorical))
         if unknown_fairness:
             raise ValueError(f"evaluation.fairness_columns must be categorical features, got: {', '.join(unknown_fairness)}")
-        if self.evaluation.task != "binary_classification":
-            # Evaluation has regression metrics; training, the gate and CBPE are binary-classification only.
-            raise ValueError(f"evaluation.task {self.evaluation.task!r}: the loop trains and gates binary classifiers only; "
-                             "regression metrics are available from driftloop.evaluation.evaluate_window for a prediction log scored elsewhere")
-        kinds = {c: "numeric" for c in (*self.columns.numeric, "probability")}
+        metrics = TASK_METRICS[self.columns.task]
+        for section, named in (("evaluation.thresholds", self.evaluation.thresholds), ("gate.rules", self.gate.rules)):
+            unknown = sorted(set(named) - set(metrics))
+            if unknown:
+                raise ValueError(f"{section} names {', '.join(unknown)}, not a {self.columns.task} metric; use one of {', '.join(metrics)}")
+        regression = self.columns.task == "regression"
+        kinds = {c: "numeric" for c in (*self.columns.numeric, *(("prediction", self.columns.target) if regression else ("probability",)))}
         for column, rule in self.drift.columns.items():
             allowed = NUMERIC_METHODS if kinds.get(column) == "numeric" else CATEGORICAL_METHODS
             if rule.method and rule.method not in allowed:

@@ -165,6 +165,10 @@ def read_predictions(cfg: DataConfig, batch_ids: list[str], columns: list[str] |
 # --- late labels ----------------------------------------------------------------------
 
 
+def _target_dtype(schema: SchemaConfig) -> str:
+    return "float64" if schema.task == "regression" else "int64"
+
+
 def read_labels(cfg: DataConfig, schema: SchemaConfig, as_of: date) -> pd.DataFrame:
     """All labels that had arrived by ``as_of`` (files are named by arrival date)."""
     files = cfg.labels.glob("*.parquet") if cfg.labels.exists() else ()
@@ -175,7 +179,7 @@ def read_labels(cfg: DataConfig, schema: SchemaConfig, as_of: date) -> pd.DataFr
         require_columns(frame, (schema.id_column, schema.target), path)
         frames.append(frame[[schema.id_column, schema.target]].assign(label_arrived=pd.Timestamp(path.stem)))
     if not frames:
-        return pd.DataFrame({schema.id_column: pd.Series(dtype="str"), schema.target: pd.Series(dtype="int64"),
+        return pd.DataFrame({schema.id_column: pd.Series(dtype="str"), schema.target: pd.Series(dtype=_target_dtype(schema)),
                              "label_arrived": pd.Series(dtype="datetime64[us]")})
     labels = pd.concat(frames, ignore_index=True)
     # A corrected label arriving later wins over an earlier one for the same id.
@@ -185,7 +189,7 @@ def read_labels(cfg: DataConfig, schema: SchemaConfig, as_of: date) -> pd.DataFr
 def join_labels(predictions: pd.DataFrame, labels: pd.DataFrame, schema: SchemaConfig) -> pd.DataFrame:
     """Predictions that have their ground truth, with the label as the target column."""
     if predictions.empty or labels.empty:
-        return predictions.iloc[0:0].assign(**{schema.target: pd.Series(dtype="int64")})
+        return predictions.iloc[0:0].assign(**{schema.target: pd.Series(dtype=_target_dtype(schema))})
     return predictions.merge(labels, on=schema.id_column, how="inner", validate="one_to_one")
 
 

@@ -4,6 +4,9 @@
 day, a label file that arrives ``label_delay_days`` later. At known days the scenario
 has a data-quality incident, a covariate shift and a concept drift, so every branch of
 the loop is exercised. Everything is generated here; nothing is downloaded.
+
+The same customers can carry a regression target instead (``SPEND``: what a customer
+pays next month), with its own concept drift, for a regressor's loop.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ NUMERIC = (
     "num_products", "age", "days_since_last_login", "payment_delay_days", "discount_pct",
 )
 CATEGORICAL = ("contract_type", "plan_tier", "region", "payment_method", "acquisition_channel")
-ID, TIMESTAMP, TARGET = "customer_id", "event_ts", "churned"
+ID, TIMESTAMP, TARGET, SPEND = "customer_id", "event_ts", "churned", "spend_next_month"
 
 _LEVELS = {
     "contract_type": (("monthly", "annual", "two_year"), (0.55, 0.30, 0.15)),
@@ -147,6 +150,16 @@ def churn_probability(df: pd.DataFrame, *, concept_drift: bool) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-z))
 
 
+def spend_next_month(rng: np.random.Generator, df: pd.DataFrame, *, concept_drift: bool) -> np.ndarray:
+    """The regression target: next month's bill. Concept drift: the business answers the competitor
+    with a 30% retention discount for premium and heavy-usage customers, on the same inputs."""
+    charges, usage = df["monthly_charges"].to_numpy(), df["data_usage_gb"].to_numpy()
+    bill = charges * (1 - df["discount_pct"].to_numpy() / 100) + 0.4 * np.maximum(usage - 30, 0)
+    if concept_drift:
+        bill = bill * np.where((df["plan_tier"].to_numpy() == "premium") | (usage > 40), 0.7, 1.0)
+    return np.round(bill + rng.normal(0, 4, len(df)), 2)
+
+
 def _spoil(rng: np.random.Generator, batch: pd.DataFrame) -> pd.DataFrame:
     """The data-quality incident: an upstream job starts sending charges in cents, and tenure goes missing."""
     bad = batch.copy()
@@ -163,8 +176,17 @@ class GeneratedDemo:
     days: tuple[DayPlan, ...]
 
 
-def generate(cfg: DemoConfig, data: DataConfig) -> GeneratedDemo:
-    """Write the reference period, daily batches and late label files. Deterministic by seed."""
+def _labels(rng: np.random.Generator, df: pd.DataFrame, target: str, *, concept_drift: bool) -> np.ndarray:
+    if target == SPEND:
+        return spend_next_month(rng, df, concept_drift=concept_drift)
+    return (rng.random(len(df)) < churn_probability(df, concept_drift=concept_drift)).astype("int64")
+
+
+def generate(cfg: DemoConfig, data: DataConfig, target: str = TARGET) -> GeneratedDemo:
+    """Write the reference period, daily batches and late label files (``target``: TARGET, churn,
+    or SPEND, next month's bill). Deterministic by seed."""
+    if target not in (TARGET, SPEND):
+        raise ValueError(f"the demo generates target {TARGET!r} or {SPEND!r}, not {target!r}")
     rng = np.random.default_rng(cfg.seed)
     for folder in (data.incoming, data.labels, data.reference.parent):
         folder.mkdir(parents=True, exist_ok=True)
@@ -173,7 +195,7 @@ def generate(cfg: DemoConfig, data: DataConfig) -> GeneratedDemo:
         rng, cfg.reference_rows, pd.Timestamp(cfg.reference_start, tz="UTC"), cfg.reference_days,
         shifted=False, id_offset=0,
     )
-    reference[TARGET] = (rng.random(len(reference)) < churn_probability(reference, concept_drift=False)).astype("int64")
+    reference[target] = _labels(rng, reference, target, concept_drift=False)
     reference.to_parquet(data.reference, index=False)
 
     days = plan(cfg)
@@ -183,8 +205,8 @@ def generate(cfg: DemoConfig, data: DataConfig) -> GeneratedDemo:
             rng, cfg.rows_per_day, pd.Timestamp(d.batch_id, tz="UTC"), 1,
             shifted=d.covariate_shift, id_offset=cfg.reference_rows + d.day * 1_000_000, competitor=d.concept_drift,
         )
-        y = (rng.random(len(batch)) < churn_probability(batch, concept_drift=d.concept_drift)).astype("int64")
-        labels_by_arrival.setdefault(d.labels_arrive, []).append(pd.DataFrame({ID: batch[ID], TARGET: y}))
+        y = _labels(rng, batch, target, concept_drift=d.concept_drift)
+        labels_by_arrival.setdefault(d.labels_arrive, []).append(pd.DataFrame({ID: batch[ID], target: y}))
         if d.quality_incident:
             batch = _spoil(rng, batch)
         path = data.incoming / f"{d.batch_id}.{data.batch_format}"

@@ -20,28 +20,27 @@ from scipy import stats
 from sklearn import metrics as skm
 from sklearn.linear_model import LogisticRegression
 
-from driftloop.comparison import bootstrap_intervals, regression_bootstrap_intervals
-from driftloop.config import EvaluationConfig, MetricThreshold
+from driftloop.comparison import METRIC_DIRECTION, bootstrap_intervals, regression_bootstrap_intervals
+from driftloop.config import EvaluationConfig, MetricThreshold, Task
 
-# name -> (function of (y_true, probability, predicted class), higher is better)
+# name -> function of (y_true, probability, predicted class); directions are in comparison.METRIC_DIRECTION
 CLASSIFIER_METRICS = {
-    "roc_auc": (lambda y, p, c: skm.roc_auc_score(y, p), True),
-    "accuracy": (lambda y, p, c: skm.accuracy_score(y, c), True),
-    "precision": (lambda y, p, c: skm.precision_score(y, c, zero_division=0), True),
-    "recall": (lambda y, p, c: skm.recall_score(y, c, zero_division=0), True),
-    "f1": (lambda y, p, c: skm.f1_score(y, c, zero_division=0), True),
-    "log_loss": (lambda y, p, c: skm.log_loss(y, p, labels=[0, 1]), False),
-    "brier": (lambda y, p, c: skm.brier_score_loss(y, p), False),
+    "roc_auc": lambda y, p, c: skm.roc_auc_score(y, p),
+    "accuracy": lambda y, p, c: skm.accuracy_score(y, c),
+    "precision": lambda y, p, c: skm.precision_score(y, c, zero_division=0),
+    "recall": lambda y, p, c: skm.recall_score(y, c, zero_division=0),
+    "f1": lambda y, p, c: skm.f1_score(y, c, zero_division=0),
+    "log_loss": lambda y, p, c: skm.log_loss(y, p, labels=[0, 1]),
+    "brier": lambda y, p, c: skm.brier_score_loss(y, p),
 }
 
 
-# name -> (function of (y_true, prediction), higher is better)
+# name -> function of (y_true, predicted value)
 REGRESSOR_METRICS = {
-    "mae": (lambda y, p: skm.mean_absolute_error(y, p), False),
-    "rmse": (lambda y, p: skm.root_mean_squared_error(y, p), False),
-    "r2": (lambda y, p: skm.r2_score(y, p), True),
+    "mae": skm.mean_absolute_error,
+    "rmse": skm.root_mean_squared_error,
+    "r2": skm.r2_score,
 }
-HIGHER_IS_BETTER = {name: better for name, (_, better) in (CLASSIFIER_METRICS | REGRESSOR_METRICS).items()}
 
 
 def regression_metrics(y_true: np.ndarray, prediction: np.ndarray) -> dict[str, float]:
@@ -49,7 +48,7 @@ def regression_metrics(y_true: np.ndarray, prediction: np.ndarray) -> dict[str, 
     y_true, prediction = np.asarray(y_true, dtype="float64"), np.asarray(prediction, dtype="float64")
     constant = len(np.unique(y_true)) < 2
     return {name: float("nan") if constant and name == "r2" else float(fn(y_true, prediction))
-            for name, (fn, _) in REGRESSOR_METRICS.items()}
+            for name, fn in REGRESSOR_METRICS.items()}
 
 
 def classification_metrics(y_true: np.ndarray, probability: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
@@ -60,8 +59,13 @@ def classification_metrics(y_true: np.ndarray, probability: np.ndarray, threshol
     single_class = len(np.unique(y_true)) < 2
     return {
         name: float("nan") if single_class and name == "roc_auc" else float(fn(y_true, probability, predicted))
-        for name, (fn, _) in CLASSIFIER_METRICS.items()
+        for name, fn in CLASSIFIER_METRICS.items()
     }
+
+
+def task_metrics(task: Task, y_true: np.ndarray, output: np.ndarray, threshold: float) -> dict[str, float]:
+    """``output``: the positive class's probability (binary_classification) or the predicted value (regression)."""
+    return regression_metrics(y_true, output) if task == "regression" else classification_metrics(y_true, output, threshold)
 
 
 def segment_key(column: str, value: object) -> str:
@@ -69,16 +73,16 @@ def segment_key(column: str, value: object) -> str:
     return f"seg.{column}.{re.sub(r'[^0-9A-Za-z_-]', '_', str(value))}"
 
 
-def segment_metrics(y: np.ndarray, probability: np.ndarray, segments: dict[str, np.ndarray], threshold: float,
+def segment_metrics(task: Task, y: np.ndarray, output: np.ndarray, segments: dict[str, np.ndarray], threshold: float,
                     min_rows: int) -> dict[str, float]:
-    """``seg.<column>.<value>.<metric>`` for every segment with enough rows (both classes present)."""
+    """``seg.<column>.<value>.<metric>`` for every segment with enough rows (and two distinct targets)."""
     found = {}
     for column, values in segments.items():
         values = np.asarray(values, dtype=object)
         for value in pd.unique(values[pd.notna(values)]):
             mask = values == value
             if mask.sum() >= min_rows and len(np.unique(y[mask])) == 2:
-                for metric, v in classification_metrics(y[mask], probability[mask], threshold).items():
+                for metric, v in task_metrics(task, y[mask], output[mask], threshold).items():
                     found[f"{segment_key(column, value)}.{metric}"] = v
     return found
 
@@ -99,7 +103,7 @@ class MetricCheck:
 def check_metric(name: str, value: float, interval: tuple[float, float], reference: float | None,
                  threshold: MetricThreshold, window: str) -> MetricCheck:
     """A threshold is crossed only when the whole interval is past it."""
-    higher_is_better = HIGHER_IS_BETTER[name]
+    higher_is_better = METRIC_DIRECTION[name]
     low, high = interval
     if math.isnan(value):
         return MetricCheck(name, value, low, high, reference, threshold.floor, threshold.max_drop, False, f"{name} undefined on {window}")
@@ -179,9 +183,9 @@ def _fairness(y: np.ndarray, predicted: np.ndarray, segments: dict[str, np.ndarr
     return gaps
 
 
-def _measure(y: np.ndarray, output: np.ndarray, cfg: EvaluationConfig, rng: np.random.Generator):
+def _measure(task: Task, y: np.ndarray, output: np.ndarray, cfg: EvaluationConfig, rng: np.random.Generator):
     """Every metric of the task with its bootstrap interval."""
-    if cfg.task == "regression":
+    if task == "regression":
         return regression_metrics(y, output), regression_bootstrap_intervals(y, output, cfg.n_bootstrap, cfg.confidence, rng)
     return (classification_metrics(y, output, cfg.decision_threshold),
             bootstrap_intervals(y, output, cfg.decision_threshold, cfg.n_bootstrap, cfg.confidence, rng))
@@ -190,17 +194,18 @@ def _measure(y: np.ndarray, output: np.ndarray, cfg: EvaluationConfig, rng: np.r
 def evaluate_window(
     y_true: np.ndarray, output: np.ndarray, window: tuple[str, ...], reference: dict[str, float], cfg: EvaluationConfig,
     segments: dict[str, np.ndarray] | None = None, seed: int = 0, fairness: dict[str, np.ndarray] | None = None,
+    task: Task = "binary_classification",
 ) -> PerformanceReport | None:
     """Metrics with intervals, threshold checks, segments and (classifiers) fairness gaps between the
     groups of ``fairness`` columns; None when too few labels have arrived. ``output``: the positive
-    class's probability for ``cfg.task`` binary_classification, the predicted value for regression."""
+    class's probability (binary_classification) or the predicted value (regression)."""
     if len(y_true) < cfg.min_labelled_rows:
         return None
-    classifier = cfg.task == "binary_classification"
+    classifier = task == "binary_classification"
     y_true = np.asarray(y_true, dtype="int64" if classifier else "float64")
     output = np.asarray(output, dtype="float64")
     rng = np.random.default_rng(seed)
-    values, intervals = _measure(y_true, output, cfg, rng)
+    values, intervals = _measure(task, y_true, output, cfg, rng)
     label = f"{window[0]}..{window[-1]} ({len(y_true)} labelled rows)" if window else "empty window"
     checks = tuple(check_metric(m, values[m], intervals[m], reference.get(m), t, label) for m, t in cfg.thresholds.items())
     by_segment = []
@@ -211,7 +216,7 @@ def evaluate_window(
             if mask.sum() < cfg.min_segment_rows or len(np.unique(y_true[mask])) < 2:
                 continue
             key = segment_key(column, value)
-            seg_values, seg_intervals = _measure(y_true[mask], output[mask], cfg, rng)
+            seg_values, seg_intervals = _measure(task, y_true[mask], output[mask], cfg, rng)
             seg_label = f"{column}={value}, {label}"
             seg_checks = tuple(
                 check_metric(m, seg_values[m], seg_intervals[m], reference.get(f"{key}.{m}"),

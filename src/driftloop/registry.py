@@ -99,7 +99,12 @@ class Registry:
             if "connect" in first.lower() or "max retries" in first.lower():
                 raise RegistryUnavailable(f"{doing}: MLflow at {self.cfg.tracking_uri} is unreachable; start it (make up) or fix registry.tracking_uri") from None
             raise RegistryError(f"{doing}: {first}") from None
-        except (ConnectionError, OSError) as exc:
+        except OSError as exc:  # requests' connection errors are OSErrors too
+            if self.is_local:  # no network involved: the store on disk is the problem
+                raise RegistryError(
+                    f"{doing}: the local MLflow store failed ({type(exc).__name__}: {exc}); check that "
+                    f"{self.cfg.artifact_root} and {self.cfg.tracking_uri} are writable and the disk has space"
+                ) from None
             raise RegistryUnavailable(
                 f"{doing}: MLflow at {self.cfg.tracking_uri} is unreachable ({type(exc).__name__}); start it (make up) or fix registry.tracking_uri"
             ) from None

@@ -17,6 +17,9 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return f"{value:.{digits}g}" if abs(value) < 1e-3 and value != 0 else f"{value:.{digits}f}"
 
 
+_SHORT = {"roc_auc": "auc"}
+
+
 @dataclass(frozen=True)
 class MonitorReport:
     batch_id: str
@@ -66,11 +69,12 @@ class MonitorReport:
 
     @property
     def performance_summary(self) -> str:
+        """The headline metric (the task's first): estimated on this batch, realized on the matured window."""
         estimate = f"est {_fmt(self.estimated.metrics['roc_auc'])}" if self.estimated else ""
         if self.performance is None:
             return f"{estimate}, labels pending" if estimate else "labels pending"
-        auc = self.performance.metrics.get("roc_auc")
-        return f"{estimate + ', ' if estimate else ''}auc {_fmt(auc)} ({len(self.performance.window)}d)"
+        name, value = next(iter(self.performance.metrics.items()))
+        return f"{estimate + ', ' if estimate else ''}{_SHORT.get(name, name)} {_fmt(value)} ({len(self.performance.window)}d)"
 
     def metrics(self) -> dict[str, float]:
         values = {"rows": float(self.n_rows), "drift_share": self.drift.share_drifted}
@@ -191,14 +195,13 @@ def drift_table(columns: tuple[ColumnDrift, ...]) -> str:
 
 def comparison_markdown(comparison: Comparison, verdict: GateVerdict, champion_version: str) -> str:
     """Challenger vs champion on the shared holdout: the gate, every metric, McNemar, segments."""
-    m = comparison.mcnemar
     lines = [
         f"**Gate: {'PASSED' if verdict.passed else 'FAILED'}**",
         "",
         verdict.markdown(),
         "",
         f"Holdout of {comparison.n_rows} labelled rows neither model trained on. *Improvement* is how much better the "
-        f"challenger is (for log_loss and brier lower is better, so their sign is flipped); intervals are "
+        f"challenger is (for log_loss, brier, mae and rmse lower is better, so their sign is flipped); intervals are "
         f"{next(iter(comparison.overall.values())).confidence:.0%} paired bootstrap intervals.",
         "",
         f"| metric | challenger | champion v{champion_version} | improvement | interval |",
@@ -208,11 +211,12 @@ def comparison_markdown(comparison: Comparison, verdict: GateVerdict, champion_v
         f"| {d.metric} | {_fmt(d.challenger)} | {_fmt(d.champion)} | {d.improvement:+.4f} | [{d.low:+.4f}, {d.high:+.4f}] |"
         for d in comparison.overall.values()
     ]
-    lines += [
-        "",
-        f"McNemar on disagreements: challenger alone right on {m.challenger_only_right} rows, champion alone right on "
-        f"{m.champion_only_right}, p = {_fmt(m.p_value)}.",
-    ]
+    if (m := comparison.mcnemar) is not None:
+        lines += [
+            "",
+            f"McNemar on disagreements: challenger alone right on {m.challenger_only_right} rows, champion alone right on "
+            f"{m.champion_only_right}, p = {_fmt(m.p_value)}.",
+        ]
     if comparison.segments:
         lines += ["", "| segment | rows | metric | challenger | champion | improvement | interval |", "|---|---|---|---|---|---|---|"]
         for segment, by_metric in comparison.segments.items():

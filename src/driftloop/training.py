@@ -9,17 +9,18 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OrdinalEncoder
 
 from driftloop.config import DriftConfig, SchemaConfig, TrainingConfig
 from driftloop.drift import ReferenceProfile, fit_reference
 from driftloop.errors import DataError
-from driftloop.evaluation import classification_metrics, fit_calibration, segment_metrics
+from driftloop.evaluation import fit_calibration, segment_metrics, task_metrics
 
-# skops refuses to load types it cannot vouch for; these are the ones our pipeline holds.
+# A classifier logs both; a regressor logs only PREDICTION, its predicted value.
 PROBABILITY, PREDICTION = "probability", "prediction"
+# skops refuses to load types it cannot vouch for; these are the ones our pipeline holds.
 SKOPS_TRUSTED_TYPES = ["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"]
 
 
@@ -32,7 +33,8 @@ def build_pipeline(schema: SchemaConfig, cfg: TrainingConfig) -> Pipeline:
         ],
         verbose_feature_names_out=False,
     )
-    model = HistGradientBoostingClassifier(
+    estimator = HistGradientBoostingRegressor if schema.task == "regression" else HistGradientBoostingClassifier
+    model = estimator(
         max_iter=cfg.max_iter,
         learning_rate=cfg.learning_rate,
         max_leaf_nodes=cfg.max_leaf_nodes,
@@ -49,12 +51,20 @@ def fit(frame: pd.DataFrame, schema: SchemaConfig, cfg: TrainingConfig) -> Pipel
             "wait for more labels or widen training.window_days"
         )
     if frame[schema.target].nunique() < 2:
-        raise DataError(f"the training window has a single {schema.target} class; widen training.window_days")
-    return build_pipeline(schema, cfg).fit(frame[list(schema.features)], frame[schema.target].astype("int64"))
+        raise DataError(f"the training window has a single {schema.target} value; widen training.window_days")
+    target = frame[schema.target].astype("float64" if schema.task == "regression" else "int64")
+    return build_pipeline(schema, cfg).fit(frame[list(schema.features)], target)
 
 
-def predict_proba(model: Pipeline, frame: pd.DataFrame, schema: SchemaConfig) -> np.ndarray:
-    return model.predict_proba(frame[list(schema.features)])[:, 1]
+def output_column(schema: SchemaConfig) -> str:
+    """The logged column that metrics and drift are computed on: probability, or a regressor's value."""
+    return PREDICTION if schema.task == "regression" else PROBABILITY
+
+
+def predict_output(model: Pipeline, frame: pd.DataFrame, schema: SchemaConfig) -> np.ndarray:
+    """The positive class's probability, or a regressor's predicted value."""
+    features = frame[list(schema.features)]
+    return model.predict(features) if schema.task == "regression" else model.predict_proba(features)[:, 1]
 
 
 def split_by_time(frame: pd.DataFrame, schema: SchemaConfig, holdout_share: float) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -87,27 +97,30 @@ class TrainingWindow:
 
 
 def score(model: Pipeline, frame: pd.DataFrame, schema: SchemaConfig, threshold: float, chunk_rows: int = 256) -> pd.DataFrame:
-    """The batch with probability, predicted class, per-row scoring latency and whether it scored.
+    """The batch with the model's output (probability and predicted class, or a regressor's value),
+    per-row scoring latency and whether it scored.
 
     Rows are scored in chunks, as requests would arrive; a chunk the model cannot score keeps
-    its rows in the log with no probability and ``scored=False``: counted, never dropped.
+    its rows in the log with no output and ``scored=False``: counted, never dropped.
     """
-    features = frame[list(schema.features)]
-    probability = np.full(len(frame), np.nan)
+    output = np.full(len(frame), np.nan)
     latency_ms = np.zeros(len(frame))
     for start in range(0, len(frame), chunk_rows):
         chunk = slice(start, start + chunk_rows)
+        rows = frame.iloc[chunk]
         began = time.perf_counter()
         try:
-            probability[chunk] = model.predict_proba(features.iloc[chunk])[:, 1]
+            output[chunk] = predict_output(model, rows, schema)
         except (ValueError, TypeError):  # what scikit-learn raises for inputs it cannot use
             pass
-        latency_ms[chunk] = (time.perf_counter() - began) * 1000 / len(features.iloc[chunk])
-    scored = ~np.isnan(probability)
-    prediction = pd.array(np.where(scored, probability >= threshold, 0).astype("int64"), dtype="Int64")
-    prediction[~scored] = pd.NA
+        latency_ms[chunk] = (time.perf_counter() - began) * 1000 / len(rows)
+    scored = ~np.isnan(output)
     columns = [schema.id_column, schema.timestamp_column, *schema.features]
-    return frame[columns].assign(**{PROBABILITY: probability, PREDICTION: prediction, "latency_ms": latency_ms, "scored": scored})
+    if schema.task == "regression":
+        return frame[columns].assign(**{PREDICTION: output, "latency_ms": latency_ms, "scored": scored})
+    prediction = pd.array(np.where(scored, output >= threshold, 0).astype("int64"), dtype="Int64")
+    prediction[~scored] = pd.NA
+    return frame[columns].assign(**{PROBABILITY: output, PREDICTION: prediction, "latency_ms": latency_ms, "scored": scored})
 
 
 @dataclass(frozen=True)
@@ -116,7 +129,7 @@ class Candidate:
 
     model: Pipeline
     holdout_metrics: dict[str, float]
-    holdout_probability: np.ndarray
+    holdout_output: np.ndarray  # probabilities, or a regressor's values
     profile: ReferenceProfile
     train_window: TrainingWindow
     holdout_window: TrainingWindow
@@ -133,21 +146,25 @@ def train_candidate(
     threshold: float,
 ) -> Candidate:
     model = fit(train, schema, cfg)
-    probability = predict_proba(model, holdout, schema)
+    output = predict_output(model, holdout, schema)
     y = holdout[schema.target].to_numpy()
-    metrics = classification_metrics(y, probability, threshold)
+    metrics = task_metrics(schema.task, y, output, threshold)
     # Per-segment holdout metrics are the reference each segment is later judged against.
-    metrics |= segment_metrics(y, probability, {c: holdout[c].to_numpy() for c in schema.segments}, threshold, min_rows=100)
-    calibration = fit_calibration(y, probability)
-    features = fit_reference(train, schema.numeric, (*schema.categorical, schema.target), drift_cfg, seed=cfg.random_state)
+    metrics |= segment_metrics(schema.task, y, output, {c: holdout[c].to_numpy() for c in schema.segments}, threshold, min_rows=100)
     # Predictions on unseen rows are what production predictions look like; on training rows they are overfit.
-    scored = pd.DataFrame({PROBABILITY: probability, PREDICTION: (probability >= threshold).astype("int64")})
-    profile = replace(features.merge(fit_reference(scored, (PROBABILITY,), (PREDICTION,), drift_cfg)),
-                      calibration=(calibration.x, calibration.y))
+    if schema.task == "regression":
+        features = fit_reference(train, (*schema.numeric, schema.target), schema.categorical, drift_cfg, seed=cfg.random_state)
+        profile = features.merge(fit_reference(pd.DataFrame({PREDICTION: output}), (PREDICTION,), (), drift_cfg))
+    else:
+        features = fit_reference(train, schema.numeric, (*schema.categorical, schema.target), drift_cfg, seed=cfg.random_state)
+        scored = pd.DataFrame({PROBABILITY: output, PREDICTION: (output >= threshold).astype("int64")})
+        calibration = fit_calibration(y, output)  # for estimated performance while labels are missing
+        profile = replace(features.merge(fit_reference(scored, (PROBABILITY,), (PREDICTION,), drift_cfg)),
+                          calibration=(calibration.x, calibration.y))
     return Candidate(
         model=model,
         holdout_metrics=metrics,
-        holdout_probability=probability,
+        holdout_output=output,
         profile=profile,
         train_window=TrainingWindow.of(train, window_column),
         holdout_window=TrainingWindow.of(holdout, window_column),

@@ -131,3 +131,14 @@ def test_an_unreachable_tracking_server_is_reported_as_such(cfg, monkeypatch):
     down = cfg.registry.model_copy(update={"tracking_uri": f"http://127.0.0.1:{port}"})
     with pytest.raises(RegistryUnavailable, match="unreachable; start it"):
         Registry(down).by_alias(CHAMPION)
+
+
+def test_a_local_store_that_cannot_be_written_says_so_and_is_not_called_unreachable(cfg, candidate, tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the artifact folder should be")
+    broken = cfg.registry.model_copy(update={"artifact_root": blocker / "artifacts", "experiment": "unwritable"})
+    with pytest.raises(RegistryError) as caught:
+        register(Registry(broken), candidate, CHAMPION)
+    message = str(caught.value)
+    assert not isinstance(caught.value, RegistryUnavailable) and "unreachable" not in message
+    assert "local MLflow store failed" in message and str(blocker / "artifacts") in message and "\n" not in message

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from driftloop.comparison import weighted_regression_metrics
+from driftloop.comparison import compare, weighted_regression_metrics
 from driftloop.config import EvaluationConfig, MetricThreshold, load_config
 from driftloop.errors import ConfigError
 from driftloop.evaluation import check_metric, evaluate_window, regression_metrics
 from tests.conftest import write_project
 
-CFG = EvaluationConfig(task="regression", min_labelled_rows=10, n_bootstrap=400,
+CFG = EvaluationConfig(min_labelled_rows=10, n_bootstrap=400,
                        thresholds={"mae": MetricThreshold(floor=12.0, max_drop=2.0), "r2": MetricThreshold(floor=0.5)})
 
 
@@ -37,8 +37,8 @@ def test_r2_on_a_window_whose_target_does_not_vary_is_nan_not_zero():
 
 
 def test_each_metric_comes_with_an_interval_around_it_that_narrows_with_more_rows(rng):
-    small = evaluate_window(*_window(rng, 300), ("d",), {}, CFG)
-    large = evaluate_window(*_window(rng, 30_000), ("d",), {}, CFG)
+    small = evaluate_window(*_window(rng, 300), ("d",), {}, CFG, task="regression")
+    large = evaluate_window(*_window(rng, 30_000), ("d",), {}, CFG, task="regression")
     for report in (small, large):
         for check in report.checks:
             assert check.low < check.value < check.high
@@ -48,8 +48,8 @@ def test_each_metric_comes_with_an_interval_around_it_that_narrows_with_more_row
 
 def test_a_credible_rise_in_mae_is_a_breach_that_names_metric_window_interval_and_threshold(rng):
     reference = {"mae": 4.0, "r2": 0.94}
-    fine = evaluate_window(*_window(rng, 3000, noise=5.0), ("2026-02-10",), reference, CFG)
-    worse = evaluate_window(*_window(rng, 3000, noise=9.0), ("2026-02-10",), reference, CFG)
+    fine = evaluate_window(*_window(rng, 3000, noise=5.0), ("2026-02-10",), reference, CFG, task="regression")
+    worse = evaluate_window(*_window(rng, 3000, noise=9.0), ("2026-02-10",), reference, CFG, task="regression")
     assert not fine.degraded
     assert worse.degraded
     reason = next(b for b in worse.breaches if b.startswith("mae"))
@@ -70,20 +70,32 @@ def test_a_segment_whose_error_doubles_is_named_while_overall_barely_moves(rng):
     prediction[south] = y[south] + rng.normal(0, 12.0, south.sum())
     reference = {"mae": 4.0, "r2": 0.94} | {f"seg.region.{r}.mae": 4.0 for r in ("north", "south", "east", "west")}
     cfg = CFG.model_copy(update={"thresholds": {"mae": MetricThreshold(max_drop=1.0)}})
-    report = evaluate_window(y, prediction, ("d",), reference, cfg, segments={"region": region})
+    report = evaluate_window(y, prediction, ("d",), reference, cfg, segments={"region": region}, task="regression")
     assert [b.split(":")[0] for b in report.breaches] == ["segment region=south"]
     assert report.fairness == ()  # positive-rate gaps are a classifier's notion
 
 
-def test_thresholds_must_name_metrics_of_the_task():
-    with pytest.raises(ValueError, match="roc_auc, not a regression metric; use one of mae, rmse, r2"):
-        EvaluationConfig(task="regression", thresholds={"roc_auc": MetricThreshold(floor=0.7)})
-    with pytest.raises(ValueError, match="use one of roc_auc"):
-        EvaluationConfig(thresholds={"mae": MetricThreshold(floor=1.0)})
+def test_the_gate_compares_a_regressor_on_paired_differences_without_mcnemar(rng):
+    y, champion = _window(rng, 4000, noise=8.0)
+    challenger = y + rng.normal(0, 4.0, len(y))
+    result = compare(y, challenger, champion, {}, metrics=("mae", "rmse", "r2"), threshold=0.5, n_bootstrap=400,
+                     confidence=0.95, min_segment_rows=100, task="regression")
+    mae = result.overall["mae"]
+    assert mae.champion > mae.challenger and mae.improvement == pytest.approx(mae.champion - mae.challenger)
+    assert 0 < mae.low < mae.improvement < mae.high  # lower is better: a positive improvement is a smaller error
+    assert result.overall["r2"].improvement > 0 and result.mcnemar is None
 
 
-def test_the_loop_refuses_a_regression_task_with_a_one_line_reason(tmp_path):
-    path = write_project(tmp_path, evaluation={"task": "regression", "thresholds": {"mae": {"floor": 10.0}}})
-    with pytest.raises(ConfigError, match="trains and gates binary classifiers only") as caught:
+def test_thresholds_and_gate_rules_must_name_metrics_of_the_task(tmp_path):
+    regression = {"target": "spend_next_month", "task": "regression"}
+    path = write_project(tmp_path, columns=regression, evaluation={"thresholds": {"roc_auc": {"floor": 0.7}}},
+                         gate={"rules": {"mae": {}}})
+    with pytest.raises(ConfigError, match="evaluation.thresholds names roc_auc, not a regression metric; use one of mae, rmse, r2"):
+        load_config(path)
+    path = write_project(tmp_path, columns=regression, evaluation={"thresholds": {"mae": {"max_drop": 2.0}}})
+    with pytest.raises(ConfigError, match="gate.rules names roc_auc") as caught:
         load_config(path)
     assert "\n" not in str(caught.value)
+    path = write_project(tmp_path, columns=regression, evaluation={"thresholds": {"mae": {"max_drop": 2.0}}},
+                         gate={"rules": {"mae": {"min_improvement": 0.0}}})
+    assert load_config(path).columns.task == "regression"
