@@ -297,7 +297,7 @@ def monitor(
     health = evaluation.service_health(scored["latency_ms"].to_numpy(), scored["scored"].to_numpy(),
                                        cfg.evaluation.max_failed_share, batch_id)
     decision = decide_retraining(features, performance, predictions, target, days_since_last_retrain(cfg, batch_id), cfg.policy,
-                                 estimated=estimated_checks, health=health)
+                                 estimated=estimated_checks, health=health, batch_id=batch_id)
     report = MonitorReport(batch_id, champion.ref.version, len(frame), checked.summary, features, predictions, target,
                            performance, decision, read_label_status(cfg, batch_id), estimated, estimated_checks, estimated_matured,
                            health)

@@ -217,7 +217,7 @@ def evaluate_window(
                 continue
             key = segment_key(column, value)
             seg_values, seg_intervals = _measure(task, y_true[mask], output[mask], cfg, rng)
-            seg_label = f"{column}={value}, {label}"
+            seg_label = f"{window[0]}..{window[-1]} ({int(mask.sum())} of its labelled rows)"
             seg_checks = tuple(
                 check_metric(m, seg_values[m], seg_intervals[m], reference.get(f"{key}.{m}"),
                              MetricThreshold(max_drop=t.max_drop), seg_label)  # the floor is for the whole population

@@ -32,9 +32,11 @@ def decide_retraining(
     cfg: PolicyConfig,
     estimated: tuple[MetricCheck, ...] = (),
     health: ServiceHealth | None = None,
+    batch_id: str = "this batch",
 ) -> RetrainDecision:
     """``estimated``: checks of performance estimated without labels (a signal: no labels to retrain on yet);
-    ``health``: rows that failed to score (a signal: retraining does not fix a broken input)."""
+    ``health``: rows that failed to score (a signal: retraining does not fix a broken input).
+    Feature and prediction drift are measured on ``batch_id``, target drift on the matured window."""
     triggers: list[str] = []
     signals: list[str] = []
     if health is not None and health.breached:
@@ -45,13 +47,15 @@ def decide_retraining(
     signals.extend(f"estimated (no labels yet): {c.reason}" for c in estimated if c.breached)
     if drift.drifted:
         message = (
-            f"{drift.share_drifted:.0%} of features drifted ({', '.join(drift.drifted_columns)}); "
+            f"{drift.share_drifted:.0%} of features drifted on {batch_id} vs the champion's reference "
+            f"({', '.join(drift.drifted_columns)}); "
             f"retrain at max_drifted_share {cfg.max_drifted_share:.0%}"
         )
         (triggers if drift.share_drifted >= cfg.max_drifted_share else signals).append(message)
-    for name, report in (("prediction", prediction_drift), ("target", target_drift)):
+    matured = f"{performance.window[0]}..{performance.window[-1]}" if performance is not None and performance.window else "the matured window"
+    for name, report, where in (("prediction", prediction_drift, batch_id), ("target", target_drift, matured)):
         for column in (c for c in (report.columns if report else ()) if c.drifted):
-            signals.append(f"{name} drift on {column.column}: {column.why}")
+            signals.append(f"{name} drift on {column.column} ({where}): {column.why}")
 
     if triggers:
         if days_since_last_retrain is not None and days_since_last_retrain < cfg.cooldown_days:

@@ -42,13 +42,14 @@ def test_a_performance_breach_retrains_and_names_metric_window_value_and_thresho
 
 
 def test_drift_beyond_the_share_retrains_without_labels():
-    decision = decide_retraining(_drift(4), None, None, None, None, POLICY)
-    assert decision.retrain and "40% of features drifted" in decision.reasons[0]
+    decision = decide_retraining(_drift(4), None, None, None, None, POLICY, batch_id="2026-02-10")
+    assert decision.retrain and decision.reasons[0].startswith("40% of features drifted on 2026-02-10 vs the champion's reference")
 
 
 def test_prediction_and_target_drift_are_watched_with_their_reason(rng):
-    decision = decide_retraining(_drift(0), _performance(1.5, rng), _drift(1, 2), None, None, POLICY)
-    assert decision.action == "watch" and decision.reasons[0].startswith("prediction drift on f0")
+    decision = decide_retraining(_drift(0), _performance(1.5, rng), _drift(1, 2), _drift(1, 1), None, POLICY, batch_id="2026-02-10")
+    assert decision.action == "watch" and decision.reasons[0].startswith("prediction drift on f0 (2026-02-10): ")
+    assert decision.reasons[-1].startswith("target drift on f0 (2026-02-01..2026-02-01): ")  # the matured window
 
 
 def test_a_recent_retrain_holds_the_next_one(rng):
