@@ -23,6 +23,7 @@ from flows.retrain import RetrainResult, retrain
 
 
 DEGRADED = "driftloop.model.degraded"
+WATCH = "driftloop.model.watch"  # a signal below the retrain bar, or a retrain held back: for a person
 
 
 @dataclass(frozen=True)
@@ -244,6 +245,17 @@ def announce_degradation(cfg: Config, report: MonitorReport, run_id: str, config
     )
 
 
+def announce_watch(cfg: Config, report: MonitorReport, run_id: str) -> None:
+    """An event a Prefect automation can turn into a notification: a label-free signal does not wait for labels."""
+    emit_event(
+        event=WATCH,
+        resource={"prefect.resource.id": f"driftloop.model.{cfg.registry.model_name}",
+                  "prefect.resource.name": cfg.registry.model_name},
+        payload={"as_of": report.batch_id, "action": report.decision.action, "reasons": list(report.decision.reasons),
+                 "signals": {name: list(fired) for name, fired in report.signals.items() if fired}, "monitor_run_id": run_id},
+    )
+
+
 def _run_name() -> str:
     """The batch in the run's name, also when a schedule leaves batch_id to the scheduled day."""
     return f"monitor {flow_run.parameters.get('batch_id') or scheduled_batch_id()}"
@@ -308,6 +320,8 @@ def monitor(
     for reason in decision.reasons:
         logger.info("  reason: %s", reason)
 
+    if decision.action in ("watch", "hold"):
+        announce_watch(cfg, report, run_id)
     if not decision.retrain:
         return MonitorOutcome(report, run_id, None)
     announce_degradation(cfg, report, run_id, config_path, inline=retrain_inline)

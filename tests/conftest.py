@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,20 @@ SMALL_DEMO = {
     "covariate_shift_day": 5,
     "concept_drift_day": 6,
 }
+
+
+def stored_events(api: str, name: str, timeout: float = 60) -> list[dict]:
+    """Events named ``name`` as the Prefect server stored them (it persists events in batches, so wait)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        response = httpx.post(f"{api}/events/filter", json={"filter": {"event": {"name": [name]}}, "limit": 50}, timeout=10)
+        response.raise_for_status()
+        events = response.json()["events"]
+        if events or time.monotonic() > deadline:
+            return events
+        time.sleep(1)
 
 
 def write_project(tmp_path: Path, **overrides) -> Path:

@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.settings import PREFECT_API_URL
 
 from driftloop import cli, data
 from driftloop.config import Config, load_config
@@ -18,9 +19,9 @@ from driftloop.registry import CHALLENGER, CHAMPION, Registry
 from driftloop.report import detection_timeline
 from flows.backfill import backfill
 from flows.bootstrap import bootstrap
-from flows.monitor import monitor
+from flows.monitor import WATCH, monitor
 from flows.retrain import retrain
-from tests.conftest import write_project
+from tests.conftest import stored_events, write_project
 
 
 @dataclass
@@ -131,6 +132,14 @@ def test_the_concept_drift_is_seen_by_prediction_drift_before_its_labels_and_con
     # CBPE assumes P(y | score) holds, which is what a concept drift breaks: its estimate stays put.
     assert first["estimated performance"].day is None
     assert reports[confirmed.day].metrics()["estimate_error_roc_auc"] < -0.05
+
+
+def test_a_watch_decision_emits_an_event_a_notification_can_match(scenario):
+    concept_day = next(d for d in scenario.days if d.concept_drift)
+    watched = {e["payload"]["as_of"]: e for e in stored_events(PREFECT_API_URL.value(), WATCH)}
+    event = watched[concept_day.batch_id]
+    assert event["payload"]["action"] == "watch" and "probability" in event["payload"]["signals"]["prediction drift"]
+    assert event["resource"]["prefect.resource.name"] == scenario.cfg.registry.model_name
 
 
 def test_concept_drift_triggers_a_retrain_registered_as_challenger_with_lineage(scenario):

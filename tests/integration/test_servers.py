@@ -10,7 +10,6 @@ import secrets
 import socket
 import time
 
-import httpx
 import psycopg
 import pytest
 from prefect.client.orchestration import get_client
@@ -24,7 +23,7 @@ from driftloop.config import TRACKING_URI_ENV, load_config
 from driftloop.demo import generate
 from driftloop.registry import CHALLENGER, CHAMPION, Registry
 from ops import stack
-from tests.conftest import write_project
+from tests.conftest import stored_events, write_project
 
 pytestmark = pytest.mark.integration
 POSTGRES = "127.0.0.1:5432"
@@ -102,18 +101,6 @@ def _wait_for_run(deployment: str, state: StateType, timeout: float = 240):
     raise AssertionError(f"no {deployment} run reached {state.value} within {timeout}s: {[(r.name, r.state.type) for r in _runs_of(deployment)]}")
 
 
-def _events(api: str, name: str, timeout: float = 60) -> list[dict]:
-    """Events named ``name`` as the server stored them (it persists events in batches, so wait)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        response = httpx.post(f"{api}/events/filter", json={"filter": {"event": {"name": [name]}}, "limit": 50}, timeout=10)
-        response.raise_for_status()
-        events = response.json()["events"]
-        if events or time.monotonic() > deadline:
-            return events
-        time.sleep(1)
-
-
 def test_a_drifted_batch_retrains_through_the_automation_and_waits_for_review(servers):
     # the covariate shift moves 2 of the 15 features: retrain on drift alone at 10%
     project = write_project(servers["tmp"], policy={"max_drifted_share": 0.1, "cooldown_days": 0})
@@ -129,7 +116,7 @@ def test_a_drifted_batch_retrains_through_the_automation_and_waits_for_review(se
     monitor = _run("monitor/daily", {"batch_id": drifted.batch_id, "config_path": str(project)})
     assert monitor.state.type == StateType.COMPLETED, monitor.state.message
 
-    degraded = _events(servers["api"], "driftloop.model.degraded")
+    degraded = stored_events(servers["api"], "driftloop.model.degraded")
     assert [e["payload"]["as_of"] for e in degraded] == [drifted.batch_id]
     assert degraded[0]["resource"]["driftloop.retrain"] == "deployment"
     assert any("features drifted" in r for r in degraded[0]["payload"]["reasons"])
@@ -147,7 +134,7 @@ def test_a_drifted_batch_retrains_through_the_automation_and_waits_for_review(se
         assert challenger.tags["driftloop.monitor_run_id"]
         assert registry.by_alias(CHAMPION).version == "1"
 
-    registered = _events(servers["api"], "driftloop.challenger.registered")
+    registered = stored_events(servers["api"], "driftloop.challenger.registered")
     assert [e["payload"]["version"] for e in registered] == ["2"]
     review = _wait_for_run("promote/review", StateType.PAUSED)
     assert review.parameters["version"] == "2"
