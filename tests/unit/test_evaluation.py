@@ -108,6 +108,25 @@ def test_the_estimate_interval_covers_the_realized_value_in_at_least_90_of_100_c
     assert covered["accuracy"] >= 90 and covered["roc_auc"] >= 90, covered
 
 
+def test_the_estimate_falls_when_customers_move_to_where_the_model_is_unsure_and_is_blind_to_concept_drift(rng):
+    truth, y = _calibrated_window(rng, 20_000)
+    calibration = fit_calibration(y, truth)
+    rule = MetricThreshold(floor=0.7, max_drop=0.05)
+    reference = classification_metrics(y, truth)["roc_auc"]
+    # covariate shift: the new customers' true probabilities cluster near 0.5, where no model separates well
+    unsure = 1 / (1 + np.exp(-rng.normal(0, 0.4, 3000)))
+    shifted = estimate_performance(unsure, calibration, 0.5, "shifted", 400, 0.95)
+    check = check_metric("roc_auc", shifted.metrics["roc_auc"], shifted.intervals["roc_auc"], reference, rule, "shifted (estimated)")
+    assert check.breached and shifted.metrics["roc_auc"] < 0.65
+    realized = classification_metrics((rng.random(3000) < unsure).astype(int), unsure)["roc_auc"]
+    assert shifted.intervals["roc_auc"][0] <= realized <= shifted.intervals["roc_auc"][1]  # and it was right
+    # concept drift: same scores, labels now unrelated to them; the estimate cannot know
+    same_scores, _ = _calibrated_window(rng, 3000)
+    blind = estimate_performance(same_scores, calibration, 0.5, "drifted", 400, 0.95)
+    realized = classification_metrics(rng.integers(0, 2, 3000), same_scores)["roc_auc"]
+    assert blind.intervals["roc_auc"][0] > 0.7 and abs(realized - 0.5) < 0.05
+
+
 def test_service_health_reports_latency_percentiles_and_the_failed_share():
     latency = np.r_[np.full(98, 0.01), 0.5, 2.0]
     scored = np.r_[np.ones(97, dtype=bool), np.zeros(3, dtype=bool)]
