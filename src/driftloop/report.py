@@ -176,10 +176,13 @@ def detection_timeline(reports: dict[int, MonitorReport], event_day: int) -> tup
     timeline = []
     for signal in SIGNALS:
         already = baseline.get(signal, ())
-        first = next(((day, tuple(x for x in reports[day].signals[signal] if x not in already))
-                      for day in sorted(reports) if day >= event_day
-                      and any(x not in already for x in reports[day].signals[signal])), (None, ()))
-        timeline.append(Detection(signal, first[0], None if first[0] is None else first[0] - event_day, first[1], already))
+        found = Detection(signal, None, None, (), already)
+        for day in sorted(d for d in reports if d >= event_day):
+            new = tuple(x for x in reports[day].signals[signal] if x not in already)
+            if new:
+                found = Detection(signal, day, day - event_day, new, already)
+                break
+        timeline.append(found)
     return tuple(timeline)
 
 
