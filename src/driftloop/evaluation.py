@@ -2,10 +2,11 @@
 
 Realized metrics (a binary classifier's, or a regressor's MAE, RMSE and R2) come with
 bootstrap intervals, and a threshold counts as crossed only when the whole interval is on
-the wrong side of it, so a small window cannot raise an alarm on noise. The same metrics are computed per segment, against what the model earned on that
-segment of its own holdout, with fairness gaps between segments. While labels are missing,
-confidence-based performance estimation (CBPE) uses the model's probabilities, calibrated on
-its holdout (Platt scaling), to estimate accuracy and ROC AUC with an interval.
+the wrong side of it, so a small window cannot raise an alarm on noise. The same metrics
+are computed per segment, against what the model earned on that segment of its own
+holdout, with fairness gaps between segments. While labels are missing, confidence-based
+performance estimation (CBPE) uses the model's probabilities, calibrated on its holdout
+(Platt scaling), to estimate accuracy and ROC AUC with an interval.
 """
 
 from __future__ import annotations
