@@ -13,7 +13,7 @@ export GX_ANALYTICS_ENABLED ?= false
 # A new machine's first ephemeral Prefect API creates its database: give it longer than the 20 s default.
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 
-.PHONY: install demo test test-unit test-flows test-integration bench-drift mlflow-ui up down ps clean
+.PHONY: install demo test test-unit test-flows test-integration bench-drift bench-window mlflow-ui up down ps clean
 
 install: $(VENV)/.installed
 
@@ -45,6 +45,9 @@ test-integration: install
 # Seconds and peak memory of the drift engine against a plain scipy loop (a few minutes).
 bench-drift: install
 	$(BIN)/python -m bench.drift_bench
+
+bench-window: install
+	$(BIN)/python -m bench.window_bench
 
 # A Prefect server, an MLflow server and a worker on 127.0.0.1, with prefect.yaml deployed.
 up: install

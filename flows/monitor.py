@@ -118,8 +118,7 @@ def log_predictions(cfg: Config, batch_id: str, scored, version: str):
 @io_task(name="read matured window")
 def matured_window(cfg: Config, batch_id: str):
     """Logged predictions of the last ``evaluation.window_days`` batches whose labels have arrived."""
-    labelled = data.labelled_days(cfg.data, cfg.columns, date.fromisoformat(batch_id))
-    window = data.last_days(labelled, cfg.evaluation.window_days) if not labelled.empty else labelled
+    window = data.labelled_days(cfg.data, cfg.columns, date.fromisoformat(batch_id), n_batches=cfg.evaluation.window_days)
     return window[window[training.output_column(cfg.columns)].notna()]  # rows that failed to score have nothing to evaluate
 
 

@@ -42,7 +42,8 @@ def finish_registration(cfg: Config, ref: ModelRef) -> ModelRef:
 
 @io_task(name="read labelled window")
 def read_labelled(cfg: Config, as_of: str):
-    labelled = data.labelled_days(cfg.data, cfg.columns, date.fromisoformat(as_of))
+    labelled = data.labelled_days(cfg.data, cfg.columns, date.fromisoformat(as_of),
+                                  n_batches=cfg.training.window_days + cfg.training.holdout_days)
     holdout = data.last_days(labelled, cfg.training.holdout_days)
     train = data.last_days(labelled, cfg.training.window_days, skip_latest=cfg.training.holdout_days)
     return train, holdout

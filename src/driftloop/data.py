@@ -6,6 +6,7 @@ the fix. Nothing here deletes input: quarantine moves a batch, never removes it.
 
 from __future__ import annotations
 
+import bisect
 import json
 import shutil
 from dataclasses import dataclass
@@ -169,21 +170,29 @@ def _target_dtype(schema: SchemaConfig) -> str:
     return "float64" if schema.task == "regression" else "int64"
 
 
-def read_labels(cfg: DataConfig, schema: SchemaConfig, as_of: date) -> pd.DataFrame:
-    """All labels that had arrived by ``as_of`` (files are named by arrival date)."""
+def _label_files(cfg: DataConfig, as_of: date) -> list[tuple[date, Path]]:
+    """Label files that had arrived by ``as_of``, by arrival date (their name), oldest first."""
     files = cfg.labels.glob("*.parquet") if cfg.labels.exists() else ()
-    arrived = sorted(p for p in files if date.fromisoformat(p.stem) <= as_of)
+    return sorted((day, p) for p in files if (day := date.fromisoformat(p.stem)) <= as_of)
+
+
+def _read_label_files(files: list[tuple[date, Path]], schema: SchemaConfig) -> pd.DataFrame:
     frames = []
-    for path in arrived:
+    for arrived, path in files:
         frame = read_table(path)
         require_columns(frame, (schema.id_column, schema.target), path)
-        frames.append(frame[[schema.id_column, schema.target]].assign(label_arrived=pd.Timestamp(path.stem)))
+        frames.append(frame[[schema.id_column, schema.target]].assign(label_arrived=pd.Timestamp(arrived).as_unit("us")))
     if not frames:
         return pd.DataFrame({schema.id_column: pd.Series(dtype="str"), schema.target: pd.Series(dtype=_target_dtype(schema)),
                              "label_arrived": pd.Series(dtype="datetime64[us]")})
     labels = pd.concat(frames, ignore_index=True)
     # A corrected label arriving later wins over an earlier one for the same id.
     return labels.drop_duplicates(schema.id_column, keep="last")
+
+
+def read_labels(cfg: DataConfig, schema: SchemaConfig, as_of: date) -> pd.DataFrame:
+    """All labels that had arrived by ``as_of`` (files are named by arrival date)."""
+    return _read_label_files(_label_files(cfg, as_of), schema)
 
 
 def join_labels(predictions: pd.DataFrame, labels: pd.DataFrame, schema: SchemaConfig) -> pd.DataFrame:
@@ -193,11 +202,36 @@ def join_labels(predictions: pd.DataFrame, labels: pd.DataFrame, schema: SchemaC
     return predictions.merge(labels, on=schema.id_column, how="inner", validate="one_to_one")
 
 
-def labelled_days(cfg: DataConfig, schema: SchemaConfig, as_of: date) -> pd.DataFrame:
-    """Every logged prediction whose label has arrived by ``as_of``, oldest batch first."""
+def labelled_days(cfg: DataConfig, schema: SchemaConfig, as_of: date, n_batches: int | None = None) -> pd.DataFrame:
+    """Logged predictions whose label has arrived by ``as_of``, oldest batch first: those of the
+    ``n_batches`` newest batches that have any, or of every batch.
+
+    Walks back from ``as_of`` and stops there, so a run's cost follows the window, not the
+    history. A label never arrives before the batch it labels, so batch ``b`` needs only the
+    label files that arrived from ``b`` on, read as the walk reaches them.
+    """
     batches = [b for b in logged_batches(cfg) if date.fromisoformat(b) <= as_of]
-    joined = join_labels(read_predictions(cfg, batches), read_labels(cfg, schema, as_of), schema)
-    return joined.sort_values([PARTITION, schema.timestamp_column], kind="stable", ignore_index=True)
+    files = _label_files(cfg, as_of)
+    if n_batches is None:  # everything: one read of each
+        joined = join_labels(read_predictions(cfg, batches), _read_label_files(files, schema), schema)
+        return joined.sort_values([PARTITION, schema.timestamp_column], kind="stable", ignore_index=True)
+    arrivals = [arrived for arrived, _ in files]
+    labels, unread, found = _read_label_files([], schema), len(files), []
+    for batch in reversed(batches):
+        first_new = bisect.bisect_left(arrivals, date.fromisoformat(batch))
+        if first_new < unread:
+            # oldest arrival first, so a corrected label that arrived later wins
+            older = _read_label_files(files[first_new:unread], schema)
+            labels = pd.concat([older, labels], ignore_index=True).drop_duplicates(schema.id_column, keep="last")
+            unread = first_new
+        joined = join_labels(read_predictions(cfg, [batch]), labels, schema)
+        if not joined.empty:
+            found.append(joined)
+        if len(found) == n_batches:
+            break
+    if not found:  # no labels yet: an empty frame with the log's columns
+        return join_labels(read_predictions(cfg, batches[-1:]), labels.iloc[0:0], schema)
+    return pd.concat(found[::-1], ignore_index=True).sort_values([PARTITION, schema.timestamp_column], kind="stable", ignore_index=True)
 
 
 def last_days(frame: pd.DataFrame, n_days: int, skip_latest: int = 0) -> pd.DataFrame:

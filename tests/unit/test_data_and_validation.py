@@ -91,6 +91,42 @@ def test_prediction_log_rerun_replaces_the_partition(cfg):
     assert len(data.read_predictions(cfg.data, data.logged_batches(cfg.data))) == 2
 
 
+def _log_days(cfg, days: list[str], labels: dict[str, dict[str, int]]) -> None:
+    """A prediction log of ids ``<day>-0..2`` per day, and label files {arrival day: {id: label}}."""
+    for day in days:
+        data.write_predictions(cfg.data, day, pd.DataFrame({
+            "customer_id": [f"{day}-{i}" for i in range(3)], "event_ts": pd.Timestamp(day, tz="UTC"), "probability": 0.5}))
+    cfg.data.labels.mkdir(parents=True, exist_ok=True)
+    for arrival, by_id in labels.items():
+        pd.DataFrame({"customer_id": list(by_id), "churned": list(by_id.values())}).to_parquet(cfg.data.labels / f"{arrival}.parquet")
+
+
+def test_the_matured_window_walks_back_only_as_far_as_it_needs_and_matches_a_full_read(cfg):
+    days = [f"2026-02-0{d}" for d in range(1, 8)]
+    # labels come two days late; day 4's never come; the newest two days have none yet
+    _log_days(cfg, days, {f"2026-02-0{d + 2}": {f"2026-02-0{d}-{i}": 1 for i in range(3)} for d in (1, 2, 3, 5)})
+    as_of = date(2026, 2, 7)
+    window = data.labelled_days(cfg.data, cfg.columns, as_of, n_batches=3)
+    assert sorted(window[data.PARTITION].unique()) == ["2026-02-02", "2026-02-03", "2026-02-05"]
+    full = data.labelled_days(cfg.data, cfg.columns, as_of)
+    pd.testing.assert_frame_equal(window, full[full[data.PARTITION].isin(window[data.PARTITION].unique())].reset_index(drop=True))
+
+
+def test_a_corrected_label_arriving_later_wins_in_the_matured_window(cfg):
+    _log_days(cfg, ["2026-02-01", "2026-02-02", "2026-02-03"], {
+        "2026-02-02": {"2026-02-01-0": 0},
+        "2026-02-04": {"2026-02-01-0": 1, "2026-02-03-0": 1},  # a correction for day 1, read after day 3's labels
+    })
+    window = data.labelled_days(cfg.data, cfg.columns, date(2026, 2, 4), n_batches=2)
+    assert dict(zip(window["customer_id"], window["churned"])) == {"2026-02-01-0": 1, "2026-02-03-0": 1}
+
+
+def test_a_window_without_labels_is_empty_but_has_the_log_columns(cfg):
+    _log_days(cfg, ["2026-02-01"], {})
+    window = data.labelled_days(cfg.data, cfg.columns, date(2026, 2, 1), n_batches=3)
+    assert window.empty and {"probability", "churned", data.PARTITION} <= set(window.columns)
+
+
 def test_labels_are_read_as_of_their_arrival_date(demo_project):
     cfg, generated = demo_project
     first = generated.days[0]
