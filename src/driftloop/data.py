@@ -170,6 +170,30 @@ def _target_dtype(schema: SchemaConfig) -> str:
     return "float64" if schema.task == "regression" else "int64"
 
 
+def check_labels(frame: pd.DataFrame, schema: SchemaConfig, source: Path | str) -> pd.DataFrame:
+    """Ids and a usable target on every row, or one DataError line naming the rows and the fix;
+    returns the frame with the target as int64 (0/1) or float64 (regression)."""
+    require_columns(frame, (schema.id_column, schema.target), source)
+    if (no_id := frame[schema.id_column].isna()).any():
+        raise DataError(f"{source}: {int(no_id.sum())} label rows have no {schema.id_column} (rows {_rows(no_id)}); fix the export")
+    target = frame[schema.target]
+    if (missing := target.isna()).any():
+        raise DataError(f"{source}: column {schema.target} has no label at rows {_rows(missing)}; "
+                        "leave rows out until their label is known")
+    values = pd.to_numeric(target, errors="coerce") if not pd.api.types.is_bool_dtype(target) else target.astype("int64")
+    if schema.task == "regression":
+        bad = values.isna() | ~np.isfinite(values.astype("float64"))
+        expected, fix = "numeric values", "export the target as numbers"
+    else:
+        bad = ~values.isin([0, 1])
+        expected, fix = "0 or 1", "map the labels to 0/1 upstream"
+    if bad.any():
+        example = target[bad].iloc[0]
+        example = example.item() if isinstance(example, np.generic) else example
+        raise DataError(f"{source}: column {schema.target} should hold {expected} but has {example!r} at rows {_rows(bad)}; {fix}")
+    return frame.assign(**{schema.target: values.astype(_target_dtype(schema))})
+
+
 def _label_files(cfg: DataConfig, as_of: date) -> list[tuple[date, Path]]:
     """Label files that had arrived by ``as_of``, by arrival date (their name), oldest first."""
     files = cfg.labels.glob("*.parquet") if cfg.labels.exists() else ()
@@ -179,8 +203,7 @@ def _label_files(cfg: DataConfig, as_of: date) -> list[tuple[date, Path]]:
 def _read_label_files(files: list[tuple[date, Path]], schema: SchemaConfig) -> pd.DataFrame:
     frames = []
     for arrived, path in files:
-        frame = read_table(path)
-        require_columns(frame, (schema.id_column, schema.target), path)
+        frame = check_labels(read_table(path), schema, path)
         frames.append(frame[[schema.id_column, schema.target]].assign(label_arrived=pd.Timestamp(arrived).as_unit("us")))
     if not frames:
         return pd.DataFrame({schema.id_column: pd.Series(dtype="str"), schema.target: pd.Series(dtype=_target_dtype(schema)),

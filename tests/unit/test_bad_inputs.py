@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import date
 
 import numpy as np
 import pandas as pd
@@ -10,6 +11,7 @@ import pytest
 import yaml
 
 from driftloop import cli, data
+from driftloop.errors import DataError
 
 
 @pytest.fixture
@@ -121,3 +123,29 @@ def test_suite_init_passes_clean_batches_and_names_what_the_incident_breaks(demo
         if day.quality_incident:
             assert "monthly_charges: expect_column_values_to_be_between" in err
             assert "tenure_months: expect_column_values_to_not_be_null" in err
+
+
+LABEL_CASES = {
+    "a word for a class": (lambda f: f.astype({"churned": str}).assign(churned=lambda d: d["churned"].where(d.index != 2, "yes")),
+                           "column churned should hold 0 or 1 but has 'yes' at rows 2; map the labels to 0/1 upstream"),
+    "a class outside 0/1": (lambda f: f.assign(churned=lambda d: d["churned"].where(d.index != 4, 2)),
+                            "column churned should hold 0 or 1 but has 2 at rows 4"),
+    "a missing label": (lambda f: f.assign(churned=lambda d: d["churned"].astype("float64").where(d.index != 1)),
+                        "column churned has no label at rows 1; leave rows out until their label is known"),
+    "a missing id": (lambda f: f.assign(customer_id=lambda d: d["customer_id"].where(d.index != 0)), "1 label rows have no customer_id (rows 0)"),
+    "no target column": (lambda f: f.drop(columns=["churned"]), "missing column(s) churned"),
+}
+
+
+@pytest.mark.parametrize("case", list(LABEL_CASES))
+def test_a_malformed_label_file_is_one_line_naming_file_rows_and_fix_and_stays_put(demo_project, case):
+    cfg, generated = demo_project
+    arrival = generated.days[0].labels_arrive
+    path = cfg.data.labels / f"{arrival}.parquet"
+    spoil, message = LABEL_CASES[case]
+    spoil(pd.read_parquet(path)).to_parquet(path, index=False)
+    before = path.read_bytes()
+    with pytest.raises(DataError) as caught:
+        data.read_labels(cfg.data, cfg.columns, date.fromisoformat(arrival))
+    assert str(caught.value).startswith(f"{path}: ") and message in str(caught.value) and "\n" not in str(caught.value)
+    assert path.read_bytes() == before
