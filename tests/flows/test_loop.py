@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+import pandas as pd
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
@@ -240,6 +241,23 @@ def test_a_run_without_a_batch_id_is_named_after_its_scheduled_day(scenario):
     with get_client(sync_client=True) as client:
         name = client.read_flow_run(state.state_details.flow_run_id).name
     assert name == f"monitor {datetime.now(timezone.utc).date().isoformat()}"  # scheduled times are UTC
+
+
+def test_a_bad_label_file_fails_the_run_in_one_line_and_the_batch_waits_unfinished(scenario):
+    day = [d for d in scenario.days if not d.quality_incident][-1]
+    labels = scenario.cfg.data.labels / f"{day.batch_id}.parquet"  # arrived that day: part of its matured window
+    original = labels.read_bytes()
+    try:
+        frame = pd.read_parquet(labels)
+        frame.astype({"churned": str}).assign(churned=lambda d: d["churned"].where(d.index != 3, "yes")).to_parquet(labels, index=False)
+        state = monitor(batch_id=day.batch_id, config_path=scenario.config_path, force=True, return_state=True)
+        assert state.is_failed() and not state.is_crashed()
+        assert f"{labels}: column churned should hold 0 or 1 but has 'yes' at rows 3" in state.message and "\n" not in state.message
+        assert Ledger(scenario.cfg.ledger).state(day.batch_id) == "scored"  # the next run finishes it once the file is fixed
+    finally:
+        labels.write_bytes(original)
+    assert monitor(batch_id=day.batch_id, config_path=scenario.config_path, return_state=True).is_completed()
+    assert Ledger(scenario.cfg.ledger).state(day.batch_id) == "evaluated"
 
 
 def test_promote_from_the_cli_moves_the_champion_to_the_challenger(scenario, capsys):
