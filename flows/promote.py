@@ -1,14 +1,18 @@
-"""A person reviews the challenger in the Prefect UI: the run pauses on a typed form.
+"""A person reviews the challenger in the Prefect UI: the run waits on a typed form.
 
-Approval moves the ``champion`` alias, rejection tags the version and removes the
-``challenger`` alias. The same decisions are available without Prefect from the CLI
+A deployment run *suspends*: its process exits and frees the worker while the review takes
+days, and the worker reruns the flow when the form is answered (nothing before the wait is
+worth keeping). A direct call (a script, a test) cannot be rescheduled, so it *pauses* in
+its process. Approval moves the ``champion`` alias, rejection tags the version and removes
+the ``challenger`` alias. The same decisions are available without Prefect from the CLI
 (`driftloop promote | reject | rollback`); both write the same audit trail.
 """
 
 from __future__ import annotations
 
-from prefect import flow, get_run_logger, pause_flow_run
+from prefect import flow, get_run_logger, pause_flow_run, suspend_flow_run
 from prefect.input import RunInput
+from prefect.runtime import deployment
 
 from driftloop.config import load_config
 from driftloop.errors import RegistryError
@@ -42,15 +46,22 @@ def promote(
         raise RegistryError(f"{registry.name} has no {version!r} alias; nothing to review")
     gate = target.tags.get("driftloop.gate_verdict", "not run")
     logger.info("waiting for a review of %s v%s (gate %s)", registry.name, target.version, gate)
-    answer = pause_flow_run(
-        wait_for_input=ReviewDecision.with_initial_data(
-            description=f"## Review {registry.name} v{target.version} (gate {gate.upper()})\n\n{target.description}\n\n"
-            "Approve to make it the champion. A version that failed the gate needs `override_gate` and a written `override_reason`.",
-            reviewer="",
-        ),
-        timeout=int(timeout_hours * 3600),
-        poll_interval=poll_seconds,
+    form = ReviewDecision.with_initial_data(
+        description=f"## Review {registry.name} v{target.version} (gate {gate.upper()})\n\n{target.description}\n\n"
+        "Approve to make it the champion. A version that failed the gate needs `override_gate` and a written `override_reason`.",
+        reviewer="",
     )
+    timeout = int(timeout_hours * 3600)
+    if deployment.id:
+        answer = suspend_flow_run(wait_for_input=form, timeout=timeout, key="review")
+    else:
+        answer = pause_flow_run(wait_for_input=form, timeout=timeout, poll_interval=poll_seconds, key="review")
+    if answer.approve and gate == "failed" and not (answer.override_gate and answer.override_reason.strip()):
+        raise RegistryError(
+            f"v{target.version} failed the promotion gate ({target.tags.get('driftloop.gate_failed', 'see its description')}) and "
+            "was approved without override_gate and an override_reason; start a new review and fill both, or run "
+            f"`driftloop promote {target.version} --override --reason '...'`"
+        )
     if answer.approve:
         previous, current = registry.promote(
             target.version, answer.reviewer, answer.comment,

@@ -65,6 +65,19 @@ def test_approval_in_the_form_moves_the_champion(config_path, registry_with_chal
     assert registry.history()[-1].who == "erin"
 
 
+def test_approving_a_gate_failure_without_an_override_fails_with_what_to_fill_in(cfg, config_path, candidate):
+    registry = Registry(cfg.registry)
+    register(registry, candidate, CHAMPION)
+    failed = register(registry, candidate, CHALLENGER, gate_verdict="failed", gate_failed="roc_auc on region=south")
+    state = _review(config_path, {"approve": True, "reviewer": "gail"})
+    assert state.is_failed() and "failed the promotion gate (roc_auc on region=south)" in state.message
+    assert "override_gate and an override_reason" in state.message and registry.by_alias(CHAMPION).version == "1"
+    state = _review(config_path, {"approve": True, "reviewer": "gail", "override_gate": True, "override_reason": "south is 40 rows"})
+    assert state.is_completed(), state.message
+    assert registry.by_alias(CHAMPION).version == failed
+    assert registry.version(failed).tags["driftloop.gate_override_reason"] == "south is 40 rows"
+
+
 def test_rejection_in_the_form_keeps_the_champion(config_path, registry_with_challenger):
     registry, challenger = registry_with_challenger
     state = _review(config_path, {"approve": False, "reviewer": "frank", "comment": "holdout too small"})

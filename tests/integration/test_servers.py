@@ -17,6 +17,7 @@ from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterNam
 from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.deployments import run_deployment
+from prefect.flow_runs import resume_flow_run
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from driftloop.config import TRACKING_URI_ENV, load_config
@@ -138,6 +139,16 @@ def test_a_drifted_batch_retrains_through_the_automation_and_waits_for_review(se
     assert [e["payload"]["version"] for e in registered] == ["2"]
     review = _wait_for_run("promote/review", StateType.PAUSED)
     assert review.parameters["version"] == "2"
+    assert review.state.name == "Suspended"  # its process has exited: no worker slot held while a person decides
+    # v2 learned from a covariate-shift window only, so whether it clears the gate varies: approve it with an override
+    resume_flow_run(review.id, run_input={"approve": True, "reviewer": "dana", "comment": "accepted for the drifted inputs",
+                                          "override_gate": True, "override_reason": "reviewed the segment losses"})
+    _wait_for_run("promote/review", StateType.COMPLETED)  # the worker reran it with the answer
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv(TRACKING_URI_ENV, servers["mlflow"])
+        registry = Registry(load_config(project).registry)
+        assert registry.by_alias(CHAMPION).version == "2"
+        assert registry.version("2").tags["driftloop.promoted_by"] == "dana"
 
     with get_client(sync_client=True) as client:
         artifacts = {a.key for a in client.read_artifacts(limit=100) if a.key}
