@@ -23,6 +23,7 @@ from flows.common import fails_cleanly
 class ReviewDecision(RunInput):
     """The form the Prefect UI shows on the paused run."""
 
+    version: str = ""  # the version the form was shown for
     approve: bool = False
     reviewer: str
     comment: str = ""
@@ -38,7 +39,7 @@ def promote(
     timeout_hours: float = 72.0,
     poll_seconds: int = 10,
 ) -> str:
-    """Pause until a reviewer answers; ``version`` is a number or an alias (default: the challenger)."""
+    """Wait until a reviewer answers; ``version`` is a number or an alias (default: the challenger)."""
     logger = get_run_logger()
     registry = Registry(load_config(config_path).registry)
     target = registry.version(version) if version.isdigit() else registry.by_alias(version)
@@ -50,12 +51,17 @@ def promote(
         description=f"## Review {registry.name} v{target.version} (gate {gate.upper()})\n\n{target.description}\n\n"
         "Approve to make it the champion. A version that failed the gate needs `override_gate` and a written `override_reason`.",
         reviewer="",
+        version=target.version,
     )
     timeout = int(timeout_hours * 3600)
     if deployment.id:
         answer = suspend_flow_run(wait_for_input=form, timeout=timeout, key="review")
     else:
         answer = pause_flow_run(wait_for_input=form, timeout=timeout, poll_interval=poll_seconds, key="review")
+    if answer.version and answer.version != target.version:
+        # a suspended run resolves `version` again when it reruns; an alias may have moved meanwhile
+        raise RegistryError(f"the review was for v{answer.version} but {version!r} is now v{target.version}; "
+                            f"start a new review of v{target.version}, or run `driftloop promote {answer.version}`")
     if answer.approve and gate == "failed" and not (answer.override_gate and answer.override_reason.strip()):
         raise RegistryError(
             f"v{target.version} failed the promotion gate ({target.tags.get('driftloop.gate_failed', 'see its description')}) and "

@@ -78,6 +78,14 @@ def test_approving_a_gate_failure_without_an_override_fails_with_what_to_fill_in
     assert registry.version(failed).tags["driftloop.gate_override_reason"] == "south is 40 rows"
 
 
+def test_an_answer_for_another_version_than_the_alias_now_names_changes_nothing(config_path, registry_with_challenger):
+    registry, challenger = registry_with_challenger
+    # as if the challenger alias had moved while a suspended review waited
+    state = _review(config_path, {"approve": True, "reviewer": "hal", "version": "99"})
+    assert state.is_failed() and f"the review was for v99 but 'challenger' is now v{challenger}" in state.message
+    assert registry.by_alias(CHAMPION).version == "1"
+
+
 def test_rejection_in_the_form_keeps_the_champion(config_path, registry_with_challenger):
     registry, challenger = registry_with_challenger
     state = _review(config_path, {"approve": False, "reviewer": "frank", "comment": "holdout too small"})
