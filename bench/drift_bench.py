@@ -45,7 +45,7 @@ def plain_scipy_loop(reference: pd.DataFrame, current: pd.DataFrame) -> list[flo
     return p_values
 
 
-def _best_seconds(fn, repeat: int) -> float:
+def best_seconds(fn, repeat: int) -> float:
     best = float("inf")
     for _ in range(repeat):
         gc.collect()
@@ -55,7 +55,7 @@ def _best_seconds(fn, repeat: int) -> float:
     return best
 
 
-def _peak_mb(fn) -> float:
+def peak_mb(fn) -> float:
     gc.collect()
     tracemalloc.start()
     fn()
@@ -77,8 +77,8 @@ def run(sizes: list[int], repeat: int) -> list[dict]:
         engine = lambda: detect_drift(profile, current, NUMERIC + CATEGORICAL, cfg)  # noqa: E731
         loop = lambda: plain_scipy_loop(reference, current)  # noqa: E731
         same = np.allclose([c.p_value for c in engine().columns], loop(), rtol=1e-6, atol=1e-12)
-        engine_s, loop_s = _best_seconds(engine, repeat), _best_seconds(loop, repeat)
-        engine_mb, loop_mb = _peak_mb(engine), _peak_mb(loop)
+        engine_s, loop_s = best_seconds(engine, repeat), best_seconds(loop, repeat)
+        engine_mb, loop_mb = peak_mb(engine), peak_mb(loop)
         rows.append({"rows": n, "fit (once) s": fit_seconds, "engine s": engine_s, "scipy loop s": loop_s,
                      "ratio": engine_s / loop_s, "engine peak MB": engine_mb, "loop peak MB": loop_mb,
                      "frames MB": frames_mb, "engine peak / frames": engine_mb / frames_mb, "same p-values": same})

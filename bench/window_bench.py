@@ -13,15 +13,13 @@ from __future__ import annotations
 import argparse
 import shutil
 import tempfile
-import time
-import tracemalloc
 from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from bench.drift_bench import table
+from bench.drift_bench import best_seconds, peak_mb, table
 from driftloop import data, demo
 from driftloop.config import Config, load_config
 
@@ -41,19 +39,6 @@ def write_history(cfg: Config, days: int, rows: int, rng: np.random.Generator) -
     return START + timedelta(days=days - 1)
 
 
-def measure(read, repeat: int) -> tuple[float, float, int]:
-    best = float("inf")
-    for _ in range(repeat):
-        began = time.perf_counter()
-        read()
-        best = min(best, time.perf_counter() - began)
-    tracemalloc.start()
-    rows = len(read())
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    return best, peak / 1e6, rows
-
-
 def run(histories: list[int], repeat: int) -> list[dict]:
     results = []
     for days in histories:
@@ -71,8 +56,8 @@ def run(histories: list[int], repeat: int) -> list[dict]:
                 "every label": lambda: data.read_labels(cfg.data, cfg.columns, as_of),
             }
             for name, read in reads.items():
-                seconds, peak_mb, rows = measure(read, repeat)
-                results.append({"days logged": days, "read": name, "seconds": seconds, "peak MB": peak_mb, "rows": rows})
+                results.append({"days logged": days, "read": name, "seconds": best_seconds(read, repeat),
+                                "peak MB": peak_mb(read), "rows": len(read())})
     return results
 
 
