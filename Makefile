@@ -13,16 +13,32 @@ export GX_ANALYTICS_ENABLED ?= false
 # A new machine's first ephemeral Prefect API creates its database: give it longer than the 20 s default.
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 
-.PHONY: install demo test test-unit test-flows test-integration bench-drift bench-window mlflow-ui up down ps clean
+.PHONY: install lock browser demo test test-unit test-flows test-integration bench-drift bench-window mlflow-ui up down ps clean
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# The exact versions the tests ran with (constraints.txt); pyproject.toml keeps the ranges.
+$(VENV)/.installed: pyproject.toml constraints.txt
 	@echo "installing driftloop and its dependencies into $(VENV) (a minute or two the first time)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	@touch $@
+
+# Re-resolve the newest versions pyproject.toml admits into constraints.txt; then run `make test` before committing it.
+lock:
+	rm -rf .venv-lock
+	$(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/python -m pip install --quiet -e '.[dev]'
+	.venv-lock/bin/python -m pip freeze --exclude-editable > constraints.txt
+	rm -rf .venv-lock
+	@echo "constraints.txt re-resolved; run make test on it before committing"
+
+# The browser tests drive Debian's chromium through Playwright (Playwright's own browser download needs a network we do not have).
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@test -x $(CHROMIUM) || { echo "installing Debian's chromium for the browser tests (needs root: apt-get)"; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 
 # The demo's flow runs go to a throwaway Prefect API of their own: its events never reach
 # the automations of the `make up` server.
@@ -30,7 +46,7 @@ demo: install
 	@mkdir -p $(CURDIR)/.prefect/demo  # Prefect makes only the last folder of PREFECT_HOME
 	PREFECT_HOME=$(CURDIR)/.prefect/demo PREFECT_LOGGING_LEVEL=WARNING $(BIN)/python -m flows.demo
 
-test: install
+test: install browser
 	$(BIN)/python -m pytest
 
 test-unit: install
@@ -39,7 +55,7 @@ test-unit: install
 test-flows: install
 	$(BIN)/python -m pytest tests/flows
 
-test-integration: install
+test-integration: install browser
 	$(BIN)/python -m pytest tests/integration
 
 # Seconds and peak memory of the drift engine against a plain scipy loop (a few minutes).

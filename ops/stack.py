@@ -180,8 +180,10 @@ def deploy(env: dict) -> None:
         raise RuntimeError(f"prefect deploy failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
 
 
-def up(run_dir: Path, prefect_port: int, mlflow_port: int) -> int:
-    env = base_env()
+def up(run_dir: Path, prefect_port: int, mlflow_port: int, env: dict | None = None, mlflow_store: Path = ROOT / "mlruns") -> dict:
+    """Start what is not already given by the environment, deploy, start the worker; returns the
+    environment that points a client at the stack (tests call this exactly as `make up` does)."""
+    env = base_env() if env is None else env
     began = time.monotonic()
     waits = []
     if env.get("PREFECT_API_URL"):
@@ -193,7 +195,7 @@ def up(run_dir: Path, prefect_port: int, mlflow_port: int) -> int:
     if external:
         print(f"using the MLflow server at {external}")
     else:
-        mlflow = start_mlflow_server(env, run_dir, mlflow_port, f"sqlite:///{ROOT / 'mlruns' / 'mlflow.db'}", ROOT / "mlruns" / "artifacts")
+        mlflow = start_mlflow_server(env, run_dir, mlflow_port, f"sqlite:///{mlflow_store / 'mlflow.db'}", mlflow_store / "artifacts")
         external = mlflow.url
         waits.append((mlflow, f"{mlflow.url}/health"))
     # Flows read DRIFTLOOP_TRACKING_URI; the mlflow CLI reads MLFLOW_TRACKING_URI.
@@ -211,7 +213,7 @@ def up(run_dir: Path, prefect_port: int, mlflow_port: int) -> int:
     print(f"Prefect UI:  {env['PREFECT_API_URL'].removesuffix('/api')}   (deployments, schedules, runs, the review form)")
     print(f"MLflow UI:   {env['MLFLOW_TRACKING_URI']}   (registered model, versions, gate tables)")
     print(f"everything up in {time.monotonic() - began:.1f}s; `source .run/env` points the CLI at these servers; `make down` stops them")
-    return 0
+    return env
 
 
 def down(run_dir: Path) -> int:
@@ -241,7 +243,8 @@ def main(argv: list[str] | None = None) -> int:
             print("already up (PID files in .run/); `make down` first", file=sys.stderr)
             return 2
         try:
-            return up(run_dir, args.prefect_port, args.mlflow_port)
+            up(run_dir, args.prefect_port, args.mlflow_port)
+            return 0
         except (RuntimeError, TimeoutError, subprocess.CalledProcessError) as exc:
             print(f"make up failed: {exc}; stopping what was started", file=sys.stderr)
             down(run_dir)

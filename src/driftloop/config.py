@@ -178,15 +178,24 @@ class GateConfig(_Strict):
     seed: int = 0
 
 
+def _psycopg3(url: str) -> str:
+    """SQLAlchemy 2.0 reads ``postgresql://`` as psycopg2, which is not installed; psycopg 3 is."""
+    return "postgresql+psycopg://" + url.removeprefix("postgresql://") if url.startswith("postgresql://") else url
+
+
 class RegistryConfig(_Strict):
     tracking_uri: str
     artifact_root: Path
     experiment: str
     model_name: str
 
+    _driver = field_validator("tracking_uri")(_psycopg3)
+
 
 class LedgerConfig(_Strict):
     url: str = Field("sqlite:///data/ledger.db", description="any SQLAlchemy URL; a relative sqlite path is relative to the config")
+
+    _driver = field_validator("url")(_psycopg3)
 
 
 class DemoConfig(_Strict):

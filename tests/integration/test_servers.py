@@ -57,7 +57,7 @@ def servers(tmp_path_factory):
     }
     try:
         prefect, api = stack.start_prefect_server(env, run_dir, _free_port())
-        mlflow = stack.start_mlflow_server(env, run_dir, _free_port(), f"postgresql://postgres@{POSTGRES}/{mlflow_db}", tmp / "artifacts")
+        mlflow = stack.start_mlflow_server(env, run_dir, _free_port(), f"postgresql+psycopg://postgres@{POSTGRES}/{mlflow_db}", tmp / "artifacts")
         stack.wait_until_up(f"{api}/health", timeout=180, pid=prefect.pid)
         stack.wait_until_up(f"{mlflow.url}/health", timeout=120, pid=mlflow.pid)
         env |= {"PREFECT_API_URL": api, TRACKING_URI_ENV: mlflow.url, "MLFLOW_TRACKING_URI": mlflow.url}

@@ -1,0 +1,75 @@
+"""The stack as `make up` starts it (SQLite, the user's default), in folders and on ports of its own."""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+from prefect.client.schemas.objects import StateType
+from prefect.client.schemas.sorting import FlowRunSort
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from driftloop.config import TRACKING_URI_ENV
+from ops import stack
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stop_all(run_dir: Path) -> list[int]:
+    """Stop what the fixture started; returns the PIDs still alive afterwards (none, or a bug)."""
+    names = ("prefect-worker", "mlflow-server", "prefect-server")
+    started = [m for name in names if (run_dir / f"{name}.pid").exists()
+               for m in stack.process_tree(int((run_dir / f"{name}.pid").read_text().split()[0]))]
+    for name in names:
+        stack.stop(run_dir, name)
+    return [m for m in started if stack._alive(m)]
+
+
+@pytest.fixture(scope="session")
+def made_up(tmp_path_factory):
+    """`make up`'s own code path (ops.stack.up) on SQLite: Prefect server, MLflow server, deployments, worker."""
+    tmp = tmp_path_factory.mktemp("made-up")
+    run_dir = tmp / "run"
+    env = stack.base_env() | {"PREFECT_HOME": str(tmp / "prefect-home"), "PREFECT_WORKER_QUERY_SECONDS": "2"}
+    for name in (TRACKING_URI_ENV, "MLFLOW_TRACKING_URI", "PREFECT_API_URL"):
+        env.pop(name, None)
+    (tmp / "prefect-home").mkdir()
+    try:
+        env = stack.up(run_dir, free_port(), free_port(), env=env, mlflow_store=tmp / "mlruns")
+        with temporary_settings(updates={PREFECT_API_URL: env["PREFECT_API_URL"]}):
+            yield {"api": env["PREFECT_API_URL"], "mlflow": env[TRACKING_URI_ENV], "tmp": tmp, "run_dir": run_dir, "env": env}
+    finally:
+        leftovers = stop_all(run_dir)
+        assert not leftovers, f"processes left running after stop: {leftovers}"
+
+
+def runs_of(deployment: str, limit: int = 50) -> list:
+    """Flow runs of ``flow/deployment``, newest first."""
+    _, _, deployment_name = deployment.partition("/")
+    with get_client(sync_client=True) as client:
+        return client.read_flow_runs(
+            deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[deployment_name])),
+            sort=FlowRunSort.ID_DESC, limit=limit,
+        )
+
+
+def wait_for_run(deployment: str, state: StateType, timeout: float = 240, where=lambda run: True):
+    """The newest run of ``deployment`` in ``state`` (and matching ``where``); fails fast on a failed run."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = runs_of(deployment)
+        found = [r for r in runs if r.state and r.state.type == state and where(r)]
+        if found:
+            return found[0]
+        failed = [r for r in runs if r.state and r.state.type in (StateType.FAILED, StateType.CRASHED) and where(r)]
+        assert not failed, f"{deployment} run ended {failed[0].state.type}: {failed[0].state.message}"
+        time.sleep(1)
+    raise AssertionError(f"no {deployment} run reached {state.value} within {timeout}s: {[(r.name, r.state.type) for r in runs_of(deployment)]}")
