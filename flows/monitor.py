@@ -19,7 +19,7 @@ from driftloop.policy import decide_retraining
 from driftloop.registry import CHAMPION, LoadedModel, Registry
 from driftloop.report import MonitorReport
 from flows.common import cache_key, cached_task, compute_task, fails_cleanly, io_task, load_model
-from flows.retrain import RetrainResult, retrain
+from flows.retrain import RetrainResult, retrain, trigger_id_of
 
 
 DEGRADED = "driftloop.model.degraded"
@@ -46,7 +46,7 @@ def summarize(state) -> dict[str, str]:
     report = outcome.report
     registered = "-"
     if outcome.retrain is not None:
-        registered = f"v{outcome.retrain.version} (gate {'passed' if outcome.retrain.gate_passed else 'failed'})"
+        registered = outcome.retrain.summary
     elif outcome.retrain_error:
         registered = "retrain failed"
     return {"validation": "passed" if report.validation.startswith("passed") else report.validation,
@@ -183,10 +183,19 @@ def measure_drift(cfg: Config, champion: LoadedModel, scored, window) -> tuple[d
 
 @io_task(name="days since last retrain")
 def days_since_last_retrain(cfg: Config, batch_id: str) -> int | None:
+    """From the newest retrain registered, running or only requested: a retrain the automation has
+    not started yet holds the next one back exactly as a finished one does."""
     dates = [v.tags["driftloop.as_of"] for v in Registry(cfg.registry).versions() if "driftloop.as_of" in v.tags]
+    requested = Ledger(cfg.ledger).last_retrain_as_of()
+    dates += [requested] if requested else []
     if not dates:
         return None
     return (date.fromisoformat(batch_id) - date.fromisoformat(max(dates))).days
+
+
+@io_task(name="ledger: request retrain")
+def request_retrain(cfg: Config, trigger_id: str, batch_id: str, reasons: tuple[str, ...]) -> bool:
+    return Ledger(cfg.ledger).request_retrain(trigger_id, batch_id, "; ".join(reasons))
 
 
 @io_task(name="publish report")
@@ -213,10 +222,13 @@ def scheduled_batch_id() -> str:
 @io_task(name="publish artifacts")
 def publish_artifacts(cfg: Config, report: MonitorReport, run_id: str) -> None:
     """What a person reads on the flow run page of the Prefect UI."""
-    url = Registry(cfg.registry).ui_url(run_id=run_id)
-    link = f"[MLflow run]({url})" if url else f"MLflow run `{run_id}` in {cfg.registry.tracking_uri}"
-    page = cfg.data.reports / f"{report.batch_id}.validation.html"
-    link += f"; validation page: [{page.name}]({page.as_uri()}) (also an artifact of the MLflow run)"
+    registry = Registry(cfg.registry)
+    page = f"{report.batch_id}.validation.html"
+    url = registry.ui_url(run_id=run_id)
+    if url:  # the MLflow UI serves the page over http; a browser blocks file:// links from an http page
+        link = f"[MLflow run]({url}); validation page: [{page}]({registry.ui_url(run_id=run_id, artifact=page)})"
+    else:
+        link = f"MLflow run `{run_id}` in {cfg.registry.tracking_uri}; validation page: `{cfg.data.reports / page}`"
     create_markdown_artifact(
         key="monitor-report",
         markdown=f"{report.to_markdown()}\n{link}\n",
@@ -224,7 +236,9 @@ def publish_artifacts(cfg: Config, report: MonitorReport, run_id: str) -> None:
     )
     columns = ("column", "test", "statistic", "p_adjusted", "alpha", "method", "distance", "max_distance", "drifted", "why")
     rows = [asdict(c) | {"why": c.why} for c in report.all_drift]
-    create_table_artifact(key="feature-drift", table=[{c: r[c] for c in columns} for r in rows],
+    # Rounded for people: the report JSON (data.reports, and the MLflow run) keeps full precision.
+    shown = lambda v: float(f"{v:.4g}") if isinstance(v, float) else v  # noqa: E731
+    create_table_artifact(key="feature-drift", table=[{c: shown(r[c]) for c in columns} for r in rows],
                           description=f"drift of batch {report.batch_id} against the champion's reference")
 
 
@@ -323,11 +337,15 @@ def monitor(
         announce_watch(cfg, report, run_id)
     if not decision.retrain:
         return MonitorOutcome(report, run_id, None)
-    announce_degradation(cfg, report, run_id, config_path, inline=retrain_inline)
+    trigger = f"monitor:{batch_id}"
+    if request_retrain(cfg, trigger_id_of(trigger, batch_id), batch_id, decision.reasons):
+        announce_degradation(cfg, report, run_id, config_path, inline=retrain_inline)
+    else:  # a rerun of this batch: its retrain was asked for once already
+        logger.info("a retrain for %s was already requested (ledger); not asking again", batch_id)
     if not retrain_inline:
         return MonitorOutcome(report, run_id, None)
     state = retrain(
-        as_of=batch_id, trigger=f"monitor:{batch_id}", reasons=list(decision.reasons),
+        as_of=batch_id, trigger=trigger, reasons=list(decision.reasons),
         monitor_run_id=run_id, config_path=config_path, return_state=True,
     )
     if state.is_completed():

@@ -151,9 +151,12 @@ def base_env() -> dict:
 
 
 def start_prefect_server(env: dict, run_dir: Path, port: int) -> tuple[Service, str]:
+    api = f"http://127.0.0.1:{port}/api"
+    # The UI it serves asks PREFECT_UI_API_URL for its API, which otherwise stays on the default port 4200.
+    env = env | {"PREFECT_UI_API_URL": api}
     service = start("prefect-server", [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
                     env, run_dir, f"http://127.0.0.1:{port}")
-    return service, f"http://127.0.0.1:{port}/api"
+    return service, api
 
 
 def start_mlflow_server(env: dict, run_dir: Path, port: int, backend: str, artifacts: Path) -> Service:

@@ -35,6 +35,11 @@ SMALL_DEMO = {
     "concept_drift_day": 6,
 }
 
+# The days the small scenario retrains on when monitored inline, one per degradation episode
+# (the concept drift's labels land on day 8; cooldown_days 3). The server path, whose retrains
+# run later through an automation, must ask for exactly these.
+INLINE_RETRAIN_DAYS = ("2026-02-08", "2026-02-11")
+
 
 def stored_events(api: str, name: str, timeout: float = 60) -> list[dict]:
     """Events named ``name`` as the Prefect server stored them (it persists events in batches, so wait)."""

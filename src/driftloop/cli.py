@@ -1,7 +1,9 @@
 """The ``driftloop`` command: inspect the registry, approve or reject a challenger, make demo data.
 
-It never imports prefect: everything here works with MLflow and files alone. Running
-flows is the job of ``flows/`` (``make demo``, or the deployments in ``prefect.yaml``).
+It never imports prefect at startup: everything here works with MLflow and files alone.
+Running flows is the job of ``flows/`` (``make demo``, or the deployments in ``prefect.yaml``).
+Only a promotion or rejection, when ``PREFECT_API_URL`` names a server, imports the Prefect
+side (``driftloop_flows``) to cancel the review forms it made stale.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import argparse
 import getpass
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -40,9 +43,34 @@ def cmd_status(args) -> int:
         decisions = [(tag(f"{verb}_at"), f"{verb.replace('_', ' ')} by {tag(f'{verb}_by')}")
                      for verb in ("promoted", "rolled_back", "rejected") if tag(f"{verb}_at")]
         review = max(decisions)[1] if decisions else ""
+        if not review and tag("offered") == "no":
+            review = "not offered: " + tag("offer").split(":")[0]
         print(f"{v.version:>7}  {','.join(v.aliases) or '-':<20} {tag('trigger', '-'):<24} {tag('data_window', '-'):<24} "
               f"{tag('holdout_' + headline):>15}  {tag('gate_verdict', '-'):<8} {review}")
+    _warn_unaudited(registry)
     return 0
+
+
+def _warn_unaudited(registry) -> None:
+    for moved in registry.unaudited_aliases():
+        print(f"warning: {moved.warning}", file=sys.stderr)
+
+
+def _close_stale_reviews(args, keep: str | None, because: str) -> None:
+    """Cancel the review forms a CLI decision made stale, when a Prefect server is configured."""
+    if not os.environ.get("PREFECT_API_URL"):
+        return
+    model = load_config(args.config).registry.model_name
+    try:
+        from driftloop_flows.reviews import cancel_waiting_reviews
+
+        cancelled = cancel_waiting_reviews(model, keep, because)
+    except Exception as exc:  # the decision stands; the forms can be cancelled by hand
+        print(f"driftloop: warning: could not cancel waiting review runs at {os.environ['PREFECT_API_URL']} "
+              f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); cancel them in the Prefect UI", file=sys.stderr)
+        return
+    for review in cancelled:
+        print(f"cancelled the waiting review run '{review.name}' ({because})")
 
 
 def cmd_promote(args) -> int:
@@ -52,12 +80,14 @@ def cmd_promote(args) -> int:
         args.version, args.reviewer, args.comment, override_reason=args.reason if args.override else None
     )
     print(f"champion moved from v{previous or '-'} to v{current} (approved by {args.reviewer})")
+    _close_stale_reviews(args, None, f"v{current} was promoted by {args.reviewer} from the CLI")
     return 0
 
 
 def cmd_reject(args) -> int:
     _registry(args).reject(args.version, args.reviewer, args.reason)
     print(f"version {args.version} rejected by {args.reviewer}: {args.reason}")
+    _close_stale_reviews(args, None, f"v{args.version} was rejected by {args.reviewer} from the CLI")
     return 0
 
 
@@ -68,13 +98,15 @@ def cmd_rollback(args) -> int:
 
 
 def cmd_history(args) -> int:
-    entries = _registry(args).history()
+    registry = _registry(args)
+    entries = registry.history()
     if not entries:
         print("no alias has moved yet")
         return 0
     print(f"{'when (UTC)':<25} {'action':<9} {'alias':<11} {'from':>5} {'to':>5}  {'who':<28} why")
     for e in entries:
         print(f"{e.at:<25} {e.action:<9} {e.alias:<11} {e.from_version or '-':>5} {e.to_version or '-':>5}  {e.who[:28]:<28} {e.why}")
+    _warn_unaudited(registry)
     return 0
 
 
@@ -161,7 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     promote.add_argument("version")
     promote.add_argument("--reviewer", default=getpass.getuser(), help="who approves (default: your user name)")
     promote.add_argument("--comment", default="", help="why, for the audit trail")
-    promote.add_argument("--override", action="store_true", help="promote a version that failed the gate (needs --reason)")
+    promote.add_argument("--override", action="store_true",
+                         help="promote a version that is not the challenger, failed the gate, or is older than the champion (needs --reason)")
     promote.add_argument("--reason", default="", help="written reason for --override, recorded on the version")
     promote.set_defaults(run=cmd_promote)
 

@@ -26,10 +26,10 @@ def batch_path(cfg: DataConfig, batch_id: str) -> Path:
     return cfg.incoming / f"{batch_id}.{cfg.batch_format}"
 
 
-def read_table(path: Path) -> pd.DataFrame:
-    """Read a parquet or CSV file; a wrong, empty or unreadable file is a one-line DataError."""
+def read_table(path: Path, missing: str = "check the batch id and the data.incoming folder") -> pd.DataFrame:
+    """Read a parquet or CSV file; a wrong, empty or unreadable file is a one-line DataError (``missing``: the fix when it is absent)."""
     if not path.is_file():
-        raise DataError(f"{path}: file not found; check the batch id and the data.incoming folder")
+        raise DataError(f"{path}: file not found; {missing}")
     if path.stat().st_size == 0:
         raise DataError(f"{path}: file is empty; re-export the batch from its source")
     suffix = path.suffix.lower()
@@ -57,7 +57,8 @@ def read_batch(cfg: DataConfig, batch_id: str) -> pd.DataFrame:
 
 
 def read_reference(cfg: DataConfig, schema: SchemaConfig) -> pd.DataFrame:
-    frame = read_table(cfg.reference)
+    frame = read_table(cfg.reference, "the first champion trains on the reference period: put it there (data.reference), "
+                                      "or run `driftloop demo-data` to write the demo's")
     require_columns(frame, (*schema.features, schema.target), cfg.reference)
     return frame
 

@@ -5,6 +5,11 @@ Every transition is appended to a history table; the current state is kept besid
 batch whose last state is not `evaluated` or `quarantined` was interrupted (a killed worker,
 MLflow down) and is processed again by the next run; an `evaluated` batch is not, unless
 asked to. SQLite by default; any SQLAlchemy URL (PostgreSQL in production).
+
+Retrains are recorded here too, from the moment a monitor run asks for one: requested ->
+running -> registered (or failed). A requested or running retrain counts for the cooldown
+exactly as a registered one does, so a backfill through the server, whose retrains run later
+through an automation, asks for no more retrains than an inline run of the same days.
 """
 
 from __future__ import annotations
@@ -37,6 +42,28 @@ _transitions = sa.Table(
     sa.Column("at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("detail", sa.Text, nullable=False, default=""),
 )
+
+
+RETRAIN_STATES = ("requested", "running", "registered", "failed")
+_retrains = sa.Table(
+    "driftloop_retrains", _metadata,
+    sa.Column("trigger_id", sa.String(128), primary_key=True),  # "monitor:<batch>" or "manual@<as_of>"
+    sa.Column("as_of", sa.String(32), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("version", sa.String(16), nullable=True),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("detail", sa.Text, nullable=False, default=""),
+)
+
+
+@dataclass(frozen=True)
+class Retrain:
+    trigger_id: str
+    as_of: str
+    state: str
+    version: str | None
+    updated_at: datetime
+    detail: str
 
 
 @dataclass(frozen=True)
@@ -90,3 +117,35 @@ class Ledger:
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(_batches.c.batch_id).where(_batches.c.state.not_in(DONE)).order_by(_batches.c.batch_id))
             return [r.batch_id for r in rows]
+
+    # -- retrains ---------------------------------------------------------------------
+
+    def request_retrain(self, trigger_id: str, as_of: str, detail: str = "") -> bool:
+        """Record that a retrain was asked for; False if this trigger already has one (nothing is written)."""
+        now = datetime.now(timezone.utc)
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(_retrains.insert().values(trigger_id=trigger_id, as_of=as_of, state="requested", version=None,
+                                                       updated_at=now, detail=detail[:2000]))
+        except sa.exc.IntegrityError:  # the primary key makes the request idempotent across processes
+            return False
+        return True
+
+    def retrain_state(self, trigger_id: str, as_of: str, state: str, version: str | None = None, detail: str = "") -> None:
+        """Move a retrain on (creating it, for a retrain started by hand)."""
+        if state not in RETRAIN_STATES:
+            raise ValueError(f"unknown retrain state {state!r}; one of {', '.join(RETRAIN_STATES)}")
+        self.request_retrain(trigger_id, as_of, detail)
+        with self.engine.begin() as conn:
+            conn.execute(_retrains.update().where(_retrains.c.trigger_id == trigger_id).values(
+                state=state, version=version, updated_at=datetime.now(timezone.utc), detail=detail[:2000]))
+
+    def retrains(self) -> list[Retrain]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(_retrains).order_by(_retrains.c.as_of, _retrains.c.updated_at))
+            return [Retrain(r.trigger_id, r.as_of, r.state, r.version, r.updated_at, r.detail) for r in rows]
+
+    def last_retrain_as_of(self) -> str | None:
+        """The newest ``as_of`` of a retrain that is requested, running or registered (a failed one does not hold the next back)."""
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(sa.func.max(_retrains.c.as_of)).where(_retrains.c.state != "failed")).scalar()

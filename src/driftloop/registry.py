@@ -29,24 +29,13 @@ from mlflow.exceptions import MlflowException  # noqa: E402
 from driftloop.config import RegistryConfig  # noqa: E402
 from driftloop.drift import ReferenceProfile  # noqa: E402
 from driftloop.errors import RegistryError, RegistryUnavailable  # noqa: E402
+from driftloop.promotion import CHALLENGER, CHAMPION, TAG, AuditEntry, UnauditedAlias, check_promotion, unaudited_aliases  # noqa: E402
 from driftloop.training import SKOPS_TRUSTED_TYPES  # noqa: E402
 
-CHAMPION, CHALLENGER = "champion", "challenger"
 PROFILE_ARTIFACT = "drift_reference.npz"
-TAG = "driftloop."
 AUDIT = TAG + "audit."  # registered-model tags, one per alias move, readable in the MLflow UI
 COMPLETE = TAG + "registration"  # set last: a version without it was cut off mid-registration
-
-
-@dataclass(frozen=True)
-class AuditEntry:
-    at: str
-    action: str  # register | promote | reject | rollback
-    alias: str
-    from_version: str | None
-    to_version: str | None
-    who: str
-    why: str
+NOT_OFFERED = "-"  # the audit entry's alias for a version registered without one (gate failed, or no better than the one awaiting review)
 
 
 @dataclass(frozen=True)
@@ -123,8 +112,8 @@ class Registry:
     def is_local(self) -> bool:
         return not self.cfg.tracking_uri.startswith(("http://", "https://"))
 
-    def ui_url(self, run_id: str | None = None, version: str | None = None) -> str | None:
-        """Where a person sees a run or a model version in the MLflow UI (None for a local store)."""
+    def ui_url(self, run_id: str | None = None, version: str | None = None, artifact: str | None = None) -> str | None:
+        """Where a person sees a run (or one of its artifacts) or a model version in the MLflow UI (None for a local store)."""
         if self.is_local:
             return None
         base = self.cfg.tracking_uri.rstrip("/")
@@ -133,7 +122,8 @@ class Registry:
         if run_id is not None:
             with self._errors(f"reading run {run_id}"):
                 experiment = self.client.get_run(run_id).info.experiment_id
-            return f"{base}/#/experiments/{experiment}/runs/{run_id}"
+            run = f"{base}/#/experiments/{experiment}/runs/{run_id}"
+            return f"{run}/artifactPath/{artifact}" if artifact else run
         return base
 
     # -- reading ------------------------------------------------------------------------
@@ -205,15 +195,15 @@ class Registry:
         run_name: str,
         tags: dict[str, str],
         description: str,
-        alias: str,
+        alias: str | None,
         why: str,
     ) -> ModelRef:
-        """Log a run with everything a reviewer needs, then register its model under ``alias``."""
+        """Log a run with everything a reviewer needs, then register its model under ``alias`` (None: no alias)."""
         experiment = self.experiment_id(self.cfg.experiment)
         # Holdout metrics are tags too, so the registry's version list shows them at a glance.
         shown = {k: f"{v:.4f}" for k, v in metrics.items() if k.startswith("holdout_") and "." not in k}
         prefixed = {TAG + k: str(v) for k, v in (tags | shown).items()}
-        with self._errors(f"logging the {alias} training run"), tempfile.TemporaryDirectory() as tmp:
+        with self._errors(f"logging the {alias or 'candidate'} training run"), tempfile.TemporaryDirectory() as tmp:
             with mlflow.start_run(experiment_id=experiment, run_name=run_name, tags=prefixed) as run:
                 mlflow.log_params(params)
                 mlflow.log_metrics(metrics)
@@ -245,12 +235,14 @@ class Registry:
             )
         return self.complete_registration(str(mv.version), alias, who=run_name, why=why)
 
-    def complete_registration(self, version: str, alias: str, who: str, why: str) -> ModelRef:
-        """Give a registered version its alias and mark it complete; safe to repeat after a crash."""
-        previous = self.by_alias(alias)
-        with self._errors(f"setting alias {alias!r} on version {version} of {self.name}"):
-            self.client.set_registered_model_alias(self.name, alias, version)
-            self._audit("register", alias, previous.version if previous else None, version, who, why)
+    def complete_registration(self, version: str, alias: str | None, who: str, why: str) -> ModelRef:
+        """Give a registered version its alias (if any) and mark it complete; safe to repeat after a crash."""
+        previous = self.by_alias(alias) if alias else None
+        with self._errors(f"completing the registration of version {version} of {self.name}"):
+            if alias:
+                self.client.set_registered_model_alias(self.name, alias, version)
+            self._audit("register", alias or NOT_OFFERED, previous.version if previous else None, version if alias else None,
+                        who, why if alias else f"v{version}: {why}")
             self.client.set_model_version_tag(self.name, version, COMPLETE, "complete")
         return self.version(version)
 
@@ -285,6 +277,19 @@ class Registry:
                 raise
         return [AuditEntry(**json.loads(tags[k])) for k in sorted(tags) if k.startswith(AUDIT)]
 
+    def aliases(self) -> dict[str, str]:
+        with self._errors(f"reading the aliases of {self.name}"):
+            try:
+                return {alias: str(v) for alias, v in self.client.get_registered_model(self.name).aliases.items()}
+            except MlflowException as exc:
+                if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                    return {}
+                raise
+
+    def unaudited_aliases(self) -> tuple[UnauditedAlias, ...]:
+        """Aliases moved outside driftloop (MLflow's own alias editor): no reviewer, no reason on record."""
+        return unaudited_aliases(self.history(), self.aliases())
+
     def _tag(self, version: str, values: dict[str, str]) -> None:
         for key, value in values.items():
             self.client.set_model_version_tag(self.name, version, TAG + key, value)
@@ -292,23 +297,21 @@ class Registry:
     def promote(self, version: str, reviewer: str, comment: str = "", override_reason: str | None = None) -> tuple[str | None, str]:
         """Move ``champion`` to ``version``; returns (previous champion, new champion).
 
-        A version that failed the promotion gate moves only with ``override_reason``, which is recorded.
+        ``promotion.check_promotion`` decides: the current challenger, gate passed, trained on newer
+        data than the champion. Anything else moves only with ``override_reason``, which is recorded.
         """
         if not reviewer.strip():
             raise RegistryError("a promotion needs a reviewer: pass --reviewer NAME")
         target = self.version(version)
-        if target.tags.get(TAG + "rejected_by"):
-            raise RegistryError(f"version {version} of {self.name} was rejected; retrain or pick another version")
         previous = self.by_alias(CHAMPION)
-        if previous is not None and previous.version == target.version:
-            raise RegistryError(f"version {version} is already the champion of {self.name}; nothing to promote")
-        if target.tags.get(TAG + "gate_verdict") == "failed" and not (override_reason or "").strip():
-            raise RegistryError(
-                f"version {version} failed the promotion gate ({target.tags.get(TAG + 'gate_failed', '?')}); "
-                "to promote it anyway pass --override with a written --reason"
-            )
+        check = check_promotion(target, previous, self.by_alias(CHALLENGER))
+        if check.refused:
+            raise RegistryError(check.refused)
+        if check.needs_override and not (override_reason or "").strip():
+            raise RegistryError(f"{'; '.join(check.needs_override)}; to promote it anyway pass --override with a written --reason")
         now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        why = comment if not override_reason else f"GATE OVERRIDE: {override_reason}" + (f"; {comment}" if comment else "")
+        overridden = "; ".join(check.needs_override)
+        why = f"OVERRIDE of: {overridden}; reason: {override_reason}" + (f"; {comment}" if comment else "") if overridden else comment
         with self._errors(f"promoting version {version} of {self.name}"):
             self.client.set_registered_model_alias(self.name, CHAMPION, target.version)
             if CHALLENGER in target.aliases:
@@ -316,7 +319,7 @@ class Registry:
             self._tag(target.version, {
                 "promoted_by": reviewer, "promoted_at": now, "promotion_comment": comment,
                 "previous_champion": previous.version if previous else "",
-                **({"gate_override_by": reviewer, "gate_override_reason": override_reason} if override_reason else {}),
+                **({"override_by": reviewer, "override_reason": override_reason, "overridden": overridden} if overridden else {}),
             })
             self._audit("promote", CHAMPION, previous.version if previous else None, target.version, reviewer, why)
         return (previous.version if previous else None), target.version

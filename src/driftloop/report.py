@@ -231,23 +231,39 @@ def comparison_markdown(comparison: Comparison, verdict: GateVerdict, champion_v
     return "\n".join(lines) + "\n"
 
 
+def gate_lines(verdict: GateVerdict) -> list[str]:
+    """The gate as markdown bullets: every overall rule, every failing segment, passing segments in one line."""
+    segment = lambda r: " on " in r.rule  # noqa: E731
+    bullet = lambda r: f"- **{'pass' if r.passed else 'FAIL'}** {r.rule}: {r.detail}"  # noqa: E731
+    lines = [bullet(r) for r in verdict.rules if not segment(r) or not r.passed]
+    passed = [r for r in verdict.rules if segment(r) and r.passed]
+    if passed:
+        worst = min(passed, key=lambda r: r.value)
+        lines.append(f"- **pass** {len(passed)} segment rule(s) within max_segment_loss {-worst.threshold:g} "
+                     f"(closest: {worst.rule}, improvement {worst.value:+.4f})")
+    return lines
+
+
 def version_description(
     *, trigger: str, reasons: list[str], window: str, n_train: int, holdout: str, n_holdout: int,
-    verdict: GateVerdict, champion_version: str, monitor_run: str | None,
+    verdict: GateVerdict, champion_version: str, monitor_run: str | None, offer: str, comparison_artifact: str,
 ) -> str:
-    """The markdown a reviewer sees on the model version page in the MLflow UI."""
+    """The markdown a reviewer sees on the model version page in the MLflow UI (and above the review form).
+
+    The verdict comes first; the gate is a list, not a table: MLflow's renderer draws tables with no cell spacing."""
     lines = [
-        f"**Why trained:** {trigger}" + (f" (monitor run `{monitor_run}`, experiment *-monitoring)" if monitor_run else ""),
+        f"**Promotion gate: {'PASSED' if verdict.passed else 'FAILED'}** against champion v{champion_version} on the same holdout. "
+        f"**Review:** {offer}.",
         "",
-        *[f"- {r}" for r in reasons],
+        *gate_lines(verdict),
         "",
         f"**Training window:** {window} ({n_train} rows). **Holdout:** {holdout} ({n_holdout} rows, not trained on by "
         f"either model). **Parent:** champion v{champion_version}.",
         "",
-        f"**Promotion gate: {'PASSED' if verdict.passed else 'FAILED'}**",
+        f"**Why trained:** {trigger}" + (f" (monitor run `{monitor_run}`, experiment *-monitoring)" if monitor_run else ""),
         "",
-        verdict.markdown(),
+        *[f"- {r}" for r in reasons],
         "",
-        "Full comparison (all metrics, McNemar, every segment): artifact `review/comparison.md` of this version's run.",
+        f"Full comparison (all metrics, McNemar, every segment): artifact `{comparison_artifact}` of this version's run.",
     ]
     return "\n".join(lines)

@@ -21,8 +21,8 @@ from driftloop.report import detection_timeline
 from flows.backfill import backfill
 from flows.bootstrap import bootstrap
 from flows.monitor import WATCH, monitor
-from flows.retrain import retrain
-from tests.conftest import stored_events, write_project
+from flows.retrain import CHALLENGER_REGISTERED, retrain
+from tests.conftest import INLINE_RETRAIN_DAYS, stored_events, write_project
 
 
 @dataclass
@@ -170,13 +170,31 @@ def test_the_gate_fails_the_early_challenger_and_passes_the_one_trained_after_th
     assert first.tags["driftloop.gate_verdict"] == "failed"
     assert "roc_auc improvement" in first.tags["driftloop.gate_failed"]
     assert last.tags["driftloop.gate_verdict"] == "passed"
-    assert "**Promotion gate: PASSED**" in last.description and "| roc_auc improvement |" in last.description
+    assert "**Promotion gate: PASSED**" in last.description and "**pass** roc_auc improvement" in last.description
+
+
+def test_the_inline_run_retrains_once_per_episode_on_the_days_the_server_path_must_match(scenario):
+    retrained = [d.batch_id for d in scenario.days if scenario.states[d.batch_id].is_completed() and _outcome(scenario, d).retrain]
+    assert tuple(retrained) == INLINE_RETRAIN_DAYS
+    ledger = {r.as_of: r for r in Ledger(scenario.cfg.ledger).retrains()}
+    assert tuple(ledger) == INLINE_RETRAIN_DAYS and all(r.state == "registered" and r.version for r in ledger.values())
+
+
+def test_only_a_version_that_passed_the_gate_is_offered_for_review(scenario):
+    registry = Registry(scenario.cfg.registry)
+    retrained = [v for v in registry.versions() if v.tags.get("driftloop.trigger", "").startswith("monitor:")]
+    failed = [v for v in retrained if v.tags["driftloop.gate_verdict"] == "failed"]
+    assert failed and all(v.tags["driftloop.offered"] == "no" and CHALLENGER not in v.aliases for v in failed)
+    assert "not offered for review" in failed[0].description
+    offered = [v.version for v in retrained if v.tags["driftloop.offered"] == "yes"]
+    announced = [e["payload"]["version"] for e in stored_events(PREFECT_API_URL.value(), CHALLENGER_REGISTERED)]
+    assert announced == offered  # no review form for a version that failed the gate
 
 
 def test_the_champion_does_not_move_without_a_person(scenario):
     registry = Registry(scenario.cfg.registry)
     assert registry.by_alias(CHAMPION).version == "1"
-    assert registry.by_alias(CHALLENGER).version == registry.versions()[-1].version
+    assert registry.by_alias(CHALLENGER).tags["driftloop.offered"] == "yes"
 
 
 def test_a_second_retrain_for_the_same_trigger_registers_nothing_new(scenario):

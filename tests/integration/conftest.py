@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 from pathlib import Path
@@ -15,6 +16,11 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from driftloop.config import TRACKING_URI_ENV
 from ops import stack
+
+CHROMIUM = "/usr/bin/chromium"
+# Chromium on a machine with no network: no background calls home, no sandbox as root.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
 
 
 def free_port() -> int:
@@ -73,3 +79,20 @@ def wait_for_run(deployment: str, state: StateType, timeout: float = 240, where=
         assert not failed, f"{deployment} run ended {failed[0].state.type}: {failed[0].state.message}"
         time.sleep(1)
     raise AssertionError(f"no {deployment} run reached {state.value} within {timeout}s: {[(r.name, r.state.type) for r in runs_of(deployment)]}")
+
+
+@contextlib.contextmanager
+def chromium():
+    """Debian's chromium driven by Playwright for Python (`make browser` installs it).
+
+    Open it only around the browser steps: Playwright's sync API runs an event loop, and inside it
+    Prefect's dual sync/async functions (run_deployment, resume_flow_run) return coroutines."""
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: `make browser` installs Debian's chromium"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser.new_page(viewport={"width": 1400, "height": 1200})
+        finally:
+            browser.close()

@@ -61,8 +61,52 @@ def test_a_version_that_failed_the_gate_needs_an_override_with_a_reason(config_p
     assert _cli(config_path, "promote", failed, "--reviewer", "carol", "--override", "--reason", "south is 2% of revenue") == 0
     tags = registry.version(failed).tags
     assert registry.by_alias(CHAMPION).version == failed
-    assert tags["driftloop.gate_override_reason"] == "south is 2% of revenue"
-    assert registry.history()[-1].why.startswith("GATE OVERRIDE: south is 2% of revenue")
+    assert tags["driftloop.override_reason"] == "south is 2% of revenue"
+    assert tags["driftloop.overridden"].startswith(f"v{failed} failed the promotion gate")
+    assert "reason: south is 2% of revenue" in registry.history()[-1].why
+
+
+def test_an_older_version_cannot_take_the_champion_back_without_an_override(config_path, registry, candidate, capsys):
+    # v6 waited for review while v8 was trained on later data and approved: approving v6 now would roll back
+    register(registry, candidate, CHAMPION, data_window="2026-01-01..2026-01-10")
+    older = register(registry, candidate, CHALLENGER, data_window="2026-02-08..2026-02-12", gate_verdict="passed")
+    newer = register(registry, candidate, CHALLENGER, data_window="2026-02-11..2026-02-15", gate_verdict="passed")
+    assert _cli(config_path, "promote", newer, "--reviewer", "erin") == 0
+    capsys.readouterr()
+    assert _cli(config_path, "promote", older, "--reviewer", "erin") == 2
+    error = capsys.readouterr().err
+    assert f"v{older} is not the challenger awaiting review (no version is)" in error
+    assert f"v{older} was trained on data up to 2026-02-12, not newer than champion v{newer}'s (up to 2026-02-15)" in error
+    assert "--override with a written --reason" in error and "\n" not in error.rstrip("\n")
+    assert registry.by_alias(CHAMPION).version == newer
+
+
+def test_a_version_registered_without_an_alias_is_listed_and_audited_but_not_offered(config_path, registry, candidate, capsys):
+    register(registry, candidate, CHAMPION)
+    ref = registry.register(
+        model=candidate.model, input_example=candidate.input_example, profile=candidate.profile, params={}, metrics={},
+        artifacts={}, run_name="retrain", tags={"gate_verdict": "failed", "offered": "no",
+                                                "offer": "failed the promotion gate (roc_auc improvement): registered, not offered"},
+        description="", alias=None, why="gate failed",
+    )
+    assert ref.aliases == () and registry.by_alias(CHALLENGER) is None
+    assert registry.history()[-1].alias == "-" and registry.history()[-1].to_version is None
+    capsys.readouterr()
+    assert _cli(config_path, "status") == 0
+    assert "not offered: failed the promotion gate (roc_auc improvement)" in capsys.readouterr().out
+    assert registry.unaudited_aliases() == ()
+
+
+def test_an_alias_moved_in_the_mlflow_ui_is_flagged_by_status_and_history(config_path, registry, candidate, capsys):
+    register(registry, candidate, CHAMPION)
+    other = register(registry, candidate, CHALLENGER)
+    registry.client.set_registered_model_alias(registry.name, CHAMPION, other)  # what MLflow's alias editor does
+    capsys.readouterr()
+    for command in ("status", "history"):
+        assert _cli(config_path, command) == 0
+        warning = capsys.readouterr().err
+        assert f"alias champion points to v{other} but driftloop's audit trail says v1" in warning
+    assert [(m.alias, m.expected, m.actual) for m in registry.unaudited_aliases()] == [(CHAMPION, "1", other)]
 
 
 def test_promote_then_rollback_move_aliases_and_write_the_audit_trail(config_path, registry, candidate, capsys):
