@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,6 +16,20 @@ from driftloop import drift, evaluation, training
 from driftloop.config import Config
 from driftloop.errors import DriftloopError, RegistryUnavailable
 from driftloop.registry import ModelRef, Registry
+
+
+class _UserErrorsInOneLine(logging.Filter):
+    """Prefect's engines log a failed task or flow with its traceback; a DriftloopError is a user
+    error whose one line already says what to fix, so its record keeps the message only."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], DriftloopError):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+for _engine_logger in ("prefect.task_runs", "prefect.flow_runs"):
+    logging.getLogger(_engine_logger).addFilter(_UserErrorsInOneLine())
 
 
 def transient_only(task, task_run, state) -> bool:

@@ -119,7 +119,7 @@ def run(config_path: Path, keep: bool = False) -> int:
     if chall:
         gate = chall.tags.get("driftloop.gate_verdict", "not run")
         print(f"The challenger v{chall.version} {'passed' if gate == 'passed' else 'did not pass'} the promotion gate "
-              f"(its MLflow version page shows the table). Approve it (moves the champion alias), or reject it:")
+              f"(its MLflow version page lists every rule). Approve it (moves the champion alias), or reject it:")
         override = "" if gate == "passed" else " --override --reason '...'"
         print(f"  .venv/bin/driftloop promote {chall.version} --reviewer $USER{override}")
         print(f"  .venv/bin/driftloop reject {chall.version} --reviewer $USER --reason '...'")

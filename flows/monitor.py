@@ -19,7 +19,7 @@ from driftloop.policy import decide_retraining
 from driftloop.registry import CHAMPION, LoadedModel, Registry
 from driftloop.report import MonitorReport
 from flows.common import cache_key, cached_task, compute_task, fails_cleanly, io_task, load_model
-from flows.retrain import RetrainResult, retrain, trigger_id_of
+from flows.retrain import RetrainResult, retrain
 
 
 DEGRADED = "driftloop.model.degraded"
@@ -194,8 +194,8 @@ def days_since_last_retrain(cfg: Config, batch_id: str) -> int | None:
 
 
 @io_task(name="ledger: request retrain")
-def request_retrain(cfg: Config, trigger_id: str, batch_id: str, reasons: tuple[str, ...]) -> bool:
-    return Ledger(cfg.ledger).request_retrain(trigger_id, batch_id, "; ".join(reasons))
+def request_retrain(cfg: Config, trigger: str, batch_id: str, reasons: tuple[str, ...], monitor_run_id: str) -> bool:
+    return Ledger(cfg.ledger).request_retrain(trigger, batch_id, reasons, monitor_run_id)
 
 
 @io_task(name="publish report")
@@ -338,7 +338,7 @@ def monitor(
     if not decision.retrain:
         return MonitorOutcome(report, run_id, None)
     trigger = f"monitor:{batch_id}"
-    if request_retrain(cfg, trigger_id_of(trigger, batch_id), batch_id, decision.reasons):
+    if request_retrain(cfg, trigger, batch_id, decision.reasons, run_id):
         announce_degradation(cfg, report, run_id, config_path, inline=retrain_inline)
     else:  # a rerun of this batch: its retrain was asked for once already
         logger.info("a retrain for %s was already requested (ledger); not asking again", batch_id)

@@ -14,7 +14,7 @@ from prefect.events import emit_event
 from driftloop import data, training
 from driftloop.comparison import Comparison, compare
 from driftloop.config import TASK_METRICS, Config, load_config
-from driftloop.ledger import Ledger
+from driftloop.ledger import Ledger, Retrain, retrain_id
 from driftloop.policy import GateVerdict, evaluate_gate
 from driftloop.promotion import Offer, offer_as_challenger
 from driftloop.registry import CHALLENGER, CHAMPION, COMPLETE, LoadedModel, ModelRef, Registry
@@ -26,11 +26,6 @@ from flows.common import cached_task, compute_task, fails_cleanly, io_task, load
 CHALLENGER_REGISTERED = "driftloop.challenger.registered"
 
 
-def trigger_id_of(trigger: str, as_of: str) -> str:
-    """One retrain per trigger: the key of its ledger entry and of its version's `trigger_id` tag."""
-    return f"{trigger}@{as_of}"
-
-
 @dataclass(frozen=True)
 class RetrainResult:
     version: str
@@ -38,11 +33,15 @@ class RetrainResult:
     gate_passed: bool
     offered: bool = False  # took the challenger alias (a review was asked for)
     why: str = ""
+    replaces: str | None = None  # the challenger that waited for review before it
 
     @property
     def summary(self) -> str:
-        gate = f"gate {'passed' if self.gate_passed else 'failed'}"
-        return f"v{self.version} ({gate})" if self.offered or not self.gate_passed else f"v{self.version} ({gate}, not offered)"
+        if not self.gate_passed:
+            return f"v{self.version} (gate failed)"
+        if not self.offered:
+            return f"v{self.version} (gate passed, not offered)"
+        return f"v{self.version} (gate passed, replaces v{self.replaces})" if self.replaces else f"v{self.version} (gate passed)"
 
 
 @io_task(name="find version for trigger")
@@ -57,8 +56,13 @@ def finish_registration(cfg: Config, ref: ModelRef) -> ModelRef:
 
 
 @io_task(name="ledger: retrain")
-def mark_retrain(cfg: Config, trigger_id: str, as_of: str, state: str, version: str | None = None, detail: str = "") -> None:
-    Ledger(cfg.ledger).retrain_state(trigger_id, as_of, state, version, detail)
+def mark_retrain(cfg: Config, trigger: str, as_of: str, state: str, version: str | None = None, detail: str = "") -> None:
+    Ledger(cfg.ledger).retrain_state(trigger, as_of, state, version, detail)
+
+
+@io_task(name="ledger: earlier requests")
+def earlier_requests(cfg: Config, as_of: str) -> list[Retrain]:
+    return Ledger(cfg.ledger).retrains(state="requested", before=as_of)
 
 
 @io_task(name="load challenger awaiting review")
@@ -160,25 +164,35 @@ def retrain(
     reasons: list[str] | None = None,
     monitor_run_id: str | None = None,
     config_path: str = "driftloop.yaml",
+    catch_up: bool = True,
 ) -> RetrainResult:
     """Fit, gate, register. Its ledger entry (requested by the monitor run, or made here for a retrain
-    started by hand) goes running -> registered | failed; the cooldown counts it from the request on."""
+    started by hand) goes running -> registered | failed; the cooldown counts it from the request on.
+
+    With ``catch_up``, retrains requested for earlier days and not started yet run first, oldest
+    first: an automation may deliver the events of a backfill out of order, and versions must
+    follow the data (each is compared with the challenger the one before it registered).
+    """
     logger = get_run_logger()
     cfg = load_config(config_path)
-    trigger_id = trigger_id_of(trigger, as_of)
+    for earlier in earlier_requests(cfg, as_of) if catch_up else ():
+        logger.info("first the retrain requested for %s (%s), which has not run yet", earlier.as_of, earlier.trigger)
+        retrain(as_of=earlier.as_of, trigger=earlier.trigger, reasons=list(earlier.reasons), monitor_run_id=earlier.monitor_run_id,
+                config_path=config_path, catch_up=False, return_state=True)
+    trigger_id = retrain_id(trigger, as_of)
     found = existing_version(cfg, trigger_id)
     if found is not None:
         if found.tags.get(COMPLETE) != "complete":
             found = finish_registration(cfg, found)
-        mark_retrain(cfg, trigger_id, as_of, "registered", found.version, "already registered")
+        mark_retrain(cfg, trigger, as_of, "registered", found.version, "already registered")
         logger.info("version %s was already registered for %s; not training again", found.version, trigger_id)
         return RetrainResult(found.version, True, found.tags.get("driftloop.gate_verdict") == "passed",
                              found.tags.get("driftloop.offered") == "yes", found.tags.get("driftloop.offer", ""))
-    mark_retrain(cfg, trigger_id, as_of, "running")
+    mark_retrain(cfg, trigger, as_of, "running")
     try:
         return _fit_gate_register(cfg, as_of, trigger, trigger_id, list(reasons or []), monitor_run_id, config_path)
     except Exception as exc:
-        mark_retrain(cfg, trigger_id, as_of, "failed", detail=f"{type(exc).__name__}: {exc}")
+        mark_retrain(cfg, trigger, as_of, "failed", detail=f"{type(exc).__name__}: {exc}")
         raise
 
 
@@ -225,7 +239,7 @@ def _fit_gate_register(cfg: Config, as_of: str, trigger: str, trigger_id: str, r
         artifacts={"review": review, "trigger": [p for p in trigger_files if p.exists()]},
         why=f"{trigger}: {reasons[0] if reasons else 'manual retrain'} ({offer.why})",
     )
-    mark_retrain(cfg, trigger_id, as_of, "registered", ref.version, offer.why)
+    mark_retrain(cfg, trigger, as_of, "registered", ref.version, offer.why)
     announce_challenger(cfg, ref, offer, config_path)
     if offer.offered:
         close_superseded_reviews(cfg, ref.version)
@@ -236,4 +250,4 @@ def _fit_gate_register(cfg: Config, as_of: str, trigger: str, trigger_id: str, r
     )
     for rule in verdict.failed:
         logger.info("  gate: %s", rule.detail)
-    return RetrainResult(ref.version, False, verdict.passed, offer.offered, offer.why)
+    return RetrainResult(ref.version, False, verdict.passed, offer.offered, offer.why, offer.replaces)

@@ -15,6 +15,7 @@ through an automation, asks for no more retrains than an inline run of the same 
 from __future__ import annotations
 
 import functools
+import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -47,9 +48,12 @@ _transitions = sa.Table(
 RETRAIN_STATES = ("requested", "running", "registered", "failed")
 _retrains = sa.Table(
     "driftloop_retrains", _metadata,
-    sa.Column("trigger_id", sa.String(128), primary_key=True),  # "monitor:<batch>" or "manual@<as_of>"
+    sa.Column("trigger_id", sa.String(128), primary_key=True),  # "<trigger>@<as_of>"
+    sa.Column("trigger", sa.String(128), nullable=False),  # "monitor:<batch>" or "manual"
     sa.Column("as_of", sa.String(32), nullable=False),
     sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("reasons", sa.Text, nullable=False, default="[]"),  # JSON list, as the monitor gave them
+    sa.Column("monitor_run_id", sa.String(64), nullable=True),
     sa.Column("version", sa.String(16), nullable=True),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("detail", sa.Text, nullable=False, default=""),
@@ -59,8 +63,11 @@ _retrains = sa.Table(
 @dataclass(frozen=True)
 class Retrain:
     trigger_id: str
+    trigger: str
     as_of: str
     state: str
+    reasons: tuple[str, ...]
+    monitor_run_id: str | None
     version: str | None
     updated_at: datetime
     detail: str
@@ -120,32 +127,45 @@ class Ledger:
 
     # -- retrains ---------------------------------------------------------------------
 
-    def request_retrain(self, trigger_id: str, as_of: str, detail: str = "") -> bool:
+    def request_retrain(self, trigger: str, as_of: str, reasons: list[str] | tuple[str, ...] = (),
+                        monitor_run_id: str | None = None) -> bool:
         """Record that a retrain was asked for; False if this trigger already has one (nothing is written)."""
-        now = datetime.now(timezone.utc)
         try:
             with self.engine.begin() as conn:
-                conn.execute(_retrains.insert().values(trigger_id=trigger_id, as_of=as_of, state="requested", version=None,
-                                                       updated_at=now, detail=detail[:2000]))
+                conn.execute(_retrains.insert().values(
+                    trigger_id=retrain_id(trigger, as_of), trigger=trigger, as_of=as_of, state="requested",
+                    reasons=json.dumps(list(reasons)), monitor_run_id=monitor_run_id, version=None,
+                    updated_at=datetime.now(timezone.utc), detail=""))
         except sa.exc.IntegrityError:  # the primary key makes the request idempotent across processes
             return False
         return True
 
-    def retrain_state(self, trigger_id: str, as_of: str, state: str, version: str | None = None, detail: str = "") -> None:
-        """Move a retrain on (creating it, for a retrain started by hand)."""
+    def retrain_state(self, trigger: str, as_of: str, state: str, version: str | None = None, detail: str = "") -> None:
+        """Move a retrain on (creating its entry, for a retrain started by hand)."""
         if state not in RETRAIN_STATES:
             raise ValueError(f"unknown retrain state {state!r}; one of {', '.join(RETRAIN_STATES)}")
-        self.request_retrain(trigger_id, as_of, detail)
+        self.request_retrain(trigger, as_of)
         with self.engine.begin() as conn:
-            conn.execute(_retrains.update().where(_retrains.c.trigger_id == trigger_id).values(
+            conn.execute(_retrains.update().where(_retrains.c.trigger_id == retrain_id(trigger, as_of)).values(
                 state=state, version=version, updated_at=datetime.now(timezone.utc), detail=detail[:2000]))
 
-    def retrains(self) -> list[Retrain]:
+    def retrains(self, state: str | None = None, before: str | None = None) -> list[Retrain]:
+        """Retrains oldest first, optionally only those in ``state`` with ``as_of`` before ``before``."""
+        query = sa.select(_retrains).order_by(_retrains.c.as_of, _retrains.c.trigger_id)
+        if state is not None:
+            query = query.where(_retrains.c.state == state)
+        if before is not None:
+            query = query.where(_retrains.c.as_of < before)
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(_retrains).order_by(_retrains.c.as_of, _retrains.c.updated_at))
-            return [Retrain(r.trigger_id, r.as_of, r.state, r.version, r.updated_at, r.detail) for r in rows]
+            return [Retrain(r.trigger_id, r.trigger, r.as_of, r.state, tuple(json.loads(r.reasons)), r.monitor_run_id,
+                            r.version, r.updated_at, r.detail) for r in conn.execute(query)]
 
     def last_retrain_as_of(self) -> str | None:
         """The newest ``as_of`` of a retrain that is requested, running or registered (a failed one does not hold the next back)."""
         with self.engine.connect() as conn:
             return conn.execute(sa.select(sa.func.max(_retrains.c.as_of)).where(_retrains.c.state != "failed")).scalar()
+
+
+def retrain_id(trigger: str, as_of: str) -> str:
+    """One retrain per trigger: the key of its ledger entry and of its version's `trigger_id` tag."""
+    return f"{trigger}@{as_of}"

@@ -87,6 +87,7 @@ class Offer:
 
     offered: bool
     why: str
+    replaces: str | None = None  # the waiting challenger it displaces
 
 
 def offer_as_challenger(gate_passed: bool, gate_failed: str, pending: str | None,
@@ -106,7 +107,8 @@ def offer_as_challenger(gate_passed: bool, gate_failed: str, pending: str | None
                             "registered, not offered")
     best = next(iter(versus_pending.overall.values()))
     return Offer(True, f"passed the gate and beats v{pending}, which awaited review "
-                       f"({best.metric} {best.improvement:+.4f}, interval [{best.low:+.4f}, {best.high:+.4f}]): offered in its place")
+                       f"({best.metric} {best.improvement:+.4f}, interval [{best.low:+.4f}, {best.high:+.4f}]): offered in its place",
+                 replaces=pending)
 
 
 def expected_aliases(history: list[AuditEntry]) -> dict[str, str | None]:

@@ -61,7 +61,7 @@ def test_the_concept_drift_raises_mae_credibly_and_retrains_a_challenger_gated_o
     assert any(t.drifted for t in later)  # once the window holds only discounted bills
     registry = Registry(cfg.registry)
     versions = [v for v in registry.versions() if v.tags.get("driftloop.trigger", "").startswith("monitor:")]
-    assert all("| mae improvement |" in v.description for v in versions)
+    assert all("mae improvement: improvement" in v.description for v in versions)
     assert versions[-1].tags["driftloop.gate_verdict"] == "passed"
     assert registry.by_alias(CHALLENGER).version == versions[-1].version
     assert registry.by_alias(CHAMPION).version == "1"

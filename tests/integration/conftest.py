@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 import time
@@ -55,6 +56,21 @@ def made_up(tmp_path_factory):
     finally:
         leftovers = stop_all(run_dir)
         assert not leftovers, f"processes left running after stop: {leftovers}"
+
+
+def emit(api: str, event: str, resource: dict, payload: dict) -> None:
+    """Send an event to the server at ``api``, as a flow run would.
+
+    Not prefect.events.emit_event: its worker is shared by the whole test process and keeps
+    sending to the first API it was made for (the flow tests' temporary server)."""
+    from prefect.events import Event
+    from prefect.events.clients import PrefectEventsClient
+
+    async def send() -> None:
+        async with PrefectEventsClient(api_url=api) as client:
+            await client.emit(Event(event=event, resource=resource, payload=payload))
+
+    asyncio.run(send())
 
 
 def runs_of(deployment: str, limit: int = 50) -> list:

@@ -21,10 +21,11 @@ def postgres_url():
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-def test_the_ledger_works_on_postgresql(postgres_url):
+def test_the_ledger_works_on_postgresql_and_a_retrain_is_requested_once_across_workers(postgres_url):
     first, second = Ledger(LedgerConfig(url=postgres_url)), Ledger(LedgerConfig(url=postgres_url))
     first.record("2026-02-01", "received")
     second.record("2026-02-01", "validated")  # another worker, same database
     assert first.state("2026-02-01") == "validated"
     assert [t.state for t in second.history()] == ["received", "validated"]
+    assert first.request_retrain("monitor:2026-02-12", "2026-02-12") and not second.request_retrain("monitor:2026-02-12", "2026-02-12")
     first.engine.dispose()  # release the connections before the database is dropped

@@ -11,7 +11,6 @@ from __future__ import annotations
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import StateType
-from prefect.events import emit_event
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from driftloop import cli
@@ -20,7 +19,7 @@ from driftloop.registry import CHALLENGER, CHAMPION, Registry
 from driftloop_flows.reviews import VERSION_TAG
 from flows.retrain import CHALLENGER_REGISTERED
 from tests.conftest import register, write_project
-from tests.integration.conftest import chromium, wait_for_run
+from tests.integration.conftest import chromium, emit, wait_for_run
 
 pytestmark = pytest.mark.integration
 
@@ -34,16 +33,15 @@ def project(made_up):
         env.setenv(TRACKING_URI_ENV, made_up["mlflow"])
         env.setenv("PREFECT_API_URL", made_up["api"])
         cfg = load_config(path)
-        yield {"path": path, "cfg": cfg, "registry": Registry(cfg.registry)}
+        yield {"path": path, "cfg": cfg, "registry": Registry(cfg.registry), "api": made_up["api"]}
 
 
 def offer(project, candidate, window: str) -> str:
     """Register a gate-passing version as challenger and announce it, as the retrain flow does."""
     version = register(project["registry"], candidate, CHALLENGER, data_window=window, gate_verdict="passed", offered="yes")
     name = project["cfg"].registry.model_name
-    emit_event(event=CHALLENGER_REGISTERED,
-               resource={"prefect.resource.id": f"driftloop.model.{name}", "prefect.resource.name": name},
-               payload={"version": version, "gate": "passed", "config_path": str(project["path"])})
+    emit(project["api"], CHALLENGER_REGISTERED, {"prefect.resource.id": f"driftloop.model.{name}", "prefect.resource.name": name},
+         {"version": version, "gate": "passed", "config_path": str(project["path"])})
     return version
 
 

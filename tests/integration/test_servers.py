@@ -108,7 +108,9 @@ def test_a_server_backfill_retrains_once_per_episode_like_the_inline_run_and_wai
         env.setenv(TRACKING_URI_ENV, servers["mlflow"])
         registry = Registry(load_config(project).registry)
         first, second = (registry.find_by_tag("trigger_id", f"monitor:{day}@{day}") for day in INLINE_RETRAIN_DAYS)
-        # as inline: the first retrain (one day of post-drift labels) fails the gate and is not offered
+        # as inline, and numbered in the same order: the first retrain (one day of post-drift labels)
+        # fails the gate and is not offered; the second becomes the challenger
+        assert (first.version, second.version) == ("2", "3")
         assert first.tags["driftloop.gate_verdict"] == "failed" and first.aliases == ()
         assert second.tags["driftloop.gate_verdict"] == "passed" and second.aliases == (CHALLENGER,)
         assert second.tags["driftloop.monitor_run_id"] and registry.by_alias(CHAMPION).version == "1"

@@ -25,3 +25,23 @@ def test_an_unknown_state_is_a_bug_not_a_row(tmp_path):
 def test_a_bad_url_is_a_config_error():
     with pytest.raises(ConfigError, match="fix ledger.url"):
         Ledger(LedgerConfig(url="nosuchdb://x"))
+
+
+def test_a_requested_retrain_counts_for_the_cooldown_until_it_fails(tmp_path):
+    ledger = Ledger(LedgerConfig(url=f"sqlite:///{tmp_path / 'ledger.db'}"))
+    assert ledger.request_retrain("monitor:2026-02-12", "2026-02-12", ["roc_auc below floor"], "run-a")
+    assert not ledger.request_retrain("monitor:2026-02-12", "2026-02-12")  # asked twice: one request
+    assert ledger.last_retrain_as_of() == "2026-02-12"  # requested, not started: it already holds the next one back
+    ledger.request_retrain("monitor:2026-02-15", "2026-02-15")
+    ledger.retrain_state("monitor:2026-02-15", "2026-02-15", "failed", detail="MLflow down")
+    assert ledger.last_retrain_as_of() == "2026-02-12"  # a failed retrain does not
+    waiting = ledger.retrains(state="requested", before="2026-02-15")
+    assert [(r.trigger, r.as_of, r.reasons, r.monitor_run_id) for r in waiting] == [
+        ("monitor:2026-02-12", "2026-02-12", ("roc_auc below floor",), "run-a")]
+
+
+def test_a_retrain_started_by_hand_gets_its_ledger_entry(tmp_path):
+    ledger = Ledger(LedgerConfig(url=f"sqlite:///{tmp_path / 'ledger.db'}"))
+    ledger.retrain_state("manual", "2026-03-01", "running")
+    ledger.retrain_state("manual", "2026-03-01", "registered", version="7")
+    assert [(r.trigger_id, r.state, r.version) for r in ledger.retrains()] == [("manual@2026-03-01", "registered", "7")]

@@ -1,0 +1,41 @@
+"""The first run a new user makes: bootstrap on their reference, failing in one line when it cannot."""
+
+from __future__ import annotations
+
+import time
+
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+from driftloop.config import load_config
+from driftloop.demo import generate
+from flows.bootstrap import bootstrap
+from tests.conftest import write_project
+
+
+def _logs(flow_run_id, expect: str, timeout: float = 20.0) -> list[str]:
+    """The run's log lines as the API stored them (they arrive in batches, so wait for ``expect``)."""
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while True:
+            lines = [log.message for log in client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))]
+            if any(expect in line for line in lines) or time.monotonic() > deadline:
+                return lines
+
+
+def test_a_bootstrap_without_a_reference_file_says_where_it_looked_and_how_to_get_one(tmp_path):
+    state = bootstrap(config_path=str(write_project(tmp_path)), return_state=True)  # no data written
+    assert state.is_failed() and "\n" not in state.message
+    assert state.message.endswith("reference.parquet: file not found; the first champion trains on the reference period: "
+                                  "put it there (data.reference), or run `driftloop demo-data` to write the demo's")
+
+
+def test_a_user_error_inside_a_task_is_logged_in_one_line_without_a_traceback(tmp_path):
+    path = write_project(tmp_path, training={"min_train_rows": 100_000})
+    generate(load_config(path).demo, load_config(path).data)
+    state = bootstrap(config_path=str(path), return_state=True)
+    assert state.is_failed() and "need training.min_train_rows=100000" in state.message
+    logs = _logs(state.state_details.flow_run_id, "Task run failed")
+    failed = [line for line in logs if "Task run failed" in line]
+    assert failed and "DataError" in failed[0]
+    assert not any("Traceback" in line for line in logs)
