@@ -27,7 +27,7 @@ def _registry(args):
 
 
 def cmd_status(args) -> int:
-    from driftloop.registry import TAG, Registry
+    from driftloop.registry import CHALLENGER, TAG, Registry
 
     cfg = load_config(args.config)
     registry = Registry(cfg.registry)
@@ -36,7 +36,7 @@ def cmd_status(args) -> int:
     if not versions:
         print(f"no versions of {registry.name} yet: run the bootstrap flow (make demo does)")
         return 0
-    replaced_by = {e.from_version: e.to_version for e in registry.history() if e.action == "register" and e.alias == "challenger"}
+    replaced_by = {e.from_version: e.to_version for e in registry.history() if e.action == "register" and e.alias == CHALLENGER}
     print(f"{'version':>7}  {'aliases':<20} {'trigger':<24} {'data window':<24} {'holdout ' + headline:>15}  {'gate':<8} review")
     for v in versions:
         tag = lambda key, default="": v.tags.get(TAG + key, default)  # noqa: E731
@@ -46,9 +46,9 @@ def cmd_status(args) -> int:
         review = max(decisions)[1] if decisions else ""
         if not review and tag("offered") == "no":
             review = "not offered: " + tag("offer").split(":")[0]
-        elif not review and v.version in replaced_by and "challenger" not in v.aliases:
+        elif not review and v.version in replaced_by and CHALLENGER not in v.aliases:
             review = f"superseded by v{replaced_by[v.version]}"
-        elif not review and "challenger" in v.aliases:
+        elif not review and CHALLENGER in v.aliases:
             review = "awaiting review"
         print(f"{v.version:>7}  {','.join(v.aliases) or '-':<20} {tag('trigger', '-'):<24} {tag('data_window', '-'):<24} "
               f"{tag('holdout_' + headline):>15}  {tag('gate_verdict', '-'):<8} {review}")

@@ -32,7 +32,7 @@ def test_each_third_party_system_has_exactly_one_adapter():
 
 def test_importing_the_whole_library_does_not_load_prefect():
     code = (
-        "import sys, driftloop.cli, driftloop.registry, driftloop.validation, driftloop.drift, driftloop.policy;"
+        "import sys, driftloop.cli, driftloop.registry, driftloop.validation, driftloop.drift, driftloop.policy, driftloop.promotion, driftloop.ledger;"
         "sys.exit('prefect' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
