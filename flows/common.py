@@ -89,7 +89,7 @@ def fails_cleanly(fn):
 
 
 @io_task(name="register model version")
-def register_candidate(cfg: Config, candidate, *, alias: str, run_name: str, params: dict, metrics: dict,
+def register_candidate(cfg: Config, candidate, *, alias: str | None, run_name: str, params: dict, metrics: dict,
                        tags: dict, description: str, artifacts: dict, why: str) -> ModelRef:
     return Registry(cfg.registry).register(
         model=candidate.model,
