@@ -44,7 +44,7 @@ browser:
 # the automations of the `make up` server.
 demo: install
 	@mkdir -p $(CURDIR)/.prefect/demo  # Prefect makes only the last folder of PREFECT_HOME
-	PREFECT_HOME=$(CURDIR)/.prefect/demo PREFECT_LOGGING_LEVEL=WARNING $(BIN)/python -m flows.demo
+	PREFECT_HOME=$(CURDIR)/.prefect/demo PREFECT_LOGGING_LEVEL=WARNING $(BIN)/python -m driftloop_flows.demo
 
 test: install browser
 	$(BIN)/python -m pytest

@@ -1,1 +1,2 @@
-"""Thin Prefect flows over the driftloop library: load config, call the library in tasks, branch."""
+"""The entrypoints prefect.yaml names. The flow code itself is installed with driftloop as
+``driftloop_flows``, so `driftloop run ...` works outside this checkout."""

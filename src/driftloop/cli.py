@@ -1,9 +1,11 @@
-"""The ``driftloop`` command: inspect the registry, approve or reject a challenger, make demo data.
+"""The ``driftloop`` command: run the loop on a config, inspect the registry, approve or reject a
+challenger, check files, make demo data.
 
-It never imports prefect at startup: everything here works with MLflow and files alone.
-Running flows is the job of ``flows/`` (``make demo``, or the deployments in ``prefect.yaml``).
-Only a promotion or rejection, when ``PREFECT_API_URL`` names a server, imports the Prefect
-side (``driftloop_flows``) to cancel the review forms it made stale.
+It never imports prefect at startup: everything but ``driftloop run ...`` works with MLflow and
+files alone. ``run`` hands over to the flow code (``driftloop_flows``, installed with driftloop)
+through an import inside the command, as does a promotion or rejection when ``PREFECT_API_URL``
+names a server (to cancel the review forms it made stale). The config is ``--config`` (anywhere
+on the line), else ``$DRIFTLOOP_CONFIG``, else ``driftloop.yaml``.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
-import logging
 import os
 import sys
 from pathlib import Path
@@ -181,20 +182,144 @@ def cmd_demo_data(args) -> int:
     from driftloop import demo
 
     cfg = load_config(args.config)
+    demo.claim(cfg, args.config.resolve().parent)  # never into folders that hold someone's files
     generated = demo.generate(cfg.demo, cfg.data)
     print(f"wrote {generated.reference_rows} reference rows to {cfg.data.reference} and "
           f"{len(generated.days)} daily batches to {cfg.data.incoming}")
     return 0
 
 
+# -- running the loop ---------------------------------------------------------------------
+
+
+def _prepare_prefect() -> None:
+    """Before prefect is imported: its per-task INFO lines are for the UI, not this terminal."""
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    if not os.environ.get("PREFECT_API_URL"):
+        # A throwaway API in this process: no telemetry (its heartbeat races the run for the SQLite
+        # file), and a first start on a new machine creates its database, which takes longer than 20 s.
+        os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+        os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+        print("no PREFECT_API_URL: starting a local Prefect API for this run (about 15 s)", flush=True)
+
+
+def _outcome(state) -> int:
+    """The exit code of a flow run's final state, with its one-line message on stderr."""
+    if state.is_completed():
+        return 0
+    print(f"driftloop: error: {state.message}", file=sys.stderr)
+    return 3 if state.name == "Quarantined" else 2 if state.is_failed() else 1
+
+
+def _print_batches(rows: list[dict]) -> int:
+    for row in rows:
+        registered = "" if row["registered"] == "-" else f", registered {row['registered']}"
+        what = row["message"] or f"{row['drift']}, {row['performance']}, decision {row['decision']}{registered}"
+        print(f"{row['batch']}: {row['validation']}; {what}")
+    kinds = {row["validation"] for row in rows}
+    return 2 if "FAILED" in kinds else 3 if "QUARANTINED" in kinds else 0
+
+
+def cmd_run_bootstrap(args) -> int:
+    _prepare_prefect()
+    from driftloop_flows.bootstrap import bootstrap
+
+    state = bootstrap(config_path=str(args.config), return_state=True)
+    if state.is_completed():
+        ref = state.result()
+        print(f"{ref.name} v{ref.version} is the champion ({ref.tags.get('driftloop.data_window', '')})")
+    return _outcome(state)
+
+
+def cmd_run_monitor(args) -> int:
+    from driftloop import data
+
+    for batch_id in args.batch_ids:  # before starting anything
+        data.check_batch_id(batch_id)
+    _prepare_prefect()
+    from driftloop_flows.monitor import monitor, summarize
+
+    inline = not args.retrain_on_server
+    if not args.batch_ids:  # every batch not done yet, oldest first
+        state = monitor(config_path=str(args.config), retrain_inline=inline, return_state=True)
+        if state.is_completed() and not state.result():
+            print(f"no new batch in {load_config(args.config).data.incoming}")
+        return _outcome(state) or _print_batches(state.result())
+    rows = []
+    for batch_id in args.batch_ids:
+        state = monitor(batch_id=batch_id, config_path=str(args.config), retrain_inline=inline, force=args.force, return_state=True)
+        rows.append({"batch": batch_id} | summarize(state))
+    return _print_batches(rows)
+
+
+def cmd_run_backfill(args) -> int:
+    _prepare_prefect()
+    from driftloop_flows.backfill import backfill
+
+    state = backfill(start=args.start, end=args.end, config_path=str(args.config), retrain_inline=not args.retrain_on_server,
+                     return_state=True)
+    return _outcome(state) or _print_batches(state.result())
+
+
+def cmd_run_retrain(args) -> int:
+    from driftloop import data
+
+    cfg = load_config(args.config)
+    as_of = args.as_of or max(data.logged_batches(cfg.data), default=None)
+    if as_of is None:
+        raise DriftloopError(f"nothing monitored yet in {cfg.data.predictions}: run `driftloop run monitor` first, or pass --as-of")
+    data.check_batch_id(as_of)
+    _prepare_prefect()
+    from driftloop_flows.retrain import retrain
+
+    state = retrain(as_of=as_of, trigger="manual", reasons=[args.reason] if args.reason else [], config_path=str(args.config),
+                    return_state=True)
+    if state.is_completed():
+        result = state.result()
+        print(f"{cfg.registry.model_name} {result.summary}: {result.why or 'already registered for this trigger'}")
+    return _outcome(state)
+
+
+def _date(text: str):
+    from datetime import date
+
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="driftloop", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", type=Path, default=Path("driftloop.yaml"), help="config file (default: driftloop.yaml)")
+    # --config is accepted before or after the command: every parser knows it, none sets a default.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", type=Path, default=argparse.SUPPRESS,
+                        help="config file (default: $DRIFTLOOP_CONFIG, else driftloop.yaml)")
+    parser = argparse.ArgumentParser(prog="driftloop", description=__doc__.splitlines()[0], parents=[common])
     sub = parser.add_subparsers(dest="command", required=True)
+    add = lambda group, name, **kw: group.add_parser(name, parents=[common], **kw)  # noqa: E731
 
-    sub.add_parser("status", help="list model versions with their aliases and lineage").set_defaults(run=cmd_status)
+    run = add(sub, "run", help="run the loop's flows on your config (real Prefect flow runs)").add_subparsers(
+        dest="flow", required=True)
+    add(run, "bootstrap", help="train the first champion on data.reference").set_defaults(run=cmd_run_bootstrap)
+    monitor = add(run, "monitor", help="monitor the given batches, or every batch in data.incoming not done yet (oldest first)")
+    monitor.add_argument("batch_ids", nargs="*", metavar="BATCH_ID", help="YYYY-MM-DD; default: every new batch")
+    monitor.add_argument("--force", action="store_true", help="process a batch the ledger has as done again")
+    monitor.set_defaults(run=cmd_run_monitor)
+    backfill = add(run, "backfill", help="monitor every batch whose id falls from --start to --end")
+    backfill.add_argument("--start", type=_date, required=True)
+    backfill.add_argument("--end", type=_date, required=True)
+    backfill.set_defaults(run=cmd_run_backfill)
+    for runner in (monitor, backfill):
+        runner.add_argument("--retrain-on-server", action="store_true",
+                            help="leave retraining to the server's automation instead of retraining in this process")
+    retrain = add(run, "retrain", help="fit a version on the latest labelled batches and put it through the gate")
+    retrain.add_argument("--as-of", default=None, help="YYYY-MM-DD (default: the newest monitored batch)")
+    retrain.add_argument("--reason", default="", help="why, recorded on the version")
+    retrain.set_defaults(run=cmd_run_retrain)
 
-    promote = sub.add_parser("promote", help="approve a version: the champion alias moves to it")
+    add(sub, "status", help="list model versions with their aliases and lineage").set_defaults(run=cmd_status)
+
+    promote = add(sub, "promote", help="approve a version: the champion alias moves to it")
     promote.add_argument("version")
     promote.add_argument("--reviewer", default=getpass.getuser(), help="who approves (default: your user name)")
     promote.add_argument("--comment", default="", help="why, for the audit trail")
@@ -203,43 +328,44 @@ def build_parser() -> argparse.ArgumentParser:
     promote.add_argument("--reason", default="", help="written reason for --override, recorded on the version")
     promote.set_defaults(run=cmd_promote)
 
-    reject = sub.add_parser("reject", help="reject a challenger: it is tagged and loses the challenger alias")
+    reject = add(sub, "reject", help="reject a challenger: it is tagged and loses the challenger alias")
     reject.add_argument("version")
     reject.add_argument("--reason", required=True, help="why, for the audit trail")
     reject.add_argument("--reviewer", default=getpass.getuser())
     reject.set_defaults(run=cmd_reject)
 
-    rollback = sub.add_parser("rollback", help="champion back to the version it replaced")
+    rollback = add(sub, "rollback", help="champion back to the version it replaced")
     rollback.add_argument("--reason", required=True, help="why, for the audit trail")
     rollback.add_argument("--reviewer", default=getpass.getuser())
     rollback.set_defaults(run=cmd_rollback)
 
-    sub.add_parser("history", help="every alias move: who, when, from which version to which, and why").set_defaults(run=cmd_history)
+    add(sub, "history", help="every alias move: who, when, from which version to which, and why").set_defaults(run=cmd_history)
 
-    validate = sub.add_parser("validate", help="check and validate a batch file against the suite (nothing is moved)")
+    validate = add(sub, "validate", help="check and validate a batch file against the suite (nothing is moved)")
     validate.add_argument("path", type=Path)
     validate.set_defaults(run=cmd_validate)
 
-    suite = sub.add_parser("suite", help="expectation suites").add_subparsers(dest="suite_command", required=True)
-    init = suite.add_parser("init", help="profile the reference data into a GX suite to edit")
+    suite = add(sub, "suite", help="expectation suites").add_subparsers(dest="suite_command", required=True)
+    init = add(suite, "init", help="profile the reference data into a GX suite to edit")
     init.add_argument("--out", type=Path, default=None, help="where to write it (default: validation.suite)")
     init.add_argument("--margin", type=float, default=0.1, help="widen numeric ranges by this share of their span")
     init.add_argument("--force", action="store_true", help="overwrite an existing suite")
     init.set_defaults(run=cmd_suite_init)
 
-    quarantine = sub.add_parser("quarantine", help="batches that failed validation").add_subparsers(dest="quarantine_command", required=True)
-    quarantine.add_parser("list", help="quarantined batches and why").set_defaults(run=cmd_quarantine_list)
-    release = quarantine.add_parser("release", help="re-validate a batch and put it back in incoming if it passes")
+    quarantine = add(sub, "quarantine", help="batches that failed validation").add_subparsers(dest="quarantine_command", required=True)
+    add(quarantine, "list", help="quarantined batches and why").set_defaults(run=cmd_quarantine_list)
+    release = add(quarantine, "release", help="re-validate a batch and put it back in incoming if it passes")
     release.add_argument("batch")
     release.set_defaults(run=cmd_quarantine_release)
 
-    sub.add_parser("demo-data", help="write the demo scenario's reference, batches and labels").set_defaults(run=cmd_demo_data)
+    add(sub, "demo-data", help="write the demo scenario's reference, batches and labels").set_defaults(run=cmd_demo_data)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.getLogger("mlflow").setLevel(logging.WARNING)  # its INFO lines are not for this user
+    args.config = Path(getattr(args, "config", None) or os.environ.get("DRIFTLOOP_CONFIG") or "driftloop.yaml")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when mlflow configures its loggers, at import
     try:
         return args.run(args)
     except DriftloopError as exc:

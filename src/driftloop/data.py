@@ -2,12 +2,19 @@
 
 Every read failure a user can cause becomes one ``DataError`` line naming the file and
 the fix. Nothing here deletes input: quarantine moves a batch, never removes it.
+
+The contract for files (README, "Files and batches"), checked before anything is read or written:
+a batch id is the ISO date its period ends (``YYYY-MM-DD``); a batch is one file
+``data.incoming/<batch id>.<data.batch_format>``; a label file is
+``data.labels/<arrival date>.parquet`` or ``.csv``. Nothing outside the configured folders is
+read: an id that is not a date (``week-01``, ``../labels/x``) never becomes a path.
 """
 
 from __future__ import annotations
 
 import bisect
 import json
+import re
 import shutil
 from dataclasses import dataclass
 from datetime import date
@@ -20,10 +27,50 @@ from driftloop.config import DataConfig, SchemaConfig
 from driftloop.errors import DataError
 
 PARTITION = "batch_id"
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+LABEL_FORMATS = (".parquet", ".csv")
+
+
+def check_batch_id(batch_id: str) -> date:
+    """The date a batch id names, or one DataError line: ids are ``YYYY-MM-DD``, the day the batch's period ends."""
+    if not isinstance(batch_id, str) or not _ISO_DATE.fullmatch(batch_id):
+        raise DataError(f"batch id {batch_id!r} is not a date: name each batch YYYY-MM-DD, the day its period ends "
+                        "(e.g. 2026-02-19); a re-sent batch replaces the file of the same id (README, 'Files and batches')")
+    try:
+        return date.fromisoformat(batch_id)
+    except ValueError:
+        raise DataError(f"batch id {batch_id!r} is not a calendar date; name each batch YYYY-MM-DD, the day its period ends") from None
 
 
 def batch_path(cfg: DataConfig, batch_id: str) -> Path:
+    check_batch_id(batch_id)
     return cfg.incoming / f"{batch_id}.{cfg.batch_format}"
+
+
+def _misnamed(folder: Path, suffixes: tuple[str, ...], rule: str) -> None:
+    """One DataError line for files in ``folder`` not named ``<YYYY-MM-DD><suffix>`` (hidden files aside)."""
+    if not folder.exists():
+        return
+    bad = sorted(p for p in folder.iterdir() if not p.name.startswith(".")
+                 and not (p.is_file() and p.suffix in suffixes and _ISO_DATE.fullmatch(p.stem)))
+    if bad:
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        what = "a folder" if bad[0].is_dir() else "not named by the contract"
+        raise DataError(f"{bad[0]}: {what}{more}; {rule}, or move it out of {folder}")
+
+
+def check_folders(cfg: DataConfig, incoming: bool = True) -> None:
+    """Every label file (and, with ``incoming``, every batch file) named as the contract says, before anything is written."""
+    _misnamed(cfg.labels, LABEL_FORMATS, "name label files <YYYY-MM-DD>.parquet or .csv, the day they arrived")
+    if incoming:
+        _misnamed(cfg.incoming, (f".{cfg.batch_format}",),
+                  f"name each batch <YYYY-MM-DD>.{cfg.batch_format} (data.batch_format), the day its period ends")
+
+
+def incoming_batches(cfg: DataConfig) -> list[str]:
+    """Ids of the batch files waiting in ``data.incoming``, oldest first (names checked by ``check_folders``)."""
+    check_folders(cfg)
+    return sorted(p.stem for p in cfg.incoming.glob(f"*.{cfg.batch_format}")) if cfg.incoming.exists() else []
 
 
 def read_table(path: Path, missing: str = "check the batch id and the data.incoming folder") -> pd.DataFrame:
@@ -196,8 +243,9 @@ def check_labels(frame: pd.DataFrame, schema: SchemaConfig, source: Path | str) 
 
 
 def _label_files(cfg: DataConfig, as_of: date) -> list[tuple[date, Path]]:
-    """Label files that had arrived by ``as_of``, by arrival date (their name), oldest first."""
-    files = cfg.labels.glob("*.parquet") if cfg.labels.exists() else ()
+    """Label files (parquet or CSV) that had arrived by ``as_of``, by arrival date (their name), oldest first."""
+    _misnamed(cfg.labels, LABEL_FORMATS, "name label files <YYYY-MM-DD>.parquet or .csv, the day they arrived")
+    files = [p for p in cfg.labels.iterdir() if p.suffix in LABEL_FORMATS] if cfg.labels.exists() else []
     return sorted((day, p) for p in files if (day := date.fromisoformat(p.stem)) <= as_of)
 
 

@@ -11,13 +11,17 @@ pays next month), with its own concept drift, for a regressor's loop.
 
 from __future__ import annotations
 
+import json
+import shutil
 from dataclasses import dataclass
 from datetime import date, timedelta
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from driftloop.config import DataConfig, DemoConfig
+from driftloop.config import Config, DataConfig, DemoConfig
+from driftloop.errors import DriftloopError
 
 NUMERIC = (
     "tenure_months", "monthly_charges", "total_charges", "support_calls", "data_usage_gb",
@@ -217,3 +221,50 @@ def generate(cfg: DemoConfig, data: DataConfig, target: str = TARGET) -> Generat
     for arrival, frames in labels_by_arrival.items():
         pd.concat(frames, ignore_index=True).to_parquet(data.labels / f"{arrival}.parquet", index=False)
     return GeneratedDemo(reference_rows=len(reference), days=tuple(days))
+
+
+# --- the demo's own folders ---------------------------------------------------------------
+# The demo writes its data and resets it between runs, so it must never touch a folder that holds
+# someone's work. It keeps a manifest, beside the config, of the paths it has made its own: a path
+# is claimed only while it is empty or absent, and only claimed paths are ever reset.
+MANIFEST = ".driftloop-demo.json"
+
+
+def _sqlite_file(url: str) -> Path | None:
+    return Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
+
+
+def demo_paths(cfg: Config) -> list[Path]:
+    """Everything a demo run writes: its data, the loop's logs and reports, a local MLflow store and ledger."""
+    data = cfg.data
+    paths = [data.incoming, data.labels, data.quarantine, data.predictions, data.reports, data.reference.parent,
+             _sqlite_file(cfg.ledger.url)]
+    if _sqlite_file(cfg.registry.tracking_uri):  # a tracking server keeps its own store
+        paths += [cfg.registry.artifact_root, _sqlite_file(cfg.registry.tracking_uri)]
+    return [p.resolve() for p in paths if p is not None]
+
+
+def claim(cfg: Config, config_dir: Path) -> list[Path]:
+    """Make the demo's paths its own, or refuse in one line, writing nothing, if one already holds
+    files the demo did not put there (a config of your own, say)."""
+    manifest = config_dir / MANIFEST
+    owned = set(json.loads(manifest.read_text(encoding="utf-8"))) if manifest.exists() else set()
+    paths = demo_paths(cfg)
+    foreign = [p for p in paths if str(p) not in owned and p.exists() and (p.is_file() or any(p.iterdir()))]
+    if foreign:
+        more = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""
+        raise DriftloopError(
+            f"{foreign[0]}{more} already holds files the demo did not write, and the demo only writes to and resets "
+            "folders of its own: give it a config whose data, ledger and MLflow paths are empty or absent, or move "
+            f"{foreign[0]} away (in this checkout, `make clean` removes data/, .prefect/ and the local MLflow store)")
+    manifest.write_text(json.dumps(sorted(owned | {str(p) for p in paths}), indent=1) + "\n", encoding="utf-8")
+    return paths
+
+
+def reset(cfg: Config, config_dir: Path) -> None:
+    """Remove what an earlier demo run wrote: only paths the manifest says are the demo's."""
+    for path in claim(cfg, config_dir):
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()

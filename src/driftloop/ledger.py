@@ -112,6 +112,11 @@ class Ledger:
         with self.engine.connect() as conn:
             return conn.execute(sa.select(_batches.c.state).where(_batches.c.batch_id == batch_id)).scalar()
 
+    def states(self) -> dict[str, str]:
+        """Every batch the ledger knows, with its current state (one query)."""
+        with self.engine.connect() as conn:
+            return {r.batch_id: r.state for r in conn.execute(sa.select(_batches.c.batch_id, _batches.c.state))}
+
     def history(self, batch_id: str | None = None) -> list[Transition]:
         query = sa.select(_transitions).order_by(_transitions.c.id)
         if batch_id is not None:

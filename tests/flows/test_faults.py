@@ -16,8 +16,8 @@ from driftloop import data
 from driftloop.config import load_config
 from driftloop.demo import generate
 from driftloop.ledger import Ledger
-from flows.bootstrap import bootstrap
-from flows.monitor import monitor
+from driftloop_flows.bootstrap import bootstrap
+from driftloop_flows.monitor import monitor
 from tests.conftest import ROOT, write_project
 
 
@@ -34,7 +34,7 @@ def test_a_monitor_run_killed_mid_batch_is_finished_exactly_once_by_the_rerun(pr
     path, cfg, batch = project
     ledger = Ledger(cfg.ledger)
     worker = subprocess.Popen(
-        [sys.executable, "-c", f"from flows.monitor import monitor; monitor(batch_id={batch!r}, config_path={str(path)!r})"],
+        [sys.executable, "-c", f"from driftloop_flows.monitor import monitor; monitor(batch_id={batch!r}, config_path={str(path)!r})"],
         cwd=ROOT, env=os.environ | {"PREFECT_API_URL": PREFECT_API_URL.value()}, start_new_session=True,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
@@ -71,14 +71,17 @@ def test_mlflow_down_fails_the_run_clearly_and_leaves_the_batch_pending(tmp_path
     assert Ledger(cfg.ledger).unfinished() == [batch]  # the next run takes it again
 
 
-def test_the_scheduled_run_catches_up_on_batches_left_behind_before_its_own(project):
+def test_a_run_without_a_batch_id_takes_every_batch_not_done_oldest_first(project):
     path, cfg, first = project
-    days = sorted(p.stem for p in cfg.data.incoming.glob("*.parquet"))[:4]  # the third is the quality incident
+    days = sorted(p.stem for p in cfg.data.incoming.glob("*.parquet"))  # the third is the quality incident
     ledger = Ledger(cfg.ledger)
     ledger.record(days[0], "received")
-    ledger.record(days[0], "validated")  # an earlier run died after validating; days 2 and 3 were never taken
-    state = monitor(batch_id=days[3], config_path=str(path), catch_up=True, return_state=True)
+    ledger.record(days[0], "validated")  # an earlier run died after validating; the others were never taken
+    state = monitor(config_path=str(path), return_state=True)  # what the scheduled deployment runs
     assert state.is_completed()
-    assert [ledger.state(d) for d in days] == ["evaluated", "evaluated", "quarantined", "evaluated"]
+    assert [row["batch"] for row in state.result()] == days
+    assert [ledger.state(d) for d in days[:4]] == ["evaluated", "evaluated", "quarantined", "evaluated"]
     finished = [t.batch_id for t in ledger.history() if t.state in ("evaluated", "quarantined")]
     assert finished == days  # oldest first, each once; a quarantined one does not stop the rest
+    again = monitor(config_path=str(path), return_state=True)
+    assert again.is_completed() and again.result() == []  # nothing new: an ok run, not a failure

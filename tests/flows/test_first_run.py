@@ -9,7 +9,7 @@ from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 
 from driftloop.config import load_config
 from driftloop.demo import generate
-from flows.bootstrap import bootstrap
+from driftloop_flows.bootstrap import bootstrap
 from tests.conftest import write_project
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
-
 import pandas as pd
 import pytest
 from prefect.client.orchestration import get_client
@@ -18,10 +16,10 @@ from driftloop.demo import DayPlan, generate
 from driftloop.ledger import Ledger
 from driftloop.registry import CHALLENGER, CHAMPION, Registry
 from driftloop.report import detection_timeline
-from flows.backfill import backfill
-from flows.bootstrap import bootstrap
-from flows.monitor import WATCH, monitor
-from flows.retrain import CHALLENGER_REGISTERED, retrain
+from driftloop_flows.backfill import backfill
+from driftloop_flows.bootstrap import bootstrap
+from driftloop_flows.monitor import WATCH, monitor
+from driftloop_flows.retrain import CHALLENGER_REGISTERED, retrain
 from tests.conftest import INLINE_RETRAIN_DAYS, stored_events, write_project
 
 
@@ -187,7 +185,8 @@ def test_only_a_version_that_passed_the_gate_is_offered_for_review(scenario):
     assert failed and all(v.tags["driftloop.offered"] == "no" and CHALLENGER not in v.aliases for v in failed)
     assert "not offered for review" in failed[0].description
     offered = [v.version for v in retrained if v.tags["driftloop.offered"] == "yes"]
-    announced = [e["payload"]["version"] for e in stored_events(PREFECT_API_URL.value(), CHALLENGER_REGISTERED)]
+    announced = [e["payload"]["version"] for e in stored_events(PREFECT_API_URL.value(), CHALLENGER_REGISTERED)
+                 if e["payload"]["config_path"] == scenario.config_path]  # other tests share this API
     assert announced == offered  # no review form for a version that failed the gate
 
 
@@ -254,11 +253,34 @@ def test_a_missing_batch_fails_the_run_with_one_line(scenario):
     assert "file not found" in state.message and "\n" not in state.message
 
 
-def test_a_run_without_a_batch_id_is_named_after_its_scheduled_day(scenario):
-    state = monitor(config_path=scenario.config_path, return_state=True)  # no batch for today: fails, but named
+def test_a_run_without_a_batch_id_and_nothing_new_is_an_ok_run(scenario):
+    state = monitor(config_path=scenario.config_path, return_state=True)  # what the schedule runs on a day with no new batch
+    assert state.is_completed() and state.result() == []
     with get_client(sync_client=True) as client:
-        name = client.read_flow_run(state.state_details.flow_run_id).name
-    assert name == f"monitor {datetime.now(timezone.utc).date().isoformat()}"  # scheduled times are UTC
+        assert client.read_flow_run(state.state_details.flow_run_id).name == "monitor new batches"
+
+
+@pytest.mark.parametrize("batch_id", ["week-01", "2026-02-19-resend", "../labels/2026-02-03", "2026-02-30"])
+def test_a_batch_id_that_is_not_a_date_fails_in_one_line_before_anything_is_written(scenario, batch_id):
+    ledger, before = Ledger(scenario.cfg.ledger), data.logged_batches(scenario.cfg.data)
+    known = ledger.states()
+    state = monitor(batch_id=batch_id, config_path=scenario.config_path, return_state=True)
+    assert state.is_failed() and f"batch id {batch_id!r} is not a" in state.message and "\n" not in state.message
+    assert ledger.states() == known and data.logged_batches(scenario.cfg.data) == before
+    assert (scenario.cfg.data.labels / "2026-02-03.parquet").exists()  # nothing outside data.incoming was touched
+
+
+def test_a_misnamed_label_file_stops_the_run_before_anything_is_written(scenario):
+    stray = scenario.cfg.data.labels / "labels-final.parquet"
+    stray.write_bytes(b"")
+    try:
+        day = next(d for d in scenario.days if not d.quality_incident)
+        known = Ledger(scenario.cfg.ledger).states()
+        state = monitor(batch_id=day.batch_id, config_path=scenario.config_path, force=True, return_state=True)
+        assert state.is_failed() and state.message.startswith(f"{stray}: not named by the contract; name label files <YYYY-MM-DD>")
+        assert Ledger(scenario.cfg.ledger).states() == known
+    finally:
+        stray.unlink()
 
 
 def test_a_bad_label_file_fails_the_run_in_one_line_and_the_batch_waits_unfinished(scenario):

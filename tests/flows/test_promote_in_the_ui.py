@@ -7,13 +7,15 @@ import time
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
+from prefect.client.schemas.filters import (
+    ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey, FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType,
+)
 from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.flow_runs import resume_flow_run
 
 from driftloop.registry import CHALLENGER, CHAMPION, Registry
-from flows.promote import promote
+from driftloop_flows.promote import promote
 from tests.conftest import register
 
 
@@ -66,13 +68,14 @@ def test_approval_in_the_form_moves_the_champion(config_path, registry_with_chal
     assert registry.history()[-1].who == "erin"
     with get_client(sync_client=True) as client:
         run = client.read_flow_run(state.state_details.flow_run_id)
-        outcome = [a for a in client.read_artifacts(limit=50) if a.key == "review-outcome" and a.flow_run_id == run.id]
+        outcome = client.read_artifacts(artifact_filter=ArtifactFilter(
+            key=ArtifactFilterKey(any_=["review-outcome"]), flow_run_id=ArtifactFilterFlowRunId(any_=[run.id])))
     assert run.name == f"review {registry.name} v{challenger}" and f"driftloop.review:v{challenger}" in run.tags
     assert outcome and f"v{challenger} promoted to champion (was v1)" in outcome[0].data and "**erin**" in outcome[0].data
 
 
 def test_the_form_requires_a_decision_and_a_reviewer_and_shows_the_version_only_as_text():
-    from flows.promote import ReviewDecision
+    from driftloop_flows.promote import ReviewDecision
 
     schema = ReviewDecision.model_json_schema()
     assert set(schema["required"]) == {"decision", "reviewer"}

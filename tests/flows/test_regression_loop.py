@@ -7,8 +7,8 @@ import pytest
 from driftloop.config import load_config
 from driftloop.demo import SPEND, generate
 from driftloop.registry import CHALLENGER, CHAMPION, Registry
-from flows.bootstrap import bootstrap
-from flows.monitor import monitor
+from driftloop_flows.bootstrap import bootstrap
+from driftloop_flows.monitor import monitor
 from tests.conftest import write_project
 
 REGRESSION = {

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
 from prefect.client.schemas.objects import StateType
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -17,7 +18,7 @@ from driftloop import cli
 from driftloop.config import TRACKING_URI_ENV, load_config
 from driftloop.registry import CHALLENGER, CHAMPION, Registry
 from driftloop_flows.reviews import VERSION_TAG
-from flows.retrain import CHALLENGER_REGISTERED
+from driftloop_flows.retrain import CHALLENGER_REGISTERED
 from tests.conftest import register, write_project
 from tests.integration.conftest import chromium, emit, wait_for_run
 
@@ -90,7 +91,8 @@ def test_a_reviewer_approves_the_challenger_in_the_prefect_ui(made_up, project, 
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert "promote" in last and "dana" in last and "recovers AUC on every segment" in last
     with get_client(sync_client=True) as client:
-        outcome = [a for a in client.read_artifacts(limit=50) if a.key == "review-outcome" and a.flow_run_id == run.id]
+        outcome = client.read_artifacts(artifact_filter=ArtifactFilter(
+            key=ArtifactFilterKey(any_=["review-outcome"]), flow_run_id=ArtifactFilterFlowRunId(any_=[run.id])))
     assert outcome and f"v{version} promoted to champion (was v1)" in outcome[0].data
 
 

@@ -128,7 +128,7 @@ def test_a_server_backfill_retrains_once_per_episode_like_the_inline_run_and_wai
 
     with get_client(sync_client=True) as client:
         artifacts = {a.key: a for a in client.read_artifacts(limit=200) if a.key}
-    assert {"monitor-report", "feature-drift", "challenger-review", "backfill-progress", "backfill-summary", "review-outcome"} <= set(artifacts)
+    assert {"monitor-report", "feature-drift", "challenger-review", "monitor-progress", "monitor-summary", "review-outcome"} <= set(artifacts)
     # The monitor report links its validation page in the MLflow UI (a file:// link would be blocked by the browser).
     link = re.search(r"validation page: \[[^]]+\]\((http[^)]+)\)", artifacts["monitor-report"].data)
     assert link, artifacts["monitor-report"].data[-400:]

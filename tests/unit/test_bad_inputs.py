@@ -149,3 +149,36 @@ def test_a_malformed_label_file_is_one_line_naming_file_rows_and_fix_and_stays_p
         data.read_labels(cfg.data, cfg.columns, date.fromisoformat(arrival))
     assert str(caught.value).startswith(f"{path}: ") and message in str(caught.value) and "\n" not in str(caught.value)
     assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("batch_id", ["week-01", "2026-02-19-resend", "../labels/2026-02-03", "2026-13-01", ""])
+def test_a_batch_id_that_is_not_a_date_is_refused_before_it_becomes_a_path(demo_project, batch_id):
+    cfg, _ = demo_project
+    with pytest.raises(DataError, match=f"batch id {batch_id!r} is not a") as caught:
+        data.batch_path(cfg.data, batch_id)
+    assert "\n" not in str(caught.value) and "YYYY-MM-DD" in str(caught.value)
+
+
+@pytest.mark.parametrize("name", ["labels-final.parquet", "2026-02-05.json", "2026-02-05-fix.csv"])
+def test_a_misnamed_label_file_is_one_line_naming_it(demo_project, name):
+    cfg, _ = demo_project
+    (cfg.data.labels / name).write_text("x")
+    with pytest.raises(DataError) as caught:
+        data.check_folders(cfg.data)
+    assert str(caught.value).startswith(f"{cfg.data.labels / name}: not named by the contract; name label files <YYYY-MM-DD>.parquet or .csv")
+
+
+def test_a_batch_file_not_named_by_date_stops_the_take_of_new_batches(demo_project):
+    cfg, _ = demo_project
+    (cfg.data.incoming / "week-01.parquet").write_bytes(b"")
+    with pytest.raises(DataError, match=r"week-01.parquet: not named by the contract; name each batch <YYYY-MM-DD>.parquet"):
+        data.incoming_batches(cfg.data)
+
+
+def test_labels_in_csv_are_read_like_parquet_ones(demo_project):
+    cfg, generated = demo_project
+    arrival = sorted(cfg.data.labels.glob("*.parquet"))[0]
+    pd.read_parquet(arrival).to_csv(arrival.with_suffix(".csv"), index=False)
+    arrival.unlink()
+    labels = data.read_labels(cfg.data, cfg.columns, date.fromisoformat(generated.days[-1].batch_id))
+    assert set(pd.read_csv(arrival.with_suffix(".csv"))[cfg.columns.id_column]) <= set(labels[cfg.columns.id_column])

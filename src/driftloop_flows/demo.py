@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -21,19 +20,8 @@ from driftloop.config import Config, load_config
 from driftloop.errors import DriftloopError
 from driftloop.registry import CHALLENGER, CHAMPION, Registry
 from driftloop.report import detection_timeline
-from flows.bootstrap import bootstrap
-from flows.monitor import monitor, summarize
-
-
-def _reset(cfg: Config, config_path: Path) -> None:
-    """Remove the previous demo's data and MLflow store, but only inside the project folder."""
-    root = config_path.resolve().parent
-    sqlite = lambda url: Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None  # noqa: E731
-    for path in (cfg.data.incoming, cfg.data.labels, cfg.data.quarantine, cfg.data.predictions, cfg.data.reports,
-                 cfg.data.reference.parent, cfg.registry.artifact_root, sqlite(cfg.registry.tracking_uri), sqlite(cfg.ledger.url)):
-        if path is None or not path.exists() or not path.resolve().is_relative_to(root):
-            continue
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
+from driftloop_flows.bootstrap import bootstrap
+from driftloop_flows.monitor import monitor, summarize
 
 
 def _row(plan: demo.DayPlan, state) -> dict:
@@ -70,8 +58,10 @@ def run(config_path: Path, keep: bool = False) -> int:
     started = time.perf_counter()
     step = lambda n, text: print(f"[{n}/4] {text}  (+{time.perf_counter() - started:.0f}s)", flush=True)  # noqa: E731
 
-    if not keep:
-        _reset(cfg, config_path)
+    if keep:
+        demo.claim(cfg, config_path.resolve().parent)
+    else:
+        demo.reset(cfg, config_path.resolve().parent)  # refuses, deleting nothing, if a folder is not the demo's own
     step(1, f"generating the churn scenario: {cfg.demo.reference_rows} reference rows, {cfg.demo.n_days} daily batches")
     generated = demo.generate(cfg.demo, cfg.data)
 
@@ -130,7 +120,7 @@ def run(config_path: Path, keep: bool = False) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flows.demo", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m driftloop_flows.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=Path("driftloop.yaml"))
     parser.add_argument("--keep", action="store_true", help="keep the previous demo's data and MLflow store")
     args = parser.parse_args(argv)

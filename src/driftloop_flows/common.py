@@ -14,7 +14,7 @@ from prefect.states import Failed
 
 from driftloop import drift, evaluation, training
 from driftloop.config import Config
-from driftloop.errors import DriftloopError, RegistryUnavailable
+from driftloop.errors import BatchRejected, DriftloopError, RegistryUnavailable
 from driftloop.registry import ModelRef, Registry
 
 
@@ -83,7 +83,8 @@ def fails_cleanly(fn):
             return fn(*args, **kwargs)
         except DriftloopError as exc:
             get_run_logger().error(str(exc))
-            return Failed(message=str(exc))
+            # The state's name tells a caller (the CLI's exit code) and the UI which kind of failure it was.
+            return Failed(message=str(exc), name="Quarantined" if isinstance(exc, BatchRejected) else "Failed")
 
     return wrapper
 

@@ -1,0 +1,375 @@
+"""Monitor one batch: validate, score, evaluate matured labels, measure drift, decide."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import date
+
+import pandas as pd
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact
+from prefect.events import emit_event
+from prefect.runtime import flow_run
+
+from driftloop import data, drift, evaluation, training, validation
+from driftloop.config import Config, load_config
+from driftloop.errors import BatchRejected, DataError
+from driftloop.ledger import DONE, Ledger
+from driftloop.policy import decide_retraining
+from driftloop.registry import CHAMPION, LoadedModel, Registry
+from driftloop.report import MonitorReport
+from driftloop_flows.common import cache_key, cached_task, compute_task, fails_cleanly, io_task, load_model
+from driftloop_flows.retrain import RetrainResult, retrain
+
+
+DEGRADED = "driftloop.model.degraded"
+WATCH = "driftloop.model.watch"  # a signal below the retrain bar, or a retrain held back: for a person
+
+
+@dataclass(frozen=True)
+class MonitorOutcome:
+    report: MonitorReport
+    monitor_run_id: str
+    retrain: RetrainResult | None
+    retrain_error: str | None = None
+
+
+def summarize(state) -> dict[str, str]:
+    """One line of a run table (demo, backfill) from the final state of a monitor run."""
+    if not state.is_completed():
+        verdict = "QUARANTINED" if "quarantined" in (state.message or "") else "FAILED"
+        return {"validation": verdict, "drift": "-", "performance": "-", "decision": "-", "registered": "-",
+                "message": state.message or ""}
+    outcome: MonitorOutcome | None = state.result()
+    if outcome is None:
+        return {"validation": "already processed", "drift": "-", "performance": "-", "decision": "-", "registered": "-", "message": ""}
+    report = outcome.report
+    registered = "-"
+    if outcome.retrain is not None:
+        registered = outcome.retrain.summary
+    elif outcome.retrain_error:
+        registered = "retrain failed"
+    return {"validation": "passed" if report.validation.startswith("passed") else report.validation,
+            "drift": report.drift_verdict, "performance": report.performance_summary,
+            "decision": report.decision.action, "registered": registered, "message": ""}
+
+
+@io_task(name="ledger")
+def mark(cfg: Config, batch_id: str, state: str, detail: str = "") -> None:
+    Ledger(cfg.ledger).record(batch_id, state, detail)
+
+
+@io_task(name="ledger state")
+def ledger_state(cfg: Config, batch_id: str) -> str | None:
+    return Ledger(cfg.ledger).state(batch_id)
+
+
+@io_task(name="check file names")
+def check_files(cfg: Config, batch_id: str | None) -> None:
+    """The file contract, before anything is read or written: the batch id, the label files and
+    (when every new batch is taken) the batch files' names."""
+    if batch_id is not None:
+        data.check_batch_id(batch_id)
+    data.check_folders(cfg.data, incoming=batch_id is None)
+
+
+@io_task(name="find batches")
+def find_batches(cfg: Config, start: date | None = None, end: date | None = None, new_only: bool = True) -> list[tuple[str, str | None]]:
+    """(batch id, ledger state) of the batches in ``data.incoming`` (and, for a range, those the ledger
+    already finished and moved, like a quarantined one), oldest first; ``new_only``: not done yet."""
+    states = Ledger(cfg.ledger).states()
+    ids = set(data.incoming_batches(cfg.data)) | (set() if new_only else set(states))
+    inside = lambda b: (start is None or date.fromisoformat(b) >= start) and (end is None or date.fromisoformat(b) <= end)  # noqa: E731
+    return [(b, states.get(b)) for b in sorted(ids) if inside(b) and not (new_only and states.get(b) in DONE)]
+
+
+def monitor_each(batch_ids: list[str], config_path: str, retrain_inline: bool, title: str) -> list[dict]:
+    """One monitor subflow run per batch, oldest first, with a progress bar and a summary table on the parent run."""
+    logger = get_run_logger()
+    progress = create_progress_artifact(progress=0.0, key="monitor-progress", description=title)
+    rows = []
+    for done, batch_id in enumerate(batch_ids, start=1):
+        state = monitor(batch_id=batch_id, config_path=config_path, retrain_inline=retrain_inline, return_state=True)
+        rows.append({"batch": batch_id} | summarize(state))
+        update_progress_artifact(progress, progress=100.0 * done / len(batch_ids))
+        logger.info("%d/%d %s: %s", done, len(batch_ids), batch_id, rows[-1]["decision"] if state.is_completed() else rows[-1]["validation"])
+    create_table_artifact(key="monitor-summary", table=rows, description=title)
+    return rows
+
+
+@io_task(name="read batch")
+def read_batch(cfg: Config, batch_id: str):
+    path = data.batch_path(cfg.data, batch_id)
+    if not path.exists():  # nothing to quarantine: say where we looked
+        return data.read_batch(cfg.data, batch_id)
+    try:
+        frame = data.check_batch(data.read_table(path), cfg.columns, path)
+    except DataError as exc:
+        # An unreadable or malformed batch is kept, byte for byte, in quarantine with the reason beside it.
+        kept = data.quarantine(cfg.data, batch_id, {"batch_id": batch_id, "passed": False, "error": str(exc)},
+                               f"# Batch {batch_id}: QUARANTINED before validation\n\n{exc}\n")
+        Ledger(cfg.ledger).record(batch_id, "quarantined", str(exc))
+        raise BatchRejected(f"{exc} (quarantined: {kept.path})") from None
+    Ledger(cfg.ledger).record(batch_id, "received", f"{len(frame)} rows from {path.name}")
+    return frame
+
+
+@compute_task(name="validate batch")
+def validate_batch(cfg: Config, frame, batch_id: str) -> validation.ValidationReport:
+    return validation.validate(frame, cfg.validation, batch_id)
+
+
+@io_task(name="quarantine batch")
+def quarantine_batch(cfg: Config, report: validation.ValidationReport) -> data.QuarantinedBatch:
+    return data.quarantine(cfg.data, report.batch_id, report.to_dict(), report.to_markdown(), report.to_html())
+
+
+def _score_key(context, parameters) -> str:
+    cfg, champion, frame = parameters["cfg"], parameters["champion"], parameters["frame"]
+    return cache_key("score", champion.ref.run_id, training.fingerprint(frame), cfg.evaluation.decision_threshold)
+
+
+@cached_task(name="score batch", cache_key_fn=_score_key)
+def score_batch(cfg: Config, champion: LoadedModel, frame):
+    return training.score(champion.model, frame, cfg.columns, cfg.evaluation.decision_threshold)
+
+
+@io_task(name="append prediction log")
+def log_predictions(cfg: Config, batch_id: str, scored, version: str):
+    return data.write_predictions(cfg.data, batch_id, scored.assign(model_version=version))
+
+
+@io_task(name="read matured window")
+def matured_window(cfg: Config, batch_id: str):
+    """Logged predictions of the last ``evaluation.window_days`` batches whose labels have arrived."""
+    window = data.labelled_days(cfg.data, cfg.columns, date.fromisoformat(batch_id), n_batches=cfg.evaluation.window_days)
+    return window[window[training.output_column(cfg.columns)].notna()]  # rows that failed to score have nothing to evaluate
+
+
+@compute_task(name="evaluate matured labels")
+def evaluate_matured(cfg: Config, window, reference_metrics: dict) -> evaluation.PerformanceReport | None:
+    if window.empty:
+        return None
+    return evaluation.evaluate_window(
+        window[cfg.columns.target].to_numpy(),
+        window[training.output_column(cfg.columns)].to_numpy(),
+        tuple(sorted(window[data.PARTITION].unique())),
+        reference_metrics,
+        cfg.evaluation,
+        segments={c: window[c].to_numpy() for c in cfg.columns.segments},
+        fairness={c: window[c].to_numpy() for c in cfg.evaluation.fairness_columns},
+        task=cfg.columns.task,
+    )
+
+
+@io_task(name="label status")
+def read_label_status(cfg: Config, batch_id: str) -> evaluation.LabelStatus:
+    as_of = date.fromisoformat(batch_id)
+    batches = [b for b in data.logged_batches(cfg.data) if date.fromisoformat(b) <= as_of]
+    logged = data.read_predictions(cfg.data, batches, columns=[cfg.columns.id_column, data.PARTITION])
+    if logged.empty:
+        logged = pd.DataFrame({cfg.columns.id_column: pd.Series(dtype="str"), data.PARTITION: pd.Series(dtype="str")})
+    logged["batch_date"] = pd.to_datetime(logged[data.PARTITION])
+    labels = data.read_labels(cfg.data, cfg.columns, as_of)
+    return evaluation.label_status(logged, labels, cfg.columns.id_column, pd.Timestamp(as_of), cfg.evaluation.label_deadline_days)
+
+
+@compute_task(name="estimate performance")
+def estimate(cfg: Config, champion: LoadedModel, scored, window, batch_id: str, reference_metrics: dict):
+    """CBPE on this batch (no labels yet) and on the matured window (to compare with what was realized).
+    Binary classifiers only: a regressor's profile has no calibration."""
+    if champion.profile.calibration is None:
+        return None, (), None
+    calibration = evaluation.Calibration(*champion.profile.calibration)
+    ev = cfg.evaluation
+    run = lambda probability, label: evaluation.estimate_performance(  # noqa: E731
+        probability, calibration, ev.decision_threshold, label, ev.n_bootstrap, ev.confidence)
+    current = run(scored[training.PROBABILITY].dropna().to_numpy(), batch_id)
+    checks = tuple(
+        evaluation.check_metric(m, current.metrics[m], current.intervals[m], reference_metrics.get(m), t, f"{batch_id} (estimated)")
+        for m, t in ev.thresholds.items() if m in current.metrics
+    )
+    matured = run(window[training.PROBABILITY].to_numpy(), "matured window") if not window.empty else None
+    return current, checks, matured
+
+
+@compute_task(name="measure drift")
+def measure_drift(cfg: Config, champion: LoadedModel, scored, window) -> tuple[drift.DriftReport, drift.DriftReport | None, drift.DriftReport | None]:
+    """Features, predictions and (on matured labels) the target, each a family of its own."""
+    profile = champion.profile
+    features = drift.detect_drift(profile, scored, cfg.columns.features, cfg.drift)
+    outputs = tuple(c for c in (training.PROBABILITY, training.PREDICTION) if c in profile.numeric or c in profile.categorical)
+    predictions = drift.detect_drift(profile, scored, outputs, cfg.drift) if outputs else None
+    has_target = (cfg.columns.target in profile.categorical or cfg.columns.target in profile.numeric) and not window.empty
+    target = drift.detect_drift(profile, window, (cfg.columns.target,), cfg.drift) if has_target else None
+    return features, predictions, target
+
+
+@io_task(name="days since last retrain")
+def days_since_last_retrain(cfg: Config, batch_id: str) -> int | None:
+    """From the newest retrain registered, running or only requested: a retrain the automation has
+    not started yet holds the next one back exactly as a finished one does."""
+    dates = [v.tags["driftloop.as_of"] for v in Registry(cfg.registry).versions() if "driftloop.as_of" in v.tags]
+    requested = Ledger(cfg.ledger).last_retrain_as_of()
+    dates += [requested] if requested else []
+    if not dates:
+        return None
+    return (date.fromisoformat(batch_id) - date.fromisoformat(max(dates))).days
+
+
+@io_task(name="ledger: request retrain")
+def request_retrain(cfg: Config, trigger: str, batch_id: str, reasons: tuple[str, ...], monitor_run_id: str) -> bool:
+    return Ledger(cfg.ledger).request_retrain(trigger, batch_id, reasons, monitor_run_id)
+
+
+@io_task(name="publish report")
+def publish_report(cfg: Config, report: MonitorReport, checked: validation.ValidationReport) -> str:
+    paths = [
+        *data.write_report(cfg.data, report.batch_id, report.to_dict(), report.to_markdown()),
+        *data.write_report(cfg.data, f"{report.batch_id}.validation", checked.to_dict(), checked.to_markdown(), checked.to_html()),
+    ]
+    return Registry(cfg.registry).log_monitor_run(
+        report.batch_id,
+        metrics=report.metrics(),
+        params={"model_version": report.model_version, "decision": report.decision.action},
+        artifacts=paths,
+        tags={"batch_id": report.batch_id, "decision": report.decision.action, "drift_verdict": report.drift_verdict},
+    )
+
+
+@io_task(name="publish artifacts")
+def publish_artifacts(cfg: Config, report: MonitorReport, run_id: str) -> None:
+    """What a person reads on the flow run page of the Prefect UI."""
+    registry = Registry(cfg.registry)
+    page = f"{report.batch_id}.validation.html"
+    url = registry.ui_url(run_id=run_id)
+    if url:  # the MLflow UI serves the page over http; a browser blocks file:// links from an http page
+        link = f"[MLflow run]({url}); validation page: [{page}]({registry.ui_url(run_id=run_id, artifact=page)})"
+    else:
+        link = f"MLflow run `{run_id}` in {cfg.registry.tracking_uri}; validation page: `{cfg.data.reports / page}`"
+    create_markdown_artifact(
+        key="monitor-report",
+        markdown=f"{report.to_markdown()}\n{link}\n",
+        description=f"batch {report.batch_id}: {report.drift_verdict}, {report.performance_summary}, {report.decision.action}",
+    )
+    columns = ("column", "test", "statistic", "p_adjusted", "alpha", "method", "distance", "max_distance", "drifted", "why")
+    rows = [asdict(c) | {"why": c.why} for c in report.all_drift]
+    # Rounded for people: the report JSON (data.reports, and the MLflow run) keeps full precision.
+    shown = lambda v: float(f"{v:.4g}") if isinstance(v, float) else v  # noqa: E731
+    create_table_artifact(key="feature-drift", table=[{c: shown(r[c]) for c in columns} for r in rows],
+                          description=f"drift of batch {report.batch_id} against the champion's reference")
+
+
+def announce_degradation(cfg: Config, report: MonitorReport, run_id: str, config_path: str, inline: bool) -> None:
+    """The event an automation in prefect.yaml turns into a retrain deployment run.
+
+    Its `driftloop.retrain` label says who retrains: the automation matches only
+    `deployment`, so a retrain already running inline is never started twice.
+    """
+    emit_event(
+        event=DEGRADED,
+        resource={"prefect.resource.id": f"driftloop.model.{cfg.registry.model_name}",
+                  "prefect.resource.name": cfg.registry.model_name,
+                  "driftloop.retrain": "inline" if inline else "deployment"},
+        payload={"as_of": report.batch_id, "trigger": f"monitor:{report.batch_id}", "reasons": list(report.decision.reasons),
+                 "monitor_run_id": run_id, "config_path": config_path},
+    )
+
+
+def announce_watch(cfg: Config, report: MonitorReport, run_id: str) -> None:
+    """An event a Prefect automation can turn into a notification: a label-free signal does not wait for labels."""
+    emit_event(
+        event=WATCH,
+        resource={"prefect.resource.id": f"driftloop.model.{cfg.registry.model_name}",
+                  "prefect.resource.name": cfg.registry.model_name},
+        payload={"as_of": report.batch_id, "action": report.decision.action, "reasons": list(report.decision.reasons),
+                 "signals": {name: list(fired) for name, fired in report.signals.items() if fired}, "monitor_run_id": run_id},
+    )
+
+
+def _run_name() -> str:
+    return f"monitor {flow_run.parameters.get('batch_id') or 'new batches'}"
+
+
+@flow(name="monitor", flow_run_name=_run_name)
+@fails_cleanly
+def monitor(
+    batch_id: str | None = None, config_path: str = "driftloop.yaml", retrain_inline: bool = True, force: bool = False,
+) -> MonitorOutcome | list[dict] | None:
+    """Validate, score, evaluate and check drift for one batch; without ``batch_id`` (the scheduled
+    deployment, `driftloop run monitor`), for every batch in ``data.incoming`` not done yet, oldest
+    first, each as a subflow run: a schedule that checks daily takes batches of any cadence, and a
+    batch an outage or a crash left behind is taken by the next run.
+
+    When the policy says retrain, a `driftloop.model.degraded` event is emitted; with
+    ``retrain_inline`` the retrain flow also runs here as a subflow (the demo and tests),
+    otherwise the automation declared in prefect.yaml starts the retrain deployment.
+    A batch the ledger has as evaluated or quarantined is not processed again unless ``force``.
+    """
+    logger = get_run_logger()
+    cfg = load_config(config_path)
+    check_files(cfg, batch_id)
+    if batch_id is None:
+        waiting = [b for b, _ in find_batches(cfg)]
+        if not waiting:
+            logger.info("no new batch in %s", cfg.data.incoming)
+            return []
+        return monitor_each(waiting, config_path, retrain_inline, f"{len(waiting)} new batch(es) in {cfg.data.incoming}")
+    done = ledger_state(cfg, batch_id)
+    if done in DONE and not force:
+        logger.info("batch %s is already %s in the ledger; run with force=True to process it again", batch_id, done)
+        return None
+    frame = read_batch(cfg, batch_id)
+
+    checked = validate_batch(cfg, frame, batch_id)
+    if not checked.passed:
+        kept = quarantine_batch(cfg, checked)
+        mark(cfg, batch_id, "quarantined", checked.summary)
+        raise BatchRejected(f"batch {batch_id} quarantined, {checked.summary}; report: {kept.report_markdown}")
+    mark(cfg, batch_id, "validated", checked.summary)
+    for warning in checked.warnings:
+        logger.warning("validation warning on %s: %s %s", warning.column, warning.expectation, warning.detail)
+
+    champion = load_model(cfg, CHAMPION)
+    scored = score_batch(cfg, champion, frame)
+    log_predictions(cfg, batch_id, scored, champion.ref.version)
+    mark(cfg, batch_id, "scored", f"champion v{champion.ref.version}")
+
+    window = matured_window(cfg, batch_id)
+    performance = evaluate_matured(cfg, window, champion.reference_metrics)
+    estimated, estimated_checks, estimated_matured = estimate(cfg, champion, scored, window, batch_id, champion.reference_metrics)
+    features, predictions, target = measure_drift(cfg, champion, scored, window)
+    health = evaluation.service_health(scored["latency_ms"].to_numpy(), scored["scored"].to_numpy(),
+                                       cfg.evaluation.max_failed_share, batch_id)
+    decision = decide_retraining(features, performance, predictions, target, days_since_last_retrain(cfg, batch_id), cfg.policy,
+                                 estimated=estimated_checks, health=health, batch_id=batch_id)
+    report = MonitorReport(batch_id, champion.ref.version, len(frame), checked.summary, features, predictions, target,
+                           performance, decision, read_label_status(cfg, batch_id), estimated, estimated_checks, estimated_matured,
+                           health)
+    run_id = publish_report(cfg, report, checked)
+    publish_artifacts(cfg, report, run_id)
+    mark(cfg, batch_id, "evaluated", f"{report.drift_verdict}; decision {decision.action}")
+    logger.info("batch %s: %s, %s, decision %s", batch_id, report.drift_verdict, report.performance_summary, decision.action)
+    for reason in decision.reasons:
+        logger.info("  reason: %s", reason)
+
+    if decision.action in ("watch", "hold"):
+        announce_watch(cfg, report, run_id)
+    if not decision.retrain:
+        return MonitorOutcome(report, run_id, None)
+    trigger = f"monitor:{batch_id}"
+    if request_retrain(cfg, trigger, batch_id, decision.reasons, run_id):
+        announce_degradation(cfg, report, run_id, config_path, inline=retrain_inline)
+    else:  # a rerun of this batch: its retrain was asked for once already
+        logger.info("a retrain for %s was already requested (ledger); not asking again", batch_id)
+    if not retrain_inline:
+        return MonitorOutcome(report, run_id, None)
+    state = retrain(
+        as_of=batch_id, trigger=trigger, reasons=list(decision.reasons),
+        monitor_run_id=run_id, config_path=config_path, return_state=True,
+    )
+    if state.is_completed():
+        return MonitorOutcome(report, run_id, state.result())
+    # The batch itself was monitored; a retrain that could not run is reported, not fatal.
+    logger.error("retrain for %s did not complete: %s", batch_id, state.message)
+    return MonitorOutcome(report, run_id, None, state.message)
