@@ -2,7 +2,7 @@
 
 Writes ``--days`` daily partitions of the demo's customers (2,000 rows a day, every column
 the monitor logs) and a label file per day arriving two days later, then times the reads a
-monitor run makes: the matured window (the newest ``evaluation.window_days`` labelled
+monitor run makes: the matured window (the newest ``evaluation.window_batches`` labelled
 batches, walking back from today), the same rows from a read of the whole history (what
 the window cost before it walked back), and the whole-history reads behind label coverage.
 Seconds are best of ``--repeat``; peak memory is what tracemalloc saw during one read.
@@ -47,10 +47,10 @@ def run(histories: list[int], repeat: int) -> list[dict]:
             shutil.copytree(ROOT / "expectations", Path(tmp) / "expectations")
             cfg = load_config(Path(tmp) / "driftloop.yaml")
             as_of = write_history(cfg, days, 2000, np.random.default_rng(0))
-            n = cfg.evaluation.window_days
+            n = cfg.evaluation.window_batches
             reads = {
-                f"matured window ({n} batches, walking back)": lambda: data.labelled_days(cfg.data, cfg.columns, as_of, n_batches=n),
-                "same window from the whole history": lambda: data.last_days(data.labelled_days(cfg.data, cfg.columns, as_of), n),
+                f"matured window ({n} batches, walking back)": lambda: data.labelled_batches(cfg.data, cfg.columns, as_of, n_batches=n),
+                "same window from the whole history": lambda: data.last_batches(data.labelled_batches(cfg.data, cfg.columns, as_of), n),
                 "ids of every logged prediction": lambda: data.read_predictions(
                     cfg.data, data.logged_batches(cfg.data), columns=[cfg.columns.id_column, data.PARTITION]),
                 "every label": lambda: data.read_labels(cfg.data, cfg.columns, as_of),

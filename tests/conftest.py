@@ -36,7 +36,7 @@ SMALL_DEMO = {
 }
 
 # The days the small scenario retrains on when monitored inline, one per degradation episode
-# (the concept drift's labels land on day 8; cooldown_days 3). The server path, whose retrains
+# (the concept drift's labels land on day 8; cooldown_batches 3). The server path, whose retrains
 # run later through an automation, must ask for exactly these.
 INLINE_RETRAIN_DAYS = ("2026-02-08", "2026-02-11")
 

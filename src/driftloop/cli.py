@@ -139,7 +139,8 @@ def cmd_suite_init(args) -> int:
     target = args.out or cfg.validation.suite
     if target.exists() and not args.force:
         raise DriftloopError(f"{target} exists; pass --force to overwrite it or --out to write elsewhere")
-    suite = validation.profile_suite(data.read_reference(cfg.data, cfg.columns), cfg.columns, target.stem, args.margin)
+    suite = validation.profile_suite(data.read_reference(cfg.data, cfg.columns), cfg.columns, target.stem, args.margin,
+                                     cfg.data.period_days)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(suite, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {len(suite['expectations'])} expectations to {target}; review and edit them, then commit the file")

@@ -43,6 +43,7 @@ class SchemaConfig(_Strict):
     numeric: tuple[str, ...]
     categorical: tuple[str, ...]
     segments: tuple[str, ...] = ()
+    passthrough: tuple[str, ...] = Field((), description="columns kept in the prediction log (an upstream score, a load time), never features")
 
     @property
     def features(self) -> tuple[str, ...]:
@@ -50,7 +51,7 @@ class SchemaConfig(_Strict):
 
     @model_validator(mode="after")
     def _columns_are_distinct(self) -> "SchemaConfig":
-        names = [self.id_column, self.timestamp_column, self.target, *self.features]
+        names = [self.id_column, self.timestamp_column, self.target, *self.features, *self.passthrough]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"columns listed twice in schema: {', '.join(dupes)}")
@@ -60,8 +61,30 @@ class SchemaConfig(_Strict):
         return self
 
 
+# Settings renamed to say what they count; an old name is a one-line error naming the new one.
+_RENAMED = {
+    "window_days": "window_batches", "holdout_days": "holdout_batches", "cooldown_days": "cooldown_batches",
+    "label_deadline_days": "label_deadline_batches",
+}
+
+
+class _Counted(_Strict):
+    """A section whose windows count batches (of ``data.cadence``), not calendar days."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, raw):
+        old = sorted(k for k in (raw if isinstance(raw, dict) else {}) if k in _RENAMED and _RENAMED[k] in cls.model_fields)
+        if old:
+            raise ValueError(f"{old[0]} is now {_RENAMED[old[0]]}: it counts batches (one per data.cadence), not days")
+        return raw
+
+
+_CADENCE = {"daily": 1, "weekly": 7}
+
+
 class DataConfig(_Strict):
-    """Where batches, labels, quarantine and the prediction log live."""
+    """Where batches, labels, quarantine and the prediction log live, and how often a batch arrives."""
 
     incoming: Path
     labels: Path
@@ -70,6 +93,23 @@ class DataConfig(_Strict):
     reports: Path
     reference: Path
     batch_format: Literal["parquet", "csv"] = "parquet"
+    cadence: str = Field("daily", description="how often a batch arrives: daily, weekly or a number of days like 14d")
+
+    @field_validator("cadence")
+    @classmethod
+    def _known_cadence(cls, value: str) -> str:
+        if value not in _CADENCE and not (value.endswith("d") and value[:-1].isdigit() and int(value[:-1]) >= 1):
+            raise ValueError(f"cadence {value!r} is not daily, weekly or a number of days like 14d")
+        return value
+
+    @property
+    def period_days(self) -> int:
+        """Days one batch covers: the unit of every window counted in batches."""
+        return _CADENCE.get(self.cadence) or int(self.cadence[:-1])
+
+    def batches_between(self, earlier: date, later: date) -> int:
+        """Whole batch periods from ``earlier`` to ``later``."""
+        return (later - earlier).days // self.period_days
 
 
 class ValidationConfig(_Strict):
@@ -118,13 +158,13 @@ class MetricThreshold(_Strict):
     )
 
 
-class EvaluationConfig(_Strict):
-    window_days: int = Field(3, ge=1, description="labelled batch days in the matured window")
+class EvaluationConfig(_Counted):
+    window_batches: int = Field(3, ge=1, description="newest labelled batches evaluated together (the matured window)")
     min_labelled_rows: int = Field(500, ge=1)
     decision_threshold: float = Field(0.5, gt=0, lt=1)
     n_bootstrap: int = Field(500, ge=100, description="replicates for metric intervals")
     confidence: float = Field(0.95, gt=0.5, lt=1)
-    label_deadline_days: int = Field(7, ge=1, description="a prediction older than this without a label is overdue")
+    label_deadline_batches: int = Field(7, ge=1, description="a prediction this many batches old without a label is overdue")
     min_segment_rows: int = Field(200, ge=10, description="smaller segments are reported, not judged")
     max_failed_share: float = Field(0.01, ge=0, le=1, description="share of rows that may fail to score before it is a signal")
     fairness_columns: tuple[str, ...] = Field((), description="protected attributes whose groups are compared for fairness gaps")
@@ -136,17 +176,17 @@ class EvaluationConfig(_Strict):
     )
 
 
-class PolicyConfig(_Strict):
+class PolicyConfig(_Counted):
     retrain_on_performance: bool = True
     max_drifted_share: float = Field(
         0.3, gt=0, le=1, description="retrain when at least this share of features drifted"
     )
-    cooldown_days: int = Field(3, ge=0, description="batch days between two retrains")
+    cooldown_batches: int = Field(3, ge=0, description="batches from one retrain request to the next")
 
 
-class TrainingConfig(_Strict):
-    window_days: int = Field(5, ge=1, description="labelled batch days the challenger learns from")
-    holdout_days: int = Field(1, ge=1, description="most recent labelled days kept for the gate")
+class TrainingConfig(_Counted):
+    window_batches: int = Field(5, ge=1, description="labelled batches a retrained version learns from, before the holdout")
+    holdout_batches: int = Field(1, ge=1, description="newest labelled batches kept out of training, for the gate")
     reference_holdout_share: float = Field(0.2, gt=0, lt=1)
     min_train_rows: int = Field(1000, ge=10)
     max_iter: int = Field(200, ge=1)

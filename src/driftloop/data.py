@@ -124,9 +124,10 @@ def check_batch(frame: pd.DataFrame, schema: SchemaConfig, source: Path | str) -
     missing = [c for c in expected if c not in frame.columns]
     if missing:
         raise DataError(f"{source}: missing column(s) {', '.join(missing)}; fix the export (or the columns section of the config)")
-    extra = [c for c in frame.columns if c not in (*expected, schema.target)]
+    extra = [c for c in frame.columns if c not in (*expected, schema.target, *schema.passthrough)]
     if extra:
-        raise DataError(f"{source}: unexpected column(s) {', '.join(map(str, extra))}; drop them from the export or add them to the config")
+        raise DataError(f"{source}: unexpected column(s) {', '.join(map(str, extra))}; drop them from the export, or list them in "
+                        "columns.passthrough to keep them in the prediction log (columns.numeric/categorical would make them features)")
     for column in frame.columns:
         if frame[column].isna().all():
             raise DataError(f"{source}: column {column} is empty (all {len(frame)} values null); fix the upstream job that fills it")
@@ -274,7 +275,7 @@ def join_labels(predictions: pd.DataFrame, labels: pd.DataFrame, schema: SchemaC
     return predictions.merge(labels, on=schema.id_column, how="inner", validate="one_to_one")
 
 
-def labelled_days(cfg: DataConfig, schema: SchemaConfig, as_of: date, n_batches: int | None = None) -> pd.DataFrame:
+def labelled_batches(cfg: DataConfig, schema: SchemaConfig, as_of: date, n_batches: int | None = None) -> pd.DataFrame:
     """Logged predictions whose label has arrived by ``as_of``, oldest batch first: those of the
     ``n_batches`` newest batches that have any, or of every batch.
 
@@ -306,10 +307,10 @@ def labelled_days(cfg: DataConfig, schema: SchemaConfig, as_of: date, n_batches:
     return pd.concat(found[::-1], ignore_index=True).sort_values([PARTITION, schema.timestamp_column], kind="stable", ignore_index=True)
 
 
-def last_days(frame: pd.DataFrame, n_days: int, skip_latest: int = 0) -> pd.DataFrame:
-    """Rows of the ``n_days`` most recent batches, after leaving out the ``skip_latest`` newest."""
-    days = sorted(frame[PARTITION].unique())
-    chosen = days[max(len(days) - skip_latest - n_days, 0): len(days) - skip_latest]
+def last_batches(frame: pd.DataFrame, n_batches: int, skip_latest: int = 0) -> pd.DataFrame:
+    """Rows of the ``n_batches`` most recent batches, after leaving out the ``skip_latest`` newest."""
+    batches = sorted(frame[PARTITION].unique())
+    chosen = batches[max(len(batches) - skip_latest - n_batches, 0): len(batches) - skip_latest]
     return frame[frame[PARTITION].isin(chosen)]
 
 

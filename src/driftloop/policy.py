@@ -28,7 +28,7 @@ def decide_retraining(
     performance: PerformanceReport | None,
     prediction_drift: DriftReport | None,
     target_drift: DriftReport | None,
-    days_since_last_retrain: int | None,
+    batches_since_last_retrain: int | None,
     cfg: PolicyConfig,
     estimated: tuple[MetricCheck, ...] = (),
     health: ServiceHealth | None = None,
@@ -58,8 +58,8 @@ def decide_retraining(
             signals.append(f"{name} drift on {column.column} ({where}): {column.why}")
 
     if triggers:
-        if days_since_last_retrain is not None and days_since_last_retrain < cfg.cooldown_days:
-            wait = f"last retrain {days_since_last_retrain} day(s) ago, cooldown_days {cfg.cooldown_days}"
+        if batches_since_last_retrain is not None and batches_since_last_retrain < cfg.cooldown_batches:
+            wait = f"last retrain asked for {batches_since_last_retrain} batch(es) ago, cooldown_batches {cfg.cooldown_batches}"
             return RetrainDecision("hold", (*triggers, *signals, wait))
         return RetrainDecision("retrain", (*triggers, *signals))
     if signals:

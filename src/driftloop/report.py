@@ -74,7 +74,7 @@ class MonitorReport:
         if self.performance is None:
             return f"{estimate}, labels pending" if estimate else "labels pending"
         name, value = next(iter(self.performance.metrics.items()))
-        return f"{estimate + ', ' if estimate else ''}{_SHORT.get(name, name)} {_fmt(value)} ({len(self.performance.window)}d)"
+        return f"{estimate + ', ' if estimate else ''}{_SHORT.get(name, name)} {_fmt(value)} ({len(self.performance.window)} batches)"
 
     def metrics(self) -> dict[str, float]:
         values = {"rows": float(self.n_rows), "drift_share": self.drift.share_drifted}

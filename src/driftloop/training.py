@@ -48,10 +48,10 @@ def fit(frame: pd.DataFrame, schema: SchemaConfig, cfg: TrainingConfig) -> Pipel
     if len(frame) < cfg.min_train_rows:
         raise DataError(
             f"only {len(frame)} labelled rows to train on, need training.min_train_rows={cfg.min_train_rows}; "
-            "wait for more labels or widen training.window_days"
+            "wait for more labels or widen training.window_batches"
         )
     if frame[schema.target].nunique() < 2:
-        raise DataError(f"the training window has a single {schema.target} value; widen training.window_days")
+        raise DataError(f"the training window has a single {schema.target} value; widen training.window_batches")
     target = frame[schema.target].astype("float64" if schema.task == "regression" else "int64")
     return build_pipeline(schema, cfg).fit(frame[list(schema.features)], target)
 
@@ -115,7 +115,7 @@ def score(model: Pipeline, frame: pd.DataFrame, schema: SchemaConfig, threshold:
             pass
         latency_ms[chunk] = (time.perf_counter() - began) * 1000 / len(rows)
     scored = ~np.isnan(output)
-    columns = [schema.id_column, schema.timestamp_column, *schema.features]
+    columns = [schema.id_column, schema.timestamp_column, *schema.features, *(c for c in schema.passthrough if c in frame)]
     if schema.task == "regression":
         return frame[columns].assign(**{PREDICTION: output, "latency_ms": latency_ms, "scored": scored})
     prediction = pd.array(np.where(scored, output >= threshold, 0).astype("int64"), dtype="Int64")

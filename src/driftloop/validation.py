@@ -16,6 +16,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from driftloop.config import SchemaConfig, ValidationConfig
@@ -192,19 +193,27 @@ def validate(frame: pd.DataFrame, cfg: ValidationConfig, batch_id: str) -> Valid
     )
 
 
-def profile_suite(reference: pd.DataFrame, schema: SchemaConfig, name: str, margin: float = 0.1) -> dict:
+def _native(value):
+    """A numpy scalar as the Python value GX compares batch values with (True, not 'True')."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def profile_suite(reference: pd.DataFrame, schema: SchemaConfig, name: str, margin: float = 0.1, period_days: int = 1) -> dict:
     """A starting suite profiled from the reference, for a person to edit.
 
     critical (quarantines the batch): the column set, types, id presence and uniqueness,
     null rates, numeric ranges widened by ``margin`` of their span (99% of rows inside), row counts within half
-    and twice the reference's daily volume; warning (reported): category sets.
+    and twice the reference's volume per batch (``period_days``: one batch's days, from ``data.cadence``);
+    warning (reported): category sets, with each value as its own type (a boolean stays a boolean).
     """
     crit, warn = {"severity": "critical"}, {"severity": "warning"}
     columns = [schema.id_column, schema.timestamp_column, *schema.features]
-    daily = reference.groupby(pd.to_datetime(reference[schema.timestamp_column]).dt.date).size()
+    stamps = pd.to_datetime(reference[schema.timestamp_column])
+    span_days = max((stamps.max() - stamps.min()).days + 1, 1)
+    per_batch = len(reference) * period_days / span_days
     expectations = [
         ("expect_table_columns_to_match_set", {"column_set": columns, "exact_match": False}, crit),
-        ("expect_table_row_count_to_be_between", {"min_value": int(daily.min() // 2), "max_value": int(daily.max() * 2)}, crit),
+        ("expect_table_row_count_to_be_between", {"min_value": int(per_batch // 2), "max_value": int(np.ceil(per_batch * 2))}, crit),
         ("expect_column_values_to_not_be_null", {"column": schema.id_column}, crit),
         ("expect_column_values_to_be_unique", {"column": schema.id_column}, crit),
         ("expect_column_values_to_not_be_null", {"column": schema.timestamp_column}, crit),
@@ -224,7 +233,7 @@ def profile_suite(reference: pd.DataFrame, schema: SchemaConfig, name: str, marg
         ]
     for column in schema.categorical:
         null_rate = float(reference[column].isna().mean())
-        levels = sorted(reference[column].dropna().astype(str).unique().tolist())
+        levels = sorted((_native(v) for v in reference[column].dropna().unique()), key=str)
         expectations += [
             ("expect_column_values_to_not_be_null", {"column": column, "mostly": round(max(0.0, 1 - null_rate - 0.01), 4)}, crit),
             ("expect_column_values_to_be_in_set", {"column": column, "value_set": levels, "mostly": 0.99}, warn),

@@ -141,8 +141,8 @@ def log_predictions(cfg: Config, batch_id: str, scored, version: str):
 
 @io_task(name="read matured window")
 def matured_window(cfg: Config, batch_id: str):
-    """Logged predictions of the last ``evaluation.window_days`` batches whose labels have arrived."""
-    window = data.labelled_days(cfg.data, cfg.columns, date.fromisoformat(batch_id), n_batches=cfg.evaluation.window_days)
+    """Logged predictions of the newest ``evaluation.window_batches`` batches whose labels have arrived."""
+    window = data.labelled_batches(cfg.data, cfg.columns, date.fromisoformat(batch_id), n_batches=cfg.evaluation.window_batches)
     return window[window[training.output_column(cfg.columns)].notna()]  # rows that failed to score have nothing to evaluate
 
 
@@ -171,7 +171,8 @@ def read_label_status(cfg: Config, batch_id: str) -> evaluation.LabelStatus:
         logged = pd.DataFrame({cfg.columns.id_column: pd.Series(dtype="str"), data.PARTITION: pd.Series(dtype="str")})
     logged["batch_date"] = pd.to_datetime(logged[data.PARTITION])
     labels = data.read_labels(cfg.data, cfg.columns, as_of)
-    return evaluation.label_status(logged, labels, cfg.columns.id_column, pd.Timestamp(as_of), cfg.evaluation.label_deadline_days)
+    return evaluation.label_status(logged, labels, cfg.columns.id_column, pd.Timestamp(as_of),
+                                   cfg.evaluation.label_deadline_batches * cfg.data.period_days)
 
 
 @compute_task(name="estimate performance")
@@ -205,8 +206,8 @@ def measure_drift(cfg: Config, champion: LoadedModel, scored, window) -> tuple[d
     return features, predictions, target
 
 
-@io_task(name="days since last retrain")
-def days_since_last_retrain(cfg: Config, batch_id: str) -> int | None:
+@io_task(name="batches since last retrain")
+def batches_since_last_retrain(cfg: Config, batch_id: str) -> int | None:
     """From the newest retrain registered, running or only requested: a retrain the automation has
     not started yet holds the next one back exactly as a finished one does."""
     dates = [v.tags["driftloop.as_of"] for v in Registry(cfg.registry).versions() if "driftloop.as_of" in v.tags]
@@ -214,7 +215,7 @@ def days_since_last_retrain(cfg: Config, batch_id: str) -> int | None:
     dates += [requested] if requested else []
     if not dates:
         return None
-    return (date.fromisoformat(batch_id) - date.fromisoformat(max(dates))).days
+    return cfg.data.batches_between(date.fromisoformat(max(dates)), date.fromisoformat(batch_id))
 
 
 @io_task(name="ledger: request retrain")
@@ -341,7 +342,7 @@ def monitor(
     features, predictions, target = measure_drift(cfg, champion, scored, window)
     health = evaluation.service_health(scored["latency_ms"].to_numpy(), scored["scored"].to_numpy(),
                                        cfg.evaluation.max_failed_share, batch_id)
-    decision = decide_retraining(features, performance, predictions, target, days_since_last_retrain(cfg, batch_id), cfg.policy,
+    decision = decide_retraining(features, performance, predictions, target, batches_since_last_retrain(cfg, batch_id), cfg.policy,
                                  estimated=estimated_checks, health=health, batch_id=batch_id)
     report = MonitorReport(batch_id, champion.ref.version, len(frame), checked.summary, features, predictions, target,
                            performance, decision, read_label_status(cfg, batch_id), estimated, estimated_checks, estimated_matured,

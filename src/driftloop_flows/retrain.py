@@ -80,10 +80,10 @@ def close_superseded_reviews(cfg: Config, version: str) -> list[str]:
 
 @io_task(name="read labelled window")
 def read_labelled(cfg: Config, as_of: str):
-    labelled = data.labelled_days(cfg.data, cfg.columns, date.fromisoformat(as_of),
-                                  n_batches=cfg.training.window_days + cfg.training.holdout_days)
-    holdout = data.last_days(labelled, cfg.training.holdout_days)
-    train = data.last_days(labelled, cfg.training.window_days, skip_latest=cfg.training.holdout_days)
+    labelled = data.labelled_batches(cfg.data, cfg.columns, date.fromisoformat(as_of),
+                                  n_batches=cfg.training.window_batches + cfg.training.holdout_batches)
+    holdout = data.last_batches(labelled, cfg.training.holdout_batches)
+    train = data.last_batches(labelled, cfg.training.window_batches, skip_latest=cfg.training.holdout_batches)
     return train, holdout
 
 

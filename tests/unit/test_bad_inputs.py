@@ -38,7 +38,8 @@ def _write(frame: pd.DataFrame, path):
 
 CASES = {
     "missing column": (lambda f: f.drop(columns=["age"]), "missing column(s) age"),
-    "extra column": (lambda f: f.assign(coupon="x"), "unexpected column(s) coupon"),
+    "extra column": (lambda f: f.assign(coupon="x"), "unexpected column(s) coupon; drop them from the export, or list them in "
+                                                     "columns.passthrough"),
     "wrong dtype": (lambda f: f.astype({"age": object}).assign(age=lambda d: d["age"].where(d.index != 7, "forty")),
                     "column age should be numeric but has str values (rows 7, e.g. 'forty')"),
     "all-null column": (lambda f: f.assign(region=None), "column region is empty"),
@@ -182,3 +183,43 @@ def test_labels_in_csv_are_read_like_parquet_ones(demo_project):
     arrival.unlink()
     labels = data.read_labels(cfg.data, cfg.columns, date.fromisoformat(generated.days[-1].batch_id))
     assert set(pd.read_csv(arrival.with_suffix(".csv"))[cfg.columns.id_column]) <= set(labels[cfg.columns.id_column])
+
+
+def test_a_passthrough_column_is_accepted_and_kept_in_the_log_but_never_a_feature(demo_project):
+    cfg, generated = demo_project
+    schema = cfg.columns.model_copy(update={"passthrough": ("upstream_score",)})
+    frame = data.read_batch(cfg.data, generated.days[0].batch_id).assign(upstream_score=0.5)
+    checked = data.check_batch(frame, schema, "batch.parquet")
+    assert "upstream_score" in checked.columns and "upstream_score" not in schema.features
+
+
+def test_a_boolean_category_is_profiled_as_booleans_not_strings(demo_project):
+    from driftloop import validation
+
+    cfg, _ = demo_project
+    reference = data.read_reference(cfg.data, cfg.columns).assign(autopay=lambda d: d.index % 3 == 0)
+    schema = cfg.columns.model_copy(update={"categorical": (*cfg.columns.categorical, "autopay")})
+    suite = validation.profile_suite(reference, schema, "s")
+    in_set = next(e for e in suite["expectations"] if e["type"] == "expect_column_values_to_be_in_set" and e["kwargs"]["column"] == "autopay")
+    assert in_set["kwargs"]["value_set"] == [False, True]
+    report = validation.validate(reference.head(500), validation_cfg(cfg, suite), "b")
+    assert not [w for w in report.warnings if w.column == "autopay"]
+
+
+def validation_cfg(cfg, suite: dict):
+    path = cfg.data.reports.parent / "suite.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(suite), encoding="utf-8")
+    return cfg.validation.model_copy(update={"suite": path})
+
+
+def test_suite_row_counts_follow_the_cadence(demo_project):
+    from driftloop import validation
+
+    cfg, _ = demo_project
+    reference = data.read_reference(cfg.data, cfg.columns)  # 6000 rows over 10 days
+    bounds = lambda days: next(e["kwargs"] for e in validation.profile_suite(reference, cfg.columns, "s", period_days=days)["expectations"]  # noqa: E731
+                               if e["type"] == "expect_table_row_count_to_be_between")
+    daily, weekly = bounds(1), bounds(7)
+    assert daily["min_value"] <= 600 <= daily["max_value"] and weekly["min_value"] <= 4200 <= weekly["max_value"]
+    assert weekly["min_value"] > daily["max_value"]  # a weekly batch would fail a suite sized for days

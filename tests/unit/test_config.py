@@ -54,3 +54,26 @@ def test_segments_must_be_categorical_features(tmp_path: Path):
 def test_tracking_uri_from_the_environment_wins(monkeypatch):
     monkeypatch.setenv("DRIFTLOOP_TRACKING_URI", "http://127.0.0.1:5999")
     assert load_config(SHIPPED_CONFIG).registry.tracking_uri == "http://127.0.0.1:5999"
+
+
+def _with(tmp_path: Path, section: str, values: dict) -> Path:
+    raw = yaml.safe_load(SHIPPED_CONFIG.read_text())
+    raw[section].update(values)
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_a_setting_renamed_to_what_it_counts_names_its_new_name(tmp_path: Path):
+    with pytest.raises(ConfigError, match="policy: Value error, cooldown_days is now cooldown_batches: it counts batches"):
+        load_config(_with(tmp_path, "policy", {"cooldown_days": 3}))
+
+
+def test_the_cadence_sets_how_many_days_a_batch_covers(tmp_path: Path):
+    from datetime import date
+
+    cfg = load_config(_with(tmp_path, "data", {"cadence": "14d"}))
+    assert cfg.data.period_days == 14 and cfg.data.batches_between(date(2026, 1, 1), date(2026, 2, 12)) == 3
+    assert load_config(_with(tmp_path, "data", {"cadence": "weekly"})).data.period_days == 7
+    with pytest.raises(ConfigError, match="cadence 'fortnightly' is not daily, weekly or a number of days like 14d"):
+        load_config(_with(tmp_path, "data", {"cadence": "fortnightly"}))

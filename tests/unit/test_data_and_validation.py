@@ -106,9 +106,9 @@ def test_the_matured_window_walks_back_only_as_far_as_it_needs_and_matches_a_ful
     # labels come two days late; day 4's never come; the newest two days have none yet
     _log_days(cfg, days, {f"2026-02-0{d + 2}": {f"2026-02-0{d}-{i}": 1 for i in range(3)} for d in (1, 2, 3, 5)})
     as_of = date(2026, 2, 7)
-    window = data.labelled_days(cfg.data, cfg.columns, as_of, n_batches=3)
+    window = data.labelled_batches(cfg.data, cfg.columns, as_of, n_batches=3)
     assert sorted(window[data.PARTITION].unique()) == ["2026-02-02", "2026-02-03", "2026-02-05"]
-    full = data.labelled_days(cfg.data, cfg.columns, as_of)
+    full = data.labelled_batches(cfg.data, cfg.columns, as_of)
     pd.testing.assert_frame_equal(window, full[full[data.PARTITION].isin(window[data.PARTITION].unique())].reset_index(drop=True))
 
 
@@ -117,13 +117,13 @@ def test_a_corrected_label_arriving_later_wins_in_the_matured_window(cfg):
         "2026-02-02": {"2026-02-01-0": 0},
         "2026-02-04": {"2026-02-01-0": 1, "2026-02-03-0": 1},  # a correction for day 1, read after day 3's labels
     })
-    window = data.labelled_days(cfg.data, cfg.columns, date(2026, 2, 4), n_batches=2)
+    window = data.labelled_batches(cfg.data, cfg.columns, date(2026, 2, 4), n_batches=2)
     assert dict(zip(window["customer_id"], window["churned"])) == {"2026-02-01-0": 1, "2026-02-03-0": 1}
 
 
 def test_a_window_without_labels_is_empty_but_has_the_log_columns(cfg):
     _log_days(cfg, ["2026-02-01"], {})
-    window = data.labelled_days(cfg.data, cfg.columns, date(2026, 2, 1), n_batches=3)
+    window = data.labelled_batches(cfg.data, cfg.columns, date(2026, 2, 1), n_batches=3)
     assert window.empty and {"probability", "churned", data.PARTITION} <= set(window.columns)
 
 

@@ -5,7 +5,7 @@ from driftloop.policy import decide_retraining
 
 import numpy as np
 
-POLICY = PolicyConfig(max_drifted_share=0.3, cooldown_days=3)
+POLICY = PolicyConfig(max_drifted_share=0.3, cooldown_batches=3)
 
 
 def _drift(n_drifted: int, n_columns: int = 10) -> DriftReport:
@@ -55,5 +55,5 @@ def test_prediction_and_target_drift_are_watched_with_their_reason(rng):
 def test_a_recent_retrain_holds_the_next_one(rng):
     decision = decide_retraining(_drift(0), _performance(0.3, rng), None, None, 1, POLICY)
     assert decision.action == "hold"
-    assert "cooldown_days 3" in decision.reasons[-1]
+    assert "cooldown_batches 3" in decision.reasons[-1]
     assert decide_retraining(_drift(0), _performance(0.3, rng), None, None, 3, POLICY).retrain
