@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from datetime import date
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -189,6 +189,12 @@ class TrainingConfig(_Counted):
     holdout_batches: int = Field(1, ge=1, description="newest labelled batches kept out of training, for the gate")
     reference_holdout_share: float = Field(0.2, gt=0, lt=1)
     min_train_rows: int = Field(1000, ge=10)
+    estimator: str | None = Field(
+        None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
+        description="module:function returning an unfitted scikit-learn estimator or pipeline (default: gradient boosting)")
+    estimator_params: dict[str, Any] = Field({}, description="keyword arguments of the estimator function")
+    estimator_path: Path = Field(Path("."), description="folder the estimator's module is imported from (relative to the config)")
+    # The default estimator's settings (HistGradientBoosting); ignored when `estimator` is set.
     max_iter: int = Field(200, ge=1)
     learning_rate: float = Field(0.1, gt=0, le=1)
     max_leaf_nodes: int = Field(31, ge=2)
@@ -302,6 +308,9 @@ def _resolve(raw: dict, base: Path) -> dict:
         fix("data", key)
     fix("validation", "suite")
     fix("registry", "artifact_root")
+    if isinstance(raw.get("training"), dict):
+        raw["training"].setdefault("estimator_path", ".")
+        fix("training", "estimator_path")
     for section, key, default in (("registry", "tracking_uri", None), ("ledger", "url", LedgerConfig().url)):
         uri = raw.get(section, {}).get(key, default) if isinstance(raw.get(section, {}), dict) else None
         if isinstance(uri, str) and uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):

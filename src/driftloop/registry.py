@@ -7,6 +7,7 @@ through a retrain leaves a finished or failed run but never a half-made version.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import secrets
@@ -30,7 +31,6 @@ from driftloop.config import RegistryConfig  # noqa: E402
 from driftloop.drift import ReferenceProfile  # noqa: E402
 from driftloop.errors import RegistryError, RegistryUnavailable  # noqa: E402
 from driftloop.promotion import CHALLENGER, CHAMPION, TAG, AuditEntry, UnauditedAlias, check_promotion, unaudited_aliases  # noqa: E402
-from driftloop.training import SKOPS_TRUSTED_TYPES  # noqa: E402
 
 PROFILE_ARTIFACT = "drift_reference.npz"
 AUDIT = TAG + "audit."  # registered-model tags, one per alias move, readable in the MLflow UI
@@ -54,6 +54,31 @@ class LoadedModel:
     model: object
     profile: ReferenceProfile
     reference_metrics: dict[str, float]  # the metrics the version earned on its own holdout
+
+
+def _loadable(type_name: str) -> bool:
+    """Whether a class named in a skops file can be imported back where the model is loaded."""
+    module, _, name = type_name.rpartition(".")
+    if not module or module == "__main__" or "<" in type_name:  # a script's class, a lambda, a local function
+        return False
+    try:
+        return hasattr(importlib.import_module(module), name)
+    except Exception:
+        return False
+
+
+def skops_trust(model) -> list[str]:
+    """The types skops must be told to trust to load ``model`` back: read from the model itself, so a
+    team's own estimator loads like the default one. A type that could not be imported back is a
+    one-line error now, not a failed load in production."""
+    import skops.io
+
+    untrusted = skops.io.get_untrusted_types(data=skops.io.dumps(model))
+    unloadable = [t for t in untrusted if not _loadable(t)]
+    if unloadable:
+        raise RegistryError(f"the model holds {unloadable[0]}, which could not be imported where the model is loaded; "
+                            "define it at the top level of an importable module (not in a script, not a lambda)")
+    return sorted(untrusted)
 
 
 def _pip_requirements() -> list[str]:
@@ -199,6 +224,7 @@ class Registry:
         why: str,
     ) -> ModelRef:
         """Log a run with everything a reviewer needs, then register its model under ``alias`` (None: no alias)."""
+        trusted = skops_trust(model)  # before the run: a model that cannot be loaded back is never logged
         experiment = self.experiment_id(self.cfg.experiment)
         # Holdout metrics are tags too, so the registry's version list shows them at a glance.
         shown = {k: f"{v:.4f}" for k, v in metrics.items() if k.startswith("holdout_") and "." not in k}
@@ -219,7 +245,7 @@ class Registry:
                         name="model",
                         input_example=input_example,
                         pip_requirements=_pip_requirements(),
-                        skops_trusted_types=SKOPS_TRUSTED_TYPES,
+                        skops_trusted_types=trusted,
                     )
         with self._errors(f"registering {self.name}"):
             try:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
+import inspect
+import sys
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,16 +19,61 @@ from sklearn.preprocessing import OrdinalEncoder
 
 from driftloop.config import DriftConfig, SchemaConfig, TrainingConfig
 from driftloop.drift import ReferenceProfile, fit_reference
-from driftloop.errors import DataError
+from driftloop.errors import ConfigError, DataError
 from driftloop.evaluation import fit_calibration, segment_metrics, task_metrics
 
 # A classifier logs both; a regressor logs only PREDICTION, its predicted value.
 PROBABILITY, PREDICTION = "probability", "prediction"
-# skops refuses to load types it cannot vouch for; these are the ones our pipeline holds.
-SKOPS_TRUSTED_TYPES = ["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"]
+
+
+def _estimator_function(cfg: TrainingConfig):
+    """The user's ``module:function``, imported from ``estimator_path`` (or an installed package)."""
+    module_name, _, name = cfg.estimator.partition(":")
+    folder = str(cfg.estimator_path)
+    sys.path.insert(0, folder)
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # the user's module: any import error is theirs to fix
+        raise ConfigError(f"training.estimator {cfg.estimator!r}: cannot import {module_name} ({type(exc).__name__}: {exc}); "
+                          f"put {module_name.replace('.', '/')}.py in {folder} (training.estimator_path) or install it") from None
+    finally:
+        sys.path.remove(folder)
+    function = getattr(module, name, None)
+    if not callable(function):
+        raise ConfigError(f"training.estimator {cfg.estimator!r}: {module_name} has no function {name}; name one that returns an estimator")
+    return function
+
+
+def estimator_fingerprint(cfg: TrainingConfig) -> str:
+    """A hash of the estimator module's source: part of the training cache key, so an edited model is refit."""
+    if cfg.estimator is None:
+        return "default"
+    source = inspect.getsourcefile(inspect.getmodule(_estimator_function(cfg))) or ""
+    return hashlib.sha256(Path(source).read_bytes()).hexdigest()[:16] if source else "unknown"
+
+
+def user_estimator(schema: SchemaConfig, cfg: TrainingConfig):
+    """``training.estimator`` called with ``estimator_params`` (and the column lists, if it takes
+    ``numeric`` / ``categorical``): an unfitted scikit-learn estimator or pipeline that takes the raw
+    feature columns."""
+    function = _estimator_function(cfg)
+    accepted = inspect.signature(function).parameters
+    columns = {k: list(v) for k, v in (("numeric", schema.numeric), ("categorical", schema.categorical)) if k in accepted}
+    try:
+        model = function(**cfg.estimator_params, **columns)
+    except TypeError as exc:
+        raise ConfigError(f"training.estimator {cfg.estimator!r} refused training.estimator_params ({exc}); fix the params") from None
+    needed = ("fit", "predict") if schema.task == "regression" else ("fit", "predict_proba")
+    missing = [m for m in needed if not hasattr(model, m)]
+    if missing:
+        raise ConfigError(f"training.estimator {cfg.estimator!r} returned a {type(model).__name__} without {', '.join(missing)}; "
+                          f"a {schema.task} model needs {' and '.join(needed)}")
+    return model
 
 
 def build_pipeline(schema: SchemaConfig, cfg: TrainingConfig) -> Pipeline:
+    if cfg.estimator is not None:
+        return user_estimator(schema, cfg)
     encode = ColumnTransformer(
         [
             ("categorical", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1,

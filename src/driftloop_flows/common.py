@@ -66,7 +66,7 @@ def cache_key(kind: str, *parts: object) -> str:
 
 def training_key(kind: str, cfg: Config, *frames) -> str:
     """Same rows and same settings fit the same model: the key of a training task."""
-    settings = (cfg.columns, cfg.training, cfg.drift, cfg.evaluation.decision_threshold)
+    settings = (cfg.columns, cfg.training, training.estimator_fingerprint(cfg.training), cfg.drift, cfg.evaluation.decision_threshold)
     return cache_key(kind, *(training.fingerprint(f) for f in frames), *map(repr, settings))
 
 

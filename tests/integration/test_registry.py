@@ -186,3 +186,31 @@ def test_a_local_store_that_cannot_be_written_says_so_and_is_not_called_unreacha
     message = str(caught.value)
     assert not isinstance(caught.value, RegistryUnavailable) and "unreachable" not in message
     assert "local MLflow store failed" in message and str(blocker / "artifacts") in message and "\n" not in message
+
+
+def test_a_teams_own_pipeline_is_registered_and_loads_back_with_the_trust_it_needs(cfg, registry, candidate, tmp_path):
+    import pandas as pd
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    from tests.unit.test_training import USER_MODULE
+
+    (tmp_path / "teamregistry.py").write_text(USER_MODULE)
+    own = training.TrainingConfig(min_train_rows=10, estimator="teamregistry:make_pipeline", estimator_path=tmp_path)
+    frame = candidate.input_example.assign(churned=[0, 1, 0, 1, 1])
+    model = training.fit(pd.concat([frame] * 10, ignore_index=True), cfg.columns, own)
+    version = registry.register(model=model, input_example=candidate.input_example, profile=candidate.profile, params={},
+                                metrics={}, artifacts={}, run_name="own", tags={}, description="", alias=CHAMPION, why="test").version
+    loaded = registry.load(CHAMPION)
+    assert loaded.ref.version == version
+    assert type(loaded.model.steps[-1][1]).__name__ == "LogisticRegression"
+    assert loaded.model.predict_proba(candidate.input_example).shape == (5, 2)
+
+    def script_only(x):
+        return x
+
+    local = make_pipeline(FunctionTransformer(script_only)).fit(candidate.input_example)
+    with pytest.raises(RegistryError, match="script_only, which could not be imported where the model is loaded"):
+        registry.register(model=local, input_example=candidate.input_example, profile=candidate.profile, params={},
+                          metrics={}, artifacts={}, run_name="local", tags={}, description="", alias=CHALLENGER, why="test")
+    assert [v.version for v in registry.versions()] == [version]  # nothing logged for it
