@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -142,10 +142,12 @@ class FairnessGap:
 class PerformanceReport:
     window: tuple[str, ...]  # batch ids whose labels are in
     n_rows: int
-    metrics: dict[str, float]
-    checks: tuple[MetricCheck, ...]
+    metrics: dict[str, float]  # every metric of the task
+    checks: tuple[MetricCheck, ...]  # the metrics with a threshold (evaluation.thresholds)
     segments: tuple[SegmentPerformance, ...] = ()
     fairness: tuple[FairnessGap, ...] = ()
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)  # of every metric
+    references: dict[str, float] = field(default_factory=dict)  # what the champion earned on its holdout
 
     @property
     def breaches(self) -> tuple[str, ...]:
@@ -226,7 +228,9 @@ def evaluate_window(
             )
             by_segment.append(SegmentPerformance(f"{column}={value}", int(mask.sum()), seg_checks))
     gaps = _fairness(y_true, (output >= cfg.decision_threshold).astype("int64"), fairness or {}, cfg, label) if classifier else []
-    return PerformanceReport(window, len(y_true), values, checks, tuple(by_segment), tuple(gaps))
+    return PerformanceReport(window, len(y_true), values, checks, tuple(by_segment), tuple(gaps),
+                             {m: (float(low), float(high)) for m, (low, high) in intervals.items()},
+                             {m: reference[m] for m in values if m in reference})
 
 
 # --- service health -----------------------------------------------------------------------

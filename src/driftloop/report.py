@@ -17,7 +17,7 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return f"{value:.{digits}g}" if abs(value) < 1e-3 and value != 0 else f"{value:.{digits}f}"
 
 
-_SHORT = {"roc_auc": "auc"}
+_SHORT = {"roc_auc": "auc", "accuracy": "acc", "precision": "prec", "recall": "rec", "log_loss": "logloss"}
 
 
 @dataclass(frozen=True)
@@ -69,12 +69,14 @@ class MonitorReport:
 
     @property
     def performance_summary(self) -> str:
-        """The headline metric (the task's first): estimated on this batch, realized on the matured window."""
+        """The headline metric estimated on this batch, and every metric of the task realized on the
+        matured window (a drop in accuracy must not hide behind a steady AUC); a breached one is starred."""
         estimate = f"est {_fmt(self.estimated.metrics['roc_auc'])}" if self.estimated else ""
         if self.performance is None:
             return f"{estimate}, labels pending" if estimate else "labels pending"
-        name, value = next(iter(self.performance.metrics.items()))
-        return f"{estimate + ', ' if estimate else ''}{_SHORT.get(name, name)} {_fmt(value)} ({len(self.performance.window)} batches)"
+        breached = {c.metric for c in self.performance.checks if c.breached}
+        realized = " ".join(f"{_SHORT.get(m, m)} {_fmt(v)}{'*' if m in breached else ''}" for m, v in self.performance.metrics.items())
+        return f"{estimate + ', ' if estimate else ''}{realized} ({len(self.performance.window)} batches)"
 
     def metrics(self) -> dict[str, float]:
         values = {"rows": float(self.n_rows), "drift_share": self.drift.share_drifted}
@@ -130,10 +132,19 @@ class MonitorReport:
         if self.performance is None:
             lines.append("Not enough labelled rows yet.")
         else:
-            lines += ["| scope | metric | value | interval | reference | verdict |", "|---|---|---|---|---|---|"]
-            scoped = [("all", c) for c in self.performance.checks] + [(s.segment, c) for s in self.performance.segments for c in s.checks]
-            lines += [f"| {scope} | {c.metric} | {_fmt(c.value)} | [{_fmt(c.low)}, {_fmt(c.high)}] | {_fmt(c.reference)} | "
-                      f"{'**breached**' if c.breached else 'ok'} |" for scope, c in scoped]
+            perf = self.performance
+            checked = {c.metric: c for c in perf.checks}
+            lines += [f"{perf.n_rows} labelled rows of {', '.join(perf.window)}. Every metric of the task, with its "
+                      "interval; those with a threshold (evaluation.thresholds) are judged, overall and per segment.", "",
+                      "| scope | metric | value | interval | reference | verdict |", "|---|---|---|---|---|---|"]
+            for metric, value in perf.metrics.items():
+                low, high = perf.intervals.get(metric, (float("nan"), float("nan")))
+                check = checked.get(metric)
+                verdict = "-" if check is None else "**breached**" if check.breached else "ok"
+                lines.append(f"| all | {metric} | {_fmt(value)} | [{_fmt(low)}, {_fmt(high)}] | "
+                             f"{_fmt(perf.references.get(metric))} | {verdict} |")
+            lines += [f"| {s.segment} | {c.metric} | {_fmt(c.value)} | [{_fmt(c.low)}, {_fmt(c.high)}] | {_fmt(c.reference)} | "
+                      f"{'**breached**' if c.breached else 'ok'} |" for s in perf.segments for c in s.checks]
             lines += [f"- fairness: {g.detail}" for g in self.performance.fairness]
         for title, est in (("this batch (no labels yet)", self.estimated), ("the matured window, for comparison", self.estimated_matured)):
             if est is not None:

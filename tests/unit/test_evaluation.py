@@ -133,3 +133,22 @@ def test_service_health_reports_latency_percentiles_and_the_failed_share():
     health = service_health(latency, scored, 0.01, "2026-02-01")
     assert health.latency_ms_p50 == pytest.approx(0.01) and health.latency_ms_p99 > 0.5
     assert health.breached and health.failed_share == pytest.approx(0.03) and "3.0% of 2026-02-01's rows" in health.detail
+
+
+def test_the_report_shows_every_metric_of_the_task_not_only_the_thresholded_one(rng):
+    from driftloop.config import EvaluationConfig
+    from driftloop.drift import DriftReport
+    from driftloop.evaluation import evaluate_window
+    from driftloop.policy import RetrainDecision
+    from driftloop.report import MonitorReport
+
+    y = rng.integers(0, 2, 2000)
+    probability = np.clip(0.5 + (y - 0.5) * 0.4 + rng.normal(0, 0.2, 2000), 0, 1)
+    perf = evaluate_window(y, probability, ("2026-02-01",), {"roc_auc": 0.9, "accuracy": 0.95}, EvaluationConfig())
+    assert set(perf.metrics) == set(perf.intervals) >= {"roc_auc", "accuracy", "f1", "log_loss"}
+    assert [c.metric for c in perf.checks] == ["roc_auc"]
+    report = MonitorReport("2026-02-01", "1", 2000, "passed", DriftReport((), "bh", 0.05), None, None, perf,
+                           RetrainDecision("ok", ()))
+    assert all(f"{short} " in report.performance_summary for short in ("auc", "acc", "f1", "prec", "rec", "logloss", "brier"))
+    table = report.to_markdown()
+    assert "| all | accuracy |" in table and "| all | roc_auc |" in table and "| 0.950 | - |" in table
