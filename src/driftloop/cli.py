@@ -38,7 +38,10 @@ def cmd_status(args) -> int:
         print(f"no versions of {registry.name} yet: run the bootstrap flow (make demo does)")
         return 0
     replaced_by = {e.from_version: e.to_version for e in registry.history() if e.action == "register" and e.alias == CHALLENGER}
-    print(f"{'version':>7}  {'aliases':<20} {'trigger':<24} {'data window':<24} {'holdout ' + headline:>15}  {'gate':<8} review")
+    # Each version's holdout metric was measured on its own holdout rows: not comparable across versions.
+    # The paired improvement over its parent, on one holdout both were scored on, is.
+    print(f"{'version':>7}  {'aliases':<20} {'trigger':<24} {'data window':<24} {'own holdout ' + headline:>20}  "
+          f"{'paired vs parent (improvement, 95% interval)':<46} {'gate':<8} review")
     for v in versions:
         tag = lambda key, default="": v.tags.get(TAG + key, default)  # noqa: E731
         # The latest decision on the version is its review status.
@@ -52,7 +55,7 @@ def cmd_status(args) -> int:
         elif not review and CHALLENGER in v.aliases:
             review = "awaiting review"
         print(f"{v.version:>7}  {','.join(v.aliases) or '-':<20} {tag('trigger', '-'):<24} {tag('data_window', '-'):<24} "
-              f"{tag('holdout_' + headline):>15}  {tag('gate_verdict', '-'):<8} {review}")
+              f"{tag('holdout_' + headline):>20}  {tag('vs_parent', '-'):<46} {tag('gate_verdict', '-'):<8} {review}")
     _warn_unaudited(registry)
     return 0
 

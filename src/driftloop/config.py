@@ -178,10 +178,14 @@ class EvaluationConfig(_Counted):
 
 class PolicyConfig(_Counted):
     retrain_on_performance: bool = True
+    retrain_on_drift: bool = Field(True, description="retrain on feature drift alone (max_drifted_share); off: drift is a watch signal")
     max_drifted_share: float = Field(
         0.3, gt=0, le=1, description="retrain when at least this share of features drifted"
     )
     cooldown_batches: int = Field(3, ge=0, description="batches from one retrain request to the next")
+    retry_after_batches: int = Field(
+        5, ge=1, description="after a version failed the gate, drift alone retrains again only once this many labelled "
+        "batches newer than its holdout are in (a performance breach retrains anyway)")
 
 
 class TrainingConfig(_Counted):
@@ -208,20 +212,29 @@ class GateMetricRule(_Strict):
     max_value: float | None = Field(None, description="challenger must stay at or below this (log_loss, brier, mae, rmse)")
     min_improvement: float = Field(
         0.0,
-        description="lower bound of the paired interval of (challenger - champion) must exceed this; "
-        "negative allows that much loss",
+        description="lower bound of the paired interval of the improvement (challenger better by, in the metric's "
+        "direction) must exceed this; negative allows that much loss",
     )
+    max_segment_loss: float | None = Field(
+        None, ge=0, description="no segment may be worse than the champion by more, in this metric's units (None: not judged)")
 
 
 class GateConfig(_Strict):
     """When a challenger is good enough to be offered for promotion (in the spirit of TFX's evaluator)."""
 
-    rules: dict[str, GateMetricRule] = {"roc_auc": GateMetricRule(min_value=0.7, min_improvement=0.0)}
-    max_segment_loss: float = Field(0.05, ge=0, description="no segment may be worse than the champion by more")
+    rules: dict[str, GateMetricRule] = {"roc_auc": GateMetricRule(min_value=0.7, min_improvement=0.0, max_segment_loss=0.05)}
     min_segment_rows: int = Field(200, ge=10, description="smaller segments are reported, not judged")
     confidence: float = Field(0.95, gt=0.5, lt=1)
     n_bootstrap: int = Field(1000, ge=100)
     seed: int = 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _segment_loss_per_metric(cls, raw):
+        if isinstance(raw, dict) and "max_segment_loss" in raw:
+            raise ValueError("max_segment_loss is now set per metric, in its own units: gate.rules.<metric>.max_segment_loss "
+                             "(0.05 suits roc_auc; an MAE needs its own scale)")
+        return raw
 
 
 def _psycopg3(url: str) -> str:

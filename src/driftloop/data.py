@@ -107,7 +107,7 @@ def read_reference(cfg: DataConfig, schema: SchemaConfig) -> pd.DataFrame:
     frame = read_table(cfg.reference, "the first champion trains on the reference period: put it there (data.reference), "
                                       "or run `driftloop demo-data` to write the demo's")
     require_columns(frame, (*schema.features, schema.target), cfg.reference)
-    return frame
+    return frame.assign(**{schema.target: check_target(frame[schema.target], schema, cfg.reference)})  # the task fits the target
 
 
 def _rows(mask: pd.Series, limit: int = 5) -> str:
@@ -219,13 +219,9 @@ def _target_dtype(schema: SchemaConfig) -> str:
     return "float64" if schema.task == "regression" else "int64"
 
 
-def check_labels(frame: pd.DataFrame, schema: SchemaConfig, source: Path | str) -> pd.DataFrame:
-    """Ids and a usable target on every row, or one DataError line naming the rows and the fix;
-    returns the frame with the target as int64 (0/1) or float64 (regression)."""
-    require_columns(frame, (schema.id_column, schema.target), source)
-    if (no_id := frame[schema.id_column].isna()).any():
-        raise DataError(f"{source}: {int(no_id.sum())} label rows have no {schema.id_column} (rows {_rows(no_id)}); fix the export")
-    target = frame[schema.target]
+def check_target(target: pd.Series, schema: SchemaConfig, source: Path | str) -> pd.Series:
+    """A label on every row that fits ``columns.task``, or one DataError line naming the rows and the fix;
+    the target as int64 (0/1) or float64 (regression)."""
     if (missing := target.isna()).any():
         raise DataError(f"{source}: column {schema.target} has no label at rows {_rows(missing)}; "
                         "leave rows out until their label is known")
@@ -236,11 +232,23 @@ def check_labels(frame: pd.DataFrame, schema: SchemaConfig, source: Path | str) 
     else:
         bad = ~values.isin([0, 1])
         expected, fix = "0 or 1", "map the labels to 0/1 upstream"
+        classes = sorted(map(str, target.unique()))
+        if len(classes) > 2:  # a whole other task, not a stray value: say so
+            fix += (f" (it has {len(classes)} classes: {', '.join(classes[:5])}{', ...' if len(classes) > 5 else ''}; "
+                    "columns.task binary_classification needs two, and driftloop does not do multiclass yet)")
     if bad.any():
         example = target[bad].iloc[0]
         example = example.item() if isinstance(example, np.generic) else example
         raise DataError(f"{source}: column {schema.target} should hold {expected} but has {example!r} at rows {_rows(bad)}; {fix}")
-    return frame.assign(**{schema.target: values.astype(_target_dtype(schema))})
+    return values.astype(_target_dtype(schema))
+
+
+def check_labels(frame: pd.DataFrame, schema: SchemaConfig, source: Path | str) -> pd.DataFrame:
+    """Ids and a usable target on every row, or one DataError line naming the rows and the fix."""
+    require_columns(frame, (schema.id_column, schema.target), source)
+    if (no_id := frame[schema.id_column].isna()).any():
+        raise DataError(f"{source}: {int(no_id.sum())} label rows have no {schema.id_column} (rows {_rows(no_id)}); fix the export")
+    return frame.assign(**{schema.target: check_target(frame[schema.target], schema, source)})
 
 
 def _label_files(cfg: DataConfig, as_of: date) -> list[tuple[date, Path]]:

@@ -76,13 +76,14 @@ def segment_key(column: str, value: object) -> str:
 
 def segment_metrics(task: Task, y: np.ndarray, output: np.ndarray, segments: dict[str, np.ndarray], threshold: float,
                     min_rows: int) -> dict[str, float]:
-    """``seg.<column>.<value>.<metric>`` for every segment with enough rows (and two distinct targets)."""
+    """``seg.<column>.<value>.<metric>`` for every segment with enough rows (for a classifier, with
+    both classes in it: AUC needs them; a regressor needs only the rows)."""
     found = {}
     for column, values in segments.items():
         values = np.asarray(values, dtype=object)
         for value in pd.unique(values[pd.notna(values)]):
             mask = values == value
-            if mask.sum() >= min_rows and len(np.unique(y[mask])) == 2:
+            if mask.sum() >= min_rows and (task == "regression" or len(np.unique(y[mask])) == 2):
                 for metric, v in task_metrics(task, y[mask], output[mask], threshold).items():
                     found[f"{segment_key(column, value)}.{metric}"] = v
     return found

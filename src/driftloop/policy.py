@@ -23,6 +23,15 @@ class RetrainDecision:
         return self.action == "retrain"
 
 
+@dataclass(frozen=True)
+class GateFailure:
+    """The newest retrained version, which failed the promotion gate, and the evidence gathered since."""
+
+    version: str
+    holdout_end: str  # the newest labelled batch it was judged on
+    newer_labelled_batches: int  # labelled batches that arrived after it, up to the matured window's newest
+
+
 def decide_retraining(
     drift: DriftReport,
     performance: PerformanceReport | None,
@@ -33,12 +42,16 @@ def decide_retraining(
     estimated: tuple[MetricCheck, ...] = (),
     health: ServiceHealth | None = None,
     batch_id: str = "this batch",
+    gate_failure: GateFailure | None = None,
 ) -> RetrainDecision:
     """``estimated``: checks of performance estimated without labels (a signal: no labels to retrain on yet);
-    ``health``: rows that failed to score (a signal: retraining does not fix a broken input).
+    ``health``: rows that failed to score (a signal: retraining does not fix a broken input);
+    ``gate_failure``: the last retrain failed the gate, so drift alone does not retrain again until
+    ``retry_after_batches`` newer labelled batches are in (a performance breach is new evidence).
     Feature and prediction drift are measured on ``batch_id``, target drift on the matured window."""
     triggers: list[str] = []
     signals: list[str] = []
+    breached = performance is not None and cfg.retrain_on_performance and performance.degraded
     if health is not None and health.breached:
         signals.append(f"service health: {health.detail}")
     if performance is not None:
@@ -51,13 +64,18 @@ def decide_retraining(
             f"({', '.join(drift.drifted_columns)}); "
             f"retrain at max_drifted_share {cfg.max_drifted_share:.0%}"
         )
-        (triggers if drift.share_drifted >= cfg.max_drifted_share else signals).append(message)
+        (triggers if cfg.retrain_on_drift and drift.share_drifted >= cfg.max_drifted_share else signals).append(message)
     matured = f"{performance.window[0]}..{performance.window[-1]}" if performance is not None and performance.window else "the matured window"
     for name, report, where in (("prediction", prediction_drift, batch_id), ("target", target_drift, matured)):
         for column in (c for c in (report.columns if report else ()) if c.drifted):
             signals.append(f"{name} drift on {column.column} ({where}): {column.why}")
 
     if triggers:
+        if not breached and gate_failure is not None and gate_failure.newer_labelled_batches < cfg.retry_after_batches:
+            wait = (f"drift alone, and v{gate_failure.version} (judged on labels up to {gate_failure.holdout_end}) failed the gate: "
+                    f"not retraining on the same evidence until a performance breach or {cfg.retry_after_batches} newer "
+                    f"labelled batches (retry_after_batches; {gate_failure.newer_labelled_batches} so far)")
+            return RetrainDecision("hold", (*triggers, *signals, wait))
         if batches_since_last_retrain is not None and batches_since_last_retrain < cfg.cooldown_batches:
             wait = f"last retrain asked for {batches_since_last_retrain} batch(es) ago, cooldown_batches {cfg.cooldown_batches}"
             return RetrainDecision("hold", (*triggers, *signals, wait))
@@ -110,12 +128,14 @@ def evaluate_gate(comparison: Comparison, cfg: GateConfig) -> GateVerdict:
             f"improvement {diff.improvement:+.4f}, {diff.confidence:.0%} interval [{diff.low:+.4f}, {diff.high:+.4f}] "
             f"{'clears' if ok else 'does not clear'} {rule.min_improvement:+.4f}",
         ))
+        if rule.max_segment_loss is None:
+            continue
         for segment, by_metric in comparison.segments.items():
             seg = by_metric[metric]
-            ok = seg.improvement >= -cfg.max_segment_loss
+            ok = seg.improvement >= -rule.max_segment_loss
             rules.append(GateRule(
-                f"{metric} on {segment}", seg.improvement, -cfg.max_segment_loss, ok,
+                f"{metric} on {segment}", seg.improvement, -rule.max_segment_loss, ok,
                 f"{segment} ({comparison.segment_rows[segment]} rows): challenger {seg.challenger:.4f} vs champion "
-                f"{seg.champion:.4f}, {'within' if ok else 'worse than'} max_segment_loss {cfg.max_segment_loss}",
+                f"{seg.champion:.4f}, {'within' if ok else 'worse than'} max_segment_loss {rule.max_segment_loss}",
             ))
     return GateVerdict(all(r.passed for r in rules), tuple(rules))

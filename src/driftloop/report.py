@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 from driftloop.comparison import Comparison
 from driftloop.drift import ColumnDrift, DriftReport
 from driftloop.evaluation import EstimatedPerformance, LabelStatus, MetricCheck, PerformanceReport, ServiceHealth
-from driftloop.policy import GateVerdict, RetrainDecision
+from driftloop.policy import GateRule, GateVerdict, RetrainDecision
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
@@ -243,15 +243,17 @@ def comparison_markdown(comparison: Comparison, verdict: GateVerdict, champion_v
 
 
 def gate_lines(verdict: GateVerdict) -> list[str]:
-    """The gate as markdown bullets: every overall rule, every failing segment, passing segments in one line."""
+    """The gate as markdown bullets: every overall rule, every failing segment, and each metric's passing segments in one line."""
     segment = lambda r: " on " in r.rule  # noqa: E731
-    bullet = lambda r: f"- **{'pass' if r.passed else 'FAIL'}** {r.rule}: {r.detail}"  # noqa: E731
-    lines = [bullet(r) for r in verdict.rules if not segment(r) or not r.passed]
-    passed = [r for r in verdict.rules if segment(r) and r.passed]
-    if passed:
-        worst = min(passed, key=lambda r: r.value)
-        lines.append(f"- **pass** {len(passed)} segment rule(s) within max_segment_loss {-worst.threshold:g} "
-                     f"(closest: {worst.rule}, improvement {worst.value:+.4f})")
+    lines = [f"- **{'pass' if r.passed else 'FAIL'}** {r.rule}: {r.detail}" for r in verdict.rules if not segment(r) or not r.passed]
+    passed: dict[str, list[GateRule]] = {}
+    for r in verdict.rules:
+        if segment(r) and r.passed:
+            passed.setdefault(r.rule.split(" on ")[0], []).append(r)
+    for metric, rules in passed.items():
+        closest = min(rules, key=lambda r: r.value)
+        lines.append(f"- **pass** {metric} on {len(rules)} segment(s), each within max_segment_loss {-closest.threshold:g} "
+                     f"(closest: {closest.rule.split(' on ')[1]}, improvement {closest.value:+.4f})")
     return lines
 
 

@@ -15,7 +15,7 @@ from driftloop import data, drift, evaluation, training, validation
 from driftloop.config import Config, load_config
 from driftloop.errors import BatchRejected, DataError
 from driftloop.ledger import DONE, Ledger
-from driftloop.policy import decide_retraining
+from driftloop.policy import GateFailure, decide_retraining
 from driftloop.registry import CHAMPION, LoadedModel, Registry
 from driftloop.report import MonitorReport
 from driftloop_flows.common import cache_key, cached_task, compute_task, fails_cleanly, io_task, load_model
@@ -206,16 +206,22 @@ def measure_drift(cfg: Config, champion: LoadedModel, scored, window) -> tuple[d
     return features, predictions, target
 
 
-@io_task(name="batches since last retrain")
-def batches_since_last_retrain(cfg: Config, batch_id: str) -> int | None:
-    """From the newest retrain registered, running or only requested: a retrain the automation has
-    not started yet holds the next one back exactly as a finished one does."""
-    dates = [v.tags["driftloop.as_of"] for v in Registry(cfg.registry).versions() if "driftloop.as_of" in v.tags]
+@io_task(name="retrain history")
+def retrain_history(cfg: Config, batch_id: str, newest_labelled: str | None) -> tuple[int | None, GateFailure | None]:
+    """Batches since the newest retrain registered, running or only requested (a retrain the automation
+    has not started yet holds the next one back exactly as a finished one does), and whether the newest
+    registered one failed the gate, with how many labelled batches arrived after its holdout."""
+    retrained = [v for v in Registry(cfg.registry).versions() if "driftloop.as_of" in v.tags]
+    dates = [v.tags["driftloop.as_of"] for v in retrained]
     requested = Ledger(cfg.ledger).last_retrain_as_of()
     dates += [requested] if requested else []
-    if not dates:
-        return None
-    return cfg.data.batches_between(date.fromisoformat(max(dates)), date.fromisoformat(batch_id))
+    since = cfg.data.batches_between(date.fromisoformat(max(dates)), date.fromisoformat(batch_id)) if dates else None
+    newest = max(retrained, key=lambda v: (v.tags["driftloop.as_of"], int(v.version)), default=None)
+    if newest is None or newest.tags.get("driftloop.gate_verdict") != "failed":
+        return since, None
+    judged_on = newest.tags.get("driftloop.holdout_window", "").split("..")[-1] or newest.tags["driftloop.as_of"]
+    newer = cfg.data.batches_between(date.fromisoformat(judged_on[:10]), date.fromisoformat(newest_labelled)) if newest_labelled else 0
+    return since, GateFailure(newest.version, judged_on, max(newer, 0))
 
 
 @io_task(name="ledger: request retrain")
@@ -342,8 +348,9 @@ def monitor(
     features, predictions, target = measure_drift(cfg, champion, scored, window)
     health = evaluation.service_health(scored["latency_ms"].to_numpy(), scored["scored"].to_numpy(),
                                        cfg.evaluation.max_failed_share, batch_id)
-    decision = decide_retraining(features, performance, predictions, target, batches_since_last_retrain(cfg, batch_id), cfg.policy,
-                                 estimated=estimated_checks, health=health, batch_id=batch_id)
+    since, gate_failure = retrain_history(cfg, batch_id, performance.window[-1] if performance and performance.window else None)
+    decision = decide_retraining(features, performance, predictions, target, since, cfg.policy,
+                                 estimated=estimated_checks, health=health, batch_id=batch_id, gate_failure=gate_failure)
     report = MonitorReport(batch_id, champion.ref.version, len(frame), checked.summary, features, predictions, target,
                            performance, decision, read_label_status(cfg, batch_id), estimated, estimated_checks, estimated_matured,
                            health)

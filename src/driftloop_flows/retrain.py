@@ -130,6 +130,11 @@ def write_comparison(cfg: Config, as_of: str, comparison: Comparison, verdict: G
     return list(data.write_report(cfg.data, f"retrain-{as_of}.comparison", record, comparison_markdown(comparison, verdict, champion_version)))
 
 
+def _vs_parent(comparison: Comparison, parent: str) -> str:
+    d = next(iter(comparison.overall.values()))
+    return f"{d.metric} {d.improvement:+.4f} [{d.low:+.4f}, {d.high:+.4f}] vs v{parent}"
+
+
 def _gate_metrics(comparison: Comparison, verdict: GateVerdict) -> dict[str, float]:
     values = {"gate_passed": float(verdict.passed)}
     if comparison.mcnemar is not None:
@@ -229,6 +234,8 @@ def _fit_gate_register(cfg: Config, as_of: str, trigger: str, trigger_id: str, r
             "gate_failed": "; ".join(r.rule for r in verdict.failed),
             "offered": "yes" if offer.offered else "no",
             "offer": offer.why,
+            # Paired, on the one holdout both models were scored on: what `driftloop status` compares versions by.
+            "vs_parent": _vs_parent(comparison, champion.ref.version),
         },
         description=version_description(
             trigger=trigger, reasons=reasons, window=f"{window.first}..{window.last}", n_train=window.n_rows,

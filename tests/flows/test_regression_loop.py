@@ -14,7 +14,7 @@ from tests.conftest import write_project
 REGRESSION = {
     "columns": {"target": SPEND, "task": "regression"},
     "evaluation": {"thresholds": {"mae": {"max_drop": 1.0}, "r2": {"floor": 0.5}}, "fairness_columns": []},
-    "gate": {"rules": {"mae": {"max_value": 8.0, "min_improvement": 0.0}}},
+    "gate": {"rules": {"mae": {"max_value": 8.0, "min_improvement": 0.0, "max_segment_loss": 3.0}}},  # in MAE's own units
 }
 
 
@@ -47,6 +47,8 @@ def test_matured_windows_have_regression_metrics_with_intervals_and_no_estimate(
     for check in clean.performance.checks:
         assert check.low <= check.value <= check.high and not check.breached
     assert clean.estimated is None  # CBPE needs a classifier's probabilities
+    # every segment is judged against its own baseline (max_drop), as the whole population is
+    assert clean.performance.segments and all(c.reference is not None for s in clean.performance.segments for c in s.checks)
     assert [c.column for c in clean.prediction_drift.columns] == ["prediction"]
     assert "mae" in clean.performance_summary
 
@@ -61,7 +63,8 @@ def test_the_concept_drift_raises_mae_credibly_and_retrains_a_challenger_gated_o
     assert any(t.drifted for t in later)  # once the window holds only discounted bills
     registry = Registry(cfg.registry)
     versions = [v for v in registry.versions() if v.tags.get("driftloop.trigger", "").startswith("monitor:")]
-    assert all("mae improvement: improvement" in v.description for v in versions)
+    assert all("mae improvement: improvement" in v.description and "mae on " in v.description for v in versions)
+    assert all(v.tags["driftloop.vs_parent"].startswith("mae ") for v in versions)  # status compares versions paired
     assert versions[-1].tags["driftloop.gate_verdict"] == "passed"
     assert registry.by_alias(CHALLENGER).version == versions[-1].version
     assert registry.by_alias(CHAMPION).version == "1"

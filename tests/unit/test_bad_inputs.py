@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import date
 
 import numpy as np
@@ -223,3 +224,16 @@ def test_suite_row_counts_follow_the_cadence(demo_project):
     daily, weekly = bounds(1), bounds(7)
     assert daily["min_value"] <= 600 <= daily["max_value"] and weekly["min_value"] <= 4200 <= weekly["max_value"]
     assert weekly["min_value"] > daily["max_value"]  # a weekly batch would fail a suite sized for days
+
+
+@pytest.mark.parametrize(("classes", "message"), [
+    (["low", "mid", "high"], "it has 3 classes: high, low, mid; columns.task binary_classification needs two"),
+    ([0, 1, 2], "it has 3 classes: 0, 1, 2; columns.task binary_classification needs two"),
+])
+def test_a_reference_whose_target_does_not_fit_the_task_is_one_line_at_bootstrap(demo_project, classes, message):
+    cfg, _ = demo_project
+    reference = pd.read_parquet(cfg.data.reference)
+    reference.assign(churned=[classes[i % 3] for i in range(len(reference))]).to_parquet(cfg.data.reference, index=False)
+    with pytest.raises(DataError, match=re.escape(message)) as caught:
+        data.read_reference(cfg.data, cfg.columns)
+    assert "\n" not in str(caught.value)

@@ -6,7 +6,7 @@ from driftloop.comparison import compare, mcnemar, weighted_metrics
 from driftloop.config import GateConfig, GateMetricRule
 from driftloop.policy import evaluate_gate
 
-GATE = GateConfig(rules={"roc_auc": GateMetricRule(min_value=0.6, min_improvement=0.0)}, max_segment_loss=0.05,
+GATE = GateConfig(rules={"roc_auc": GateMetricRule(min_value=0.6, min_improvement=0.0, max_segment_loss=0.05)},
                   min_segment_rows=200, n_bootstrap=500)
 
 

@@ -77,3 +77,10 @@ def test_the_cadence_sets_how_many_days_a_batch_covers(tmp_path: Path):
     assert load_config(_with(tmp_path, "data", {"cadence": "weekly"})).data.period_days == 7
     with pytest.raises(ConfigError, match="cadence 'fortnightly' is not daily, weekly or a number of days like 14d"):
         load_config(_with(tmp_path, "data", {"cadence": "fortnightly"}))
+
+
+def test_a_segment_tolerance_belongs_to_its_metric(tmp_path: Path):
+    with pytest.raises(ConfigError, match=r"max_segment_loss is now set per metric, in its own units: gate.rules.<metric>.max_segment_loss"):
+        load_config(_with(tmp_path, "gate", {"max_segment_loss": 0.05}))
+    cfg = load_config(SHIPPED_CONFIG)
+    assert cfg.gate.rules["roc_auc"].max_segment_loss == 0.05

@@ -1,7 +1,7 @@
 from driftloop.config import EvaluationConfig, MetricThreshold, PolicyConfig
 from driftloop.drift import ColumnDrift, DriftReport
 from driftloop.evaluation import evaluate_window
-from driftloop.policy import decide_retraining
+from driftloop.policy import GateFailure, decide_retraining
 
 import numpy as np
 
@@ -57,3 +57,19 @@ def test_a_recent_retrain_holds_the_next_one(rng):
     assert decision.action == "hold"
     assert "cooldown_batches 3" in decision.reasons[-1]
     assert decide_retraining(_drift(0), _performance(0.3, rng), None, None, 3, POLICY).retrain
+
+
+def test_drift_alone_can_be_told_not_to_retrain():
+    decision = decide_retraining(_drift(4), None, None, None, None, PolicyConfig(retrain_on_drift=False))
+    assert decision.action == "watch" and "40% of features drifted" in decision.reasons[0]
+
+
+def test_after_a_gate_failure_drift_alone_waits_for_new_evidence(rng):
+    failed = GateFailure(version="5", holdout_end="2026-02-14", newer_labelled_batches=2)
+    held = decide_retraining(_drift(4), _performance(1.5, rng), None, None, 9, POLICY, gate_failure=failed)
+    assert held.action == "hold"
+    assert "v5 (judged on labels up to 2026-02-14) failed the gate" in held.reasons[-1] and "(retry_after_batches; 2 so far)" in held.reasons[-1]
+    enough = GateFailure(version="5", holdout_end="2026-02-14", newer_labelled_batches=POLICY.retry_after_batches)
+    assert decide_retraining(_drift(4), _performance(1.5, rng), None, None, 9, POLICY, gate_failure=enough).retrain
+    # a performance breach is new evidence: it retrains, failed gate or not
+    assert decide_retraining(_drift(4), _performance(0.3, rng), None, None, 9, POLICY, gate_failure=failed).retrain

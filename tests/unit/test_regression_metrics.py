@@ -99,3 +99,13 @@ def test_thresholds_and_gate_rules_must_name_metrics_of_the_task(tmp_path):
     path = write_project(tmp_path, columns=regression, evaluation={"thresholds": {"mae": {"max_drop": 2.0}}},
                          gate={"rules": {"mae": {"min_improvement": 0.0}}})
     assert load_config(path).columns.task == "regression"
+
+
+def test_a_regressor_gets_a_baseline_per_segment_so_max_drop_is_checked_there_too(rng):
+    from driftloop.evaluation import segment_metrics
+
+    y = rng.normal(50, 10, 1000)
+    predicted = y + rng.normal(0, 2, 1000)
+    region = np.where(np.arange(1000) % 2 == 0, "north", "south")
+    baseline = segment_metrics("regression", y, predicted, {"region": region}, 0.5, min_rows=100)
+    assert {"seg.region.north.mae", "seg.region.south.mae", "seg.region.north.r2"} <= set(baseline)
