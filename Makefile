@@ -41,10 +41,14 @@ browser:
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 
 # The demo's flow runs go to a throwaway Prefect API of their own: its events never reach
-# the automations of the `make up` server.
+# the automations of the `make up` server. SCENARIO=loans runs examples/loans (weekly CSV, own model).
+SCENARIO ?= churn
+DEMO_CONFIG_churn := driftloop.yaml
+DEMO_CONFIG_loans := examples/loans/driftloop.yaml
 demo: install
+	@test -n "$(DEMO_CONFIG_$(SCENARIO))" || { echo "unknown SCENARIO=$(SCENARIO): use churn or loans"; exit 2; }
 	@mkdir -p $(CURDIR)/.prefect/demo  # Prefect makes only the last folder of PREFECT_HOME
-	PREFECT_HOME=$(CURDIR)/.prefect/demo PREFECT_LOGGING_LEVEL=WARNING $(BIN)/python -m driftloop_flows.demo
+	PREFECT_HOME=$(CURDIR)/.prefect/demo PREFECT_LOGGING_LEVEL=WARNING $(BIN)/python -m driftloop_flows.demo --config $(DEMO_CONFIG_$(SCENARIO))
 
 test: install browser
 	$(BIN)/python -m pytest
@@ -79,4 +83,4 @@ mlflow-ui: install
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --host 127.0.0.1 --port 5000
 
 clean:
-	rm -rf data .prefect mlruns/mlflow.db mlruns/artifacts
+	rm -rf data .prefect mlruns/mlflow.db mlruns/artifacts .driftloop-demo.json examples/loans/data examples/loans/mlruns examples/loans/.driftloop-demo.json

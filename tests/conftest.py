@@ -28,11 +28,11 @@ SHIPPED_CONFIG = ROOT / "driftloop.yaml"
 # A scenario small enough for a test and long enough for every event to show.
 SMALL_DEMO = {
     "reference_rows": 6000,
-    "rows_per_day": 800,
-    "n_days": 13,
-    "quality_incident_day": 3,
-    "covariate_shift_day": 5,
-    "concept_drift_day": 6,
+    "rows_per_batch": 800,
+    "n_batches": 13,
+    "quality_incident_batch": 3,
+    "covariate_shift_batch": 5,
+    "concept_drift_batch": 6,
 }
 
 # The days the small scenario retrains on when monitored inline, one per degradation episode

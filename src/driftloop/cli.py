@@ -189,7 +189,7 @@ def cmd_demo_data(args) -> int:
     demo.claim(cfg, args.config.resolve().parent)  # never into folders that hold someone's files
     generated = demo.generate(cfg.demo, cfg.data)
     print(f"wrote {generated.reference_rows} reference rows to {cfg.data.reference} and "
-          f"{len(generated.days)} daily batches to {cfg.data.incoming}")
+          f"{len(generated.days)} {cfg.data.cadence} batches to {cfg.data.incoming}")
     return 0
 
 

@@ -258,19 +258,21 @@ class LedgerConfig(_Strict):
 
 
 class DemoConfig(_Strict):
-    """The shipped scenario: a churn model facing a quality incident, covariate and concept drift."""
+    """A shipped scenario facing a quality incident, covariate and concept drift: churn (daily
+    parquet batches) or loans (weekly CSV exports, a boolean feature, passthrough columns)."""
 
+    scenario: Literal["churn", "loans"] = "churn"
     seed: int = 7
     reference_start: date = date(2026, 1, 1)
-    reference_days: int = Field(10, ge=7, description="days the reference rows span (rows per day should match production)")
+    reference_days: int = Field(10, ge=7, description="days the reference rows span (rows per batch period should match production)")
     reference_rows: int = Field(20_000, ge=1000)
     first_day: date = date(2026, 2, 1)
-    n_days: int = Field(18, ge=1)
-    rows_per_day: int = Field(2_000, ge=100)
-    label_delay_days: int = Field(2, ge=0)
-    quality_incident_day: int = 4
-    covariate_shift_day: int = 7
-    concept_drift_day: int = 10
+    n_batches: int = Field(18, ge=1, description="batches, one per data.cadence, the first dated first_day")
+    rows_per_batch: int = Field(2_000, ge=100)
+    label_delay_days: int = Field(2, ge=0, description="days from a batch to the arrival of its labels")
+    quality_incident_batch: int = 4
+    covariate_shift_batch: int = 7
+    concept_drift_batch: int = 10
 
 
 class Config(_Strict):

@@ -58,18 +58,18 @@ def batch_id_for(day: date) -> str:
     return day.isoformat()
 
 
-def plan(cfg: DemoConfig) -> list[DayPlan]:
-    """What happens on each simulated day (1-based), so the demo table can say it."""
+def plan(cfg: DemoConfig, period_days: int = 1) -> list[DayPlan]:
+    """What happens to each simulated batch (1-based; one every ``period_days``), so the demo table can say it."""
     days = []
-    for n in range(1, cfg.n_days + 1):
-        when = cfg.first_day + timedelta(days=n - 1)
+    for n in range(1, cfg.n_batches + 1):
+        when = cfg.first_day + timedelta(days=(n - 1) * period_days)
         days.append(
             DayPlan(
                 day=n,
                 batch_id=batch_id_for(when),
-                covariate_shift=n >= cfg.covariate_shift_day,
-                concept_drift=n >= cfg.concept_drift_day,
-                quality_incident=n == cfg.quality_incident_day,
+                covariate_shift=n >= cfg.covariate_shift_batch,
+                concept_drift=n >= cfg.concept_drift_batch,
+                quality_incident=n == cfg.quality_incident_batch,
                 labels_arrive=batch_id_for(when + timedelta(days=cfg.label_delay_days)),
             )
         )
@@ -187,8 +187,12 @@ def _labels(rng: np.random.Generator, df: pd.DataFrame, target: str, *, concept_
 
 
 def generate(cfg: DemoConfig, data: DataConfig, target: str = TARGET) -> GeneratedDemo:
-    """Write the reference period, daily batches and late label files (``target``: TARGET, churn,
-    or SPEND, next month's bill). Deterministic by seed."""
+    """Write the reference period, the batches and late label files of ``cfg.scenario``: churn
+    (``target``: TARGET, churn, or SPEND, next month's bill) or loans (``driftloop.loans``). Deterministic by seed."""
+    if cfg.scenario == "loans":
+        from driftloop import loans
+
+        return loans.generate(cfg, data)
     if target not in (TARGET, SPEND):
         raise ValueError(f"the demo generates target {TARGET!r} or {SPEND!r}, not {target!r}")
     rng = np.random.default_rng(cfg.seed)
@@ -206,7 +210,7 @@ def generate(cfg: DemoConfig, data: DataConfig, target: str = TARGET) -> Generat
     labels_by_arrival: dict[str, list[pd.DataFrame]] = {}
     for d in days:
         batch = customers(
-            rng, cfg.rows_per_day, pd.Timestamp(d.batch_id, tz="UTC"), 1,
+            rng, cfg.rows_per_batch, pd.Timestamp(d.batch_id, tz="UTC"), 1,
             shifted=d.covariate_shift, id_offset=cfg.reference_rows + d.day * 1_000_000, competitor=d.concept_drift,
         )
         y = _labels(rng, batch, target, concept_drift=d.concept_drift)

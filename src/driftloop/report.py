@@ -76,7 +76,8 @@ class MonitorReport:
             return f"{estimate}, labels pending" if estimate else "labels pending"
         breached = {c.metric for c in self.performance.checks if c.breached}
         realized = " ".join(f"{_SHORT.get(m, m)} {_fmt(v)}{'*' if m in breached else ''}" for m, v in self.performance.metrics.items())
-        return f"{estimate + ', ' if estimate else ''}{realized} ({len(self.performance.window)} batches)"
+        n = len(self.performance.window)
+        return f"{estimate + ', ' if estimate else ''}{realized} ({n} batch{'es' if n != 1 else ''})"
 
     def metrics(self) -> dict[str, float]:
         values = {"rows": float(self.n_rows), "drift_share": self.drift.share_drifted}

@@ -202,7 +202,8 @@ def profile_suite(reference: pd.DataFrame, schema: SchemaConfig, name: str, marg
     """A starting suite profiled from the reference, for a person to edit.
 
     critical (quarantines the batch): the column set, types, id presence and uniqueness,
-    null rates, numeric ranges widened by ``margin`` of their span (99% of rows inside), row counts within half
+    null rates, numeric ranges widened by ``margin`` (of the span above, and relative below for a column that
+    is never negative; 99% of rows inside), row counts within half
     and twice the reference's volume per batch (``period_days``: one batch's days, from ``data.cadence``);
     warning (reported): category sets, with each value as its own type (a boolean stays a boolean).
     """
@@ -222,13 +223,16 @@ def profile_suite(reference: pd.DataFrame, schema: SchemaConfig, name: str, marg
         values = reference[column].astype("float64")
         low, high = float(values.min()), float(values.max())
         pad = margin * (high - low) or margin * max(abs(high), 1.0)
+        # A column that is never negative gets a relative floor: an income exported in thousands
+        # (1000x smaller) must fail, and a span-wide pad would have let it through below zero.
+        floor = low * (1 - margin) if low > 0 else 0.0 if low == 0 else low - pad
         null_rate = float(values.isna().mean())
         expectations += [
             ("expect_column_values_to_be_in_type_list",
              {"column": column, "type_list": ["int8", "int16", "int32", "int64", "Int64", "float32", "float64", "Float64"]}, crit),
             ("expect_column_values_to_not_be_null", {"column": column, "mostly": round(max(0.0, 1 - null_rate - 0.01), 4)}, crit),
             # mostly 0.99: a stray tail value (a count one above the reference maximum) is no incident
-            ("expect_column_values_to_be_between", {"column": column, "min_value": round(low - pad, 6), "max_value": round(high + pad, 6),
+            ("expect_column_values_to_be_between", {"column": column, "min_value": round(floor, 6), "max_value": round(high + pad, 6),
                                                     "mostly": 0.99}, crit),
         ]
     for column in schema.categorical:

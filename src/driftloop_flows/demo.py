@@ -37,19 +37,23 @@ def _table(rows: list[dict]) -> str:
     return "\n".join([line(columns), line("-" * widths[c] for c in columns), *(line(r[c] for c in columns) for r in rows)])
 
 
+_CONCEPT_DRIFT = {"churn": "a competitor's campaign", "loans": "rising rates: long, leveraged loans default more"}
+
+
 def _timeline(cfg: Config, reports: dict) -> str:
-    """Which signal saw the concept drift first: the label-free ones on the day, the rest once labels came."""
-    event = cfg.demo.concept_drift_day
-    lines = [f"Concept drift from day {event} (a competitor's campaign); its labels arrive {cfg.demo.label_delay_days} days later. "
-             "First day each signal flagged something new:"]
+    """Which signal saw the concept drift first: the label-free ones on the batch, the rest once labels came."""
+    event, unit = cfg.demo.concept_drift_batch, "day" if cfg.data.period_days == 1 else "batch"
+    delay = -(-cfg.demo.label_delay_days // cfg.data.period_days)  # in batches, rounded up
+    lines = [f"Concept drift from {unit} {event} ({_CONCEPT_DRIFT[cfg.demo.scenario]}); its labels arrive "
+             f"{cfg.demo.label_delay_days} days later. First {unit} each signal flagged something new:"]
     for d in detection_timeline(reports, event):
-        when = "never" if d.day is None else f"day {d.day} (+{d.lag_days} d{', before any of its labels' if d.lag_days < cfg.demo.label_delay_days else ''})"
+        when = "never" if d.day is None else f"{unit} {d.day} (+{d.lag_days}{', before any of its labels' if d.lag_days < delay else ''})"
         shown = ", ".join(d.new[:3]) + (f" and {len(d.new) - 3} more" if len(d.new) > 3 else "")
         what = f": {shown}" if d.new else ""
         earlier = f"  [already on before: {', '.join(d.already_on)}]" if d.already_on else ""
         lines.append(f"  {d.signal:<22} {when}{what}{earlier}")
         if d.signal == "estimated performance" and d.day is None:
-            lines.append(" " * 25 + "(CBPE trusts the model's calibration, P(churn | score); a concept drift is a change of exactly that)")
+            lines.append(" " * 25 + "(CBPE trusts the model's calibration, P(y | score); a concept drift is a change of exactly that)")
     return "\n".join(lines)
 
 
@@ -62,7 +66,7 @@ def run(config_path: Path, keep: bool = False) -> int:
         demo.claim(cfg, config_path.resolve().parent)
     else:
         demo.reset(cfg, config_path.resolve().parent)  # refuses, deleting nothing, if a folder is not the demo's own
-    step(1, f"generating the churn scenario: {cfg.demo.reference_rows} reference rows, {cfg.demo.n_days} daily batches")
+    step(1, f"generating the {cfg.demo.scenario} scenario: {cfg.demo.reference_rows} reference rows, {cfg.demo.n_batches} {cfg.data.cadence} batches")
     generated = demo.generate(cfg.demo, cfg.data)
 
     step(2, "bootstrap flow: training the first champion on the reference period "
@@ -111,10 +115,11 @@ def run(config_path: Path, keep: bool = False) -> int:
         print(f"The challenger v{chall.version} {'passed' if gate == 'passed' else 'did not pass'} the promotion gate "
               f"(its MLflow version page lists every rule). Approve it (moves the champion alias), or reject it:")
         override = "" if gate == "passed" else " --override --reason '...'"
-        print(f"  .venv/bin/driftloop promote {chall.version} --reviewer $USER{override}")
-        print(f"  .venv/bin/driftloop reject {chall.version} --reviewer $USER --reason '...'")
-        print("  .venv/bin/driftloop rollback --reason '...'    # later: champion back to the one it replaced")
-        print("  .venv/bin/driftloop history                    # every alias move: who, when, from, to, why")
+        cli = ".venv/bin/driftloop" + ("" if config_path == Path("driftloop.yaml") else f" --config {config_path}")
+        print(f"  {cli} promote {chall.version} --reviewer $USER{override}")
+        print(f"  {cli} reject {chall.version} --reviewer $USER --reason '...'")
+        print(f"  {cli} rollback --reason '...'    # later: champion back to the one it replaced")
+        print(f"  {cli} history                    # every alias move: who, when, from, to, why")
     print(f"demo finished in {time.perf_counter() - started:.0f}s")
     return 0
 

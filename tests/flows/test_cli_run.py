@@ -14,7 +14,7 @@ from tests.conftest import write_project
 
 @pytest.fixture
 def project(tmp_path):
-    path = write_project(tmp_path, demo={"n_days": 5})  # day 3 is the quality incident
+    path = write_project(tmp_path, demo={"n_batches": 5})  # day 3 is the quality incident
     cfg = load_config(path)
     return path, cfg, [d.batch_id for d in generate(cfg.demo, cfg.data).days]
 

@@ -52,7 +52,7 @@ def test_a_monitor_run_killed_mid_batch_is_finished_exactly_once_by_the_rerun(pr
     states = [t.state for t in ledger.history(batch)]
     assert states.count("evaluated") == 1 and states[-1] == "evaluated"
     logged = data.read_predictions(cfg.data, [batch])
-    assert len(logged) == cfg.demo.rows_per_day and not logged[cfg.columns.id_column].duplicated().any()
+    assert len(logged) == cfg.demo.rows_per_batch and not logged[cfg.columns.id_column].duplicated().any()
 
 
 def test_mlflow_down_fails_the_run_clearly_and_leaves_the_batch_pending(tmp_path, monkeypatch):

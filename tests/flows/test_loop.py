@@ -101,7 +101,7 @@ def test_label_coverage_grows_as_labels_arrive_and_unknown_ids_are_counted(scena
     last = _outcome(scenario, good[-1]).report.labels
     assert 0.5 < last.coverage < 1.0 and last.median_latency_days == scenario.cfg.demo.label_delay_days
     # the quarantined day's customers were never scored, but their labels still arrive
-    assert last.unknown_ids == scenario.cfg.demo.rows_per_day
+    assert last.unknown_ids == scenario.cfg.demo.rows_per_batch
 
 
 def test_covariate_shift_days_are_flagged_and_clean_days_are_not(scenario):
@@ -120,7 +120,7 @@ def test_the_covariate_shift_moves_features_the_model_ignores_and_not_its_predic
 
 def test_the_concept_drift_is_seen_by_prediction_drift_before_its_labels_and_confirmed_by_them(scenario):
     reports = {d.day: _outcome(scenario, d).report for d in scenario.days if not d.quality_incident}
-    event, delay = scenario.cfg.demo.concept_drift_day, scenario.cfg.demo.label_delay_days
+    event, delay = scenario.cfg.demo.concept_drift_batch, scenario.cfg.demo.label_delay_days
     first = {d.signal: d for d in detection_timeline(reports, event)}
     assert first["prediction drift"].day == event and "probability" in first["prediction drift"].new
     assert first["feature drift"].new == ("support_calls",)  # the campaign's calls; the covariate shift was already on
@@ -210,7 +210,7 @@ def test_a_rerun_reuses_the_cached_scores_and_logs_the_batch_once(scenario):
     assert state.is_completed()
     assert _task_run_states(state.state_details.flow_run_id)["score batch"] == "Cached"
     log = data.read_predictions(scenario.cfg.data, [day.batch_id])
-    assert len(log) == scenario.cfg.demo.rows_per_day
+    assert len(log) == scenario.cfg.demo.rows_per_batch
 
 
 def test_a_malformed_batch_fails_the_run_and_is_quarantined_byte_for_byte(scenario):

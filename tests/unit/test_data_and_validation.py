@@ -132,4 +132,4 @@ def test_labels_are_read_as_of_their_arrival_date(demo_project):
     first = generated.days[0]
     arrival = date.fromisoformat(first.labels_arrive)
     assert data.read_labels(cfg.data, cfg.columns, date.fromordinal(arrival.toordinal() - 1)).empty
-    assert len(data.read_labels(cfg.data, cfg.columns, arrival)) == cfg.demo.rows_per_day
+    assert len(data.read_labels(cfg.data, cfg.columns, arrival)) == cfg.demo.rows_per_batch
