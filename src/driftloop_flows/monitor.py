@@ -7,6 +7,7 @@ from datetime import date
 
 import pandas as pd
 from prefect import flow, get_run_logger
+from prefect.exceptions import MissingResult
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact
 from prefect.events import emit_event
 from prefect.runtime import flow_run
@@ -40,7 +41,11 @@ def summarize(state) -> dict[str, str]:
         verdict = "QUARANTINED" if "quarantined" in (state.message or "") else "FAILED"
         return {"validation": verdict, "drift": "-", "performance": "-", "decision": "-", "registered": "-",
                 "message": state.message or ""}
-    outcome: MonitorOutcome | None = state.result()
+    try:
+        outcome: MonitorOutcome | None = state.result()
+    except MissingResult:  # a state read back from the API whose result was not kept: the report has it
+        return {"validation": "done", "drift": "-", "performance": "-", "decision": "-", "registered": "-",
+                "message": "its outcome is in its monitor report (data.reports) and its MLflow run"}
     if outcome is None:
         return {"validation": "already processed", "drift": "-", "performance": "-", "decision": "-", "registered": "-", "message": ""}
     report = outcome.report
@@ -298,7 +303,9 @@ def _run_name() -> str:
     return f"monitor {flow_run.parameters.get('batch_id') or 'new batches'}"
 
 
-@flow(name="monitor", flow_run_name=_run_name)
+# Persisted, so a parent run (backfill, the scheduled run) can read each batch's outcome back even
+# when its state comes from the API.
+@flow(name="monitor", flow_run_name=_run_name, persist_result=True)
 @fails_cleanly
 def monitor(
     batch_id: str | None = None, config_path: str = "driftloop.yaml", retrain_inline: bool = True, force: bool = False,
