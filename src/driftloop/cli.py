@@ -225,6 +225,7 @@ def _print_batches(rows: list[dict]) -> int:
 
 
 def cmd_run_bootstrap(args) -> int:
+    load_config(args.config)  # a bad config is one line now, not after starting an API
     _prepare_prefect()
     from driftloop_flows.bootstrap import bootstrap
 
@@ -238,7 +239,8 @@ def cmd_run_bootstrap(args) -> int:
 def cmd_run_monitor(args) -> int:
     from driftloop import data
 
-    for batch_id in args.batch_ids:  # before starting anything
+    load_config(args.config)  # before starting anything: the config, then the ids
+    for batch_id in args.batch_ids:
         data.check_batch_id(batch_id)
     _prepare_prefect()
     from driftloop_flows.monitor import monitor, summarize
@@ -257,6 +259,7 @@ def cmd_run_monitor(args) -> int:
 
 
 def cmd_run_backfill(args) -> int:
+    load_config(args.config)
     _prepare_prefect()
     from driftloop_flows.backfill import backfill
 
