@@ -253,7 +253,7 @@ def check_labels(frame: pd.DataFrame, schema: SchemaConfig, source: Path | str) 
 
 def _label_files(cfg: DataConfig, as_of: date) -> list[tuple[date, Path]]:
     """Label files (parquet or CSV) that had arrived by ``as_of``, by arrival date (their name), oldest first."""
-    _misnamed(cfg.labels, LABEL_FORMATS, "name label files <YYYY-MM-DD>.parquet or .csv, the day they arrived")
+    check_folders(cfg, incoming=False)
     files = [p for p in cfg.labels.iterdir() if p.suffix in LABEL_FORMATS] if cfg.labels.exists() else []
     return sorted((day, p) for p in files if (day := date.fromisoformat(p.stem)) <= as_of)
 

@@ -293,28 +293,25 @@ class Registry:
         key = f"{AUDIT}{now:%Y%m%dT%H%M%S%f}.{secrets.token_hex(2)}"
         self.client.set_registered_model_tag(self.name, key, json.dumps(entry.__dict__))
 
-    def history(self) -> list[AuditEntry]:
+    def _audit_and_aliases(self) -> tuple[list[AuditEntry], dict[str, str]]:
+        """The audit trail (registered-model tags) and where the aliases point, in one read."""
         with self._errors(f"reading the history of {self.name}"):
             try:
-                tags = self.client.get_registered_model(self.name).tags
+                model = self.client.get_registered_model(self.name)
             except MlflowException as exc:
                 if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
-                    return []
+                    return [], {}
                 raise
-        return [AuditEntry(**json.loads(tags[k])) for k in sorted(tags) if k.startswith(AUDIT)]
+        tags = model.tags
+        entries = [AuditEntry(**json.loads(tags[k])) for k in sorted(tags) if k.startswith(AUDIT)]
+        return entries, {alias: str(v) for alias, v in model.aliases.items()}
 
-    def aliases(self) -> dict[str, str]:
-        with self._errors(f"reading the aliases of {self.name}"):
-            try:
-                return {alias: str(v) for alias, v in self.client.get_registered_model(self.name).aliases.items()}
-            except MlflowException as exc:
-                if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
-                    return {}
-                raise
+    def history(self) -> list[AuditEntry]:
+        return self._audit_and_aliases()[0]
 
     def unaudited_aliases(self) -> tuple[UnauditedAlias, ...]:
         """Aliases moved outside driftloop (MLflow's own alias editor): no reviewer, no reason on record."""
-        return unaudited_aliases(self.history(), self.aliases())
+        return unaudited_aliases(*self._audit_and_aliases())
 
     def _tag(self, version: str, values: dict[str, str]) -> None:
         for key, value in values.items():

@@ -22,7 +22,7 @@ def backfill(start: date, end: date, config_path: str = "driftloop.yaml", retrai
         raise ConfigError(f"backfill end {end} is before start {start}; swap them")
     cfg = load_config(config_path)
     check_files(cfg, None)
-    batches = [b for b, _ in find_batches(cfg, start, end, new_only=False)]
+    batches = find_batches(cfg, start, end, new_only=False)
     if not batches:
         get_run_logger().warning("no batch between %s and %s in %s or the ledger", start, end, cfg.data.incoming)
         return []

@@ -7,9 +7,9 @@ from datetime import date
 
 import pandas as pd
 from prefect import flow, get_run_logger
-from prefect.exceptions import MissingResult
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact
 from prefect.events import emit_event
+from prefect.exceptions import MissingResult
 from prefect.runtime import flow_run
 
 from driftloop import data, drift, evaluation, training, validation
@@ -79,13 +79,13 @@ def check_files(cfg: Config, batch_id: str | None) -> None:
 
 
 @io_task(name="find batches")
-def find_batches(cfg: Config, start: date | None = None, end: date | None = None, new_only: bool = True) -> list[tuple[str, str | None]]:
-    """(batch id, ledger state) of the batches in ``data.incoming`` (and, for a range, those the ledger
-    already finished and moved, like a quarantined one), oldest first; ``new_only``: not done yet."""
+def find_batches(cfg: Config, start: date | None = None, end: date | None = None, new_only: bool = True) -> list[str]:
+    """Ids of the batches in ``data.incoming`` (and, for a range, those the ledger already finished and
+    moved, like a quarantined one), oldest first; ``new_only``: not done yet."""
     states = Ledger(cfg.ledger).states()
     ids = set(data.incoming_batches(cfg.data)) | (set() if new_only else set(states))
     inside = lambda b: (start is None or date.fromisoformat(b) >= start) and (end is None or date.fromisoformat(b) <= end)  # noqa: E731
-    return [(b, states.get(b)) for b in sorted(ids) if inside(b) and not (new_only and states.get(b) in DONE)]
+    return [b for b in sorted(ids) if inside(b) and not (new_only and states.get(b) in DONE)]
 
 
 def monitor_each(batch_ids: list[str], config_path: str, retrain_inline: bool, title: str) -> list[dict]:
@@ -272,7 +272,7 @@ def publish_artifacts(cfg: Config, report: MonitorReport, run_id: str) -> None:
                           description=f"drift of batch {report.batch_id} against the champion's reference")
 
 
-def announce_degradation(cfg: Config, report: MonitorReport, run_id: str, config_path: str, inline: bool) -> None:
+def announce_degradation(cfg: Config, report: MonitorReport, trigger: str, run_id: str, config_path: str, inline: bool) -> None:
     """The event an automation in prefect.yaml turns into a retrain deployment run.
 
     Its `driftloop.retrain` label says who retrains: the automation matches only
@@ -283,7 +283,7 @@ def announce_degradation(cfg: Config, report: MonitorReport, run_id: str, config
         resource={"prefect.resource.id": f"driftloop.model.{cfg.registry.model_name}",
                   "prefect.resource.name": cfg.registry.model_name,
                   "driftloop.retrain": "inline" if inline else "deployment"},
-        payload={"as_of": report.batch_id, "trigger": f"monitor:{report.batch_id}", "reasons": list(report.decision.reasons),
+        payload={"as_of": report.batch_id, "trigger": trigger, "reasons": list(report.decision.reasons),
                  "monitor_run_id": run_id, "config_path": config_path},
     )
 
@@ -324,7 +324,7 @@ def monitor(
     cfg = load_config(config_path)
     check_files(cfg, batch_id)
     if batch_id is None:
-        waiting = [b for b, _ in find_batches(cfg)]
+        waiting = find_batches(cfg)
         if not waiting:
             logger.info("no new batch in %s", cfg.data.incoming)
             return []
@@ -374,7 +374,7 @@ def monitor(
         return MonitorOutcome(report, run_id, None)
     trigger = f"monitor:{batch_id}"
     if request_retrain(cfg, trigger, batch_id, decision.reasons, run_id):
-        announce_degradation(cfg, report, run_id, config_path, inline=retrain_inline)
+        announce_degradation(cfg, report, trigger, run_id, config_path, inline=retrain_inline)
     else:  # a rerun of this batch: its retrain was asked for once already
         logger.info("a retrain for %s was already requested (ledger); not asking again", batch_id)
     if not retrain_inline:

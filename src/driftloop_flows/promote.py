@@ -28,8 +28,8 @@ from driftloop.config import load_config
 from driftloop.errors import RegistryError
 from driftloop.promotion import PromotionCheck, check_promotion
 from driftloop.registry import CHALLENGER, CHAMPION, ModelRef, Registry
-from driftloop_flows.reviews import VERSION_TAG, cancel_waiting_reviews, mark_review_run
 from driftloop_flows.common import fails_cleanly, io_task
+from driftloop_flows.reviews import VERSION_TAG, close_stale_reviews, mark_review_run
 
 
 class ReviewDecision(RunInput):
@@ -51,11 +51,6 @@ def review_state(cfg, version: str) -> tuple[ModelRef, ModelRef | None, ModelRef
     if target is None:
         raise RegistryError(f"{registry.name} has no {version!r} alias; nothing to review")
     return target, registry.by_alias(CHAMPION), registry.by_alias(CHALLENGER)
-
-
-@io_task(name="cancel stale reviews")
-def close_stale_reviews(model: str, keep: str | None, because: str) -> list[str]:
-    return [r.name for r in cancel_waiting_reviews(model, keep, because)]
 
 
 def review_page(cfg, target: ModelRef, champion: ModelRef | None, check: PromotionCheck) -> str:

@@ -19,7 +19,7 @@ from driftloop.policy import GateVerdict, evaluate_gate
 from driftloop.promotion import Offer, offer_as_challenger
 from driftloop.registry import CHALLENGER, CHAMPION, COMPLETE, LoadedModel, ModelRef, Registry
 from driftloop.report import comparison_markdown, version_description
-from driftloop_flows.reviews import cancel_waiting_reviews
+from driftloop_flows.reviews import close_stale_reviews
 from driftloop_flows.common import cached_task, compute_task, fails_cleanly, io_task, load_model, register_candidate, training_key
 
 
@@ -72,12 +72,6 @@ def pending_challenger(cfg: Config) -> LoadedModel | None:
     return registry.load(CHALLENGER) if registry.by_alias(CHALLENGER) is not None else None
 
 
-@io_task(name="cancel superseded reviews")
-def close_superseded_reviews(cfg: Config, version: str) -> list[str]:
-    cancelled = cancel_waiting_reviews(cfg.registry.model_name, version, f"v{version} was registered as the challenger")
-    return [r.name for r in cancelled]
-
-
 @io_task(name="read labelled window")
 def read_labelled(cfg: Config, as_of: str):
     labelled = data.labelled_batches(cfg.data, cfg.columns, date.fromisoformat(as_of),
@@ -119,7 +113,7 @@ def compare_with_champion(cfg: Config, candidate: training.Candidate, champion: 
 @compute_task(name="decide the offer")
 def decide_offer(cfg: Config, candidate: training.Candidate, verdict: GateVerdict, pending: LoadedModel | None, holdout) -> Offer:
     """Gate passed, and, while another challenger awaits review, credibly better than it on the same holdout."""
-    versus = _paired(cfg, candidate, pending, holdout) if pending is not None and verdict.passed else None
+    versus = _paired(cfg, candidate, pending, holdout) if pending is not None else None
     return offer_as_challenger(verdict.passed, "; ".join(r.rule for r in verdict.failed),
                                pending.ref.version if pending else None, versus, cfg.gate)
 
@@ -208,7 +202,8 @@ def _fit_gate_register(cfg: Config, as_of: str, trigger: str, trigger_id: str, r
     champion = load_model(cfg, CHAMPION)
     candidate = train_challenger(cfg, train, holdout)
     comparison, verdict = compare_with_champion(cfg, candidate, champion, holdout)
-    offer = decide_offer(cfg, candidate, verdict, pending_challenger(cfg), holdout)
+    # The waiting challenger is loaded only for a version that could replace it.
+    offer = decide_offer(cfg, candidate, verdict, pending_challenger(cfg) if verdict.passed else None, holdout)
     review = write_comparison(cfg, as_of, comparison, verdict, champion.ref.version)
     trigger_files = [cfg.data.reports / f"{as_of}{suffix}" for suffix in (".md", ".json", ".validation.json")]
     window, held = candidate.train_window, candidate.holdout_window
@@ -249,7 +244,7 @@ def _fit_gate_register(cfg: Config, as_of: str, trigger: str, trigger_id: str, r
     mark_retrain(cfg, trigger, as_of, "registered", ref.version, offer.why)
     announce_challenger(cfg, ref, offer, config_path)
     if offer.offered:
-        close_superseded_reviews(cfg, ref.version)
+        close_stale_reviews(cfg.registry.model_name, ref.version, f"v{ref.version} was registered as the challenger")
     headline = next(iter(comparison.overall.values()))
     logger.info(
         "registered version %s: holdout %s %.3f vs champion v%s %.3f; %s", ref.version,

@@ -15,6 +15,8 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, Fl
 from prefect.client.schemas.objects import StateType
 from prefect.states import Cancelled
 
+from driftloop_flows.common import io_task
+
 MODEL_TAG, VERSION_TAG = "driftloop.model:", "driftloop.review:v"
 
 
@@ -63,3 +65,9 @@ def cancel_waiting_reviews(model: str, keep: str | None, because: str) -> list[W
             client.set_flow_run_state(review.flow_run_id, Cancelled(message=f"review of v{review.version} superseded: {because}"),
                                       force=True)
     return stale
+
+
+@io_task(name="cancel stale reviews")
+def close_stale_reviews(model: str, keep: str | None, because: str) -> list[str]:
+    """``cancel_waiting_reviews`` as a task of a flow run (retried on a Prefect API hiccup); the names it cancelled."""
+    return [r.name for r in cancel_waiting_reviews(model, keep, because)]
