@@ -8,6 +8,7 @@ matrix operations: no Python loop over replicates or rows.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,7 +16,19 @@ from scipy import stats
 
 # name -> higher is better
 METRIC_DIRECTION = {"roc_auc": True, "accuracy": True, "f1": True, "precision": True, "recall": True,
-                    "log_loss": False, "brier": False, "mae": False, "rmse": False, "r2": True}
+                    "log_loss": False, "brier": False, "mae": False, "rmse": False, "r2": True,
+                    "macro_f1": True, "macro_precision": True, "macro_recall": True, "weighted_f1": True, "macro_roc_auc": True}
+
+
+def predicted_class(output: np.ndarray, threshold: float) -> np.ndarray:
+    """The class a classifier picks: the positive one above ``threshold`` (binary probability), or the
+    most probable column (multiclass, rows x classes)."""
+    return output.argmax(axis=1) if output.ndim == 2 else (output >= threshold).astype("int64")
+
+
+def class_metric_key(metric: str, name: str) -> str:
+    """``f1.<class>``: one class's metric, safe as an MLflow metric name."""
+    return f"{metric}.{re.sub(r'[^0-9A-Za-z_-]', '_', name)}"
 
 
 def _weighted_auc(y: np.ndarray, score: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -54,6 +67,42 @@ def weighted_metrics(y: np.ndarray, probability: np.ndarray, weights: np.ndarray
         }
 
 
+def weighted_multiclass_metrics(y: np.ndarray, probability: np.ndarray, weights: np.ndarray,
+                                classes: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """Macro, weighted and (given ``classes``, their names) per-class metrics under each replicate's row
+    weights; ``y`` holds class codes, ``probability`` is rows x classes, ``weights`` replicates x rows.
+
+    Macro averages run over the classes present in ``y`` (a class absent from the window has no recall
+    to average), for every replicate alike, so the interval is of the same quantity as the value.
+    """
+    y = np.asarray(y, dtype="int64")
+    n_classes = probability.shape[1]
+    truth = np.eye(n_classes)[y]  # rows x classes, one-hot
+    chosen = np.eye(n_classes)[probability.argmax(axis=1)]
+    present = np.flatnonzero(truth.sum(axis=0) > 0)
+    total = weights.sum(axis=1)
+    tp, actual, picked = weights @ (truth * chosen), weights @ truth, weights @ chosen  # replicates x classes
+    clipped = np.clip(probability[np.arange(len(y)), y], 1e-15, 1.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(picked > 0, tp / picked, 0.0)
+        recall = np.where(actual > 0, tp / actual, 0.0)
+        f1 = np.where(actual + picked > 0, 2 * tp / (actual + picked), 0.0)
+        auc = np.stack([_weighted_auc(truth[:, k], probability[:, k], weights) for k in present], axis=1)
+        found = {
+            "macro_f1": f1[:, present].mean(axis=1),
+            "accuracy": weights @ (probability.argmax(axis=1) == y).astype("float64") / total,
+            "macro_precision": precision[:, present].mean(axis=1),
+            "macro_recall": recall[:, present].mean(axis=1),
+            "weighted_f1": (f1 * actual).sum(axis=1) / actual.sum(axis=1),
+            "macro_roc_auc": auc.mean(axis=1) if len(present) > 1 else np.full(len(weights), np.nan),
+            "log_loss": weights @ -np.log(clipped) / total,
+            "brier": weights @ ((probability - truth) ** 2).sum(axis=1) / total,
+        }
+    for k, name in enumerate(classes):
+        found |= {class_metric_key(m, name): v[:, k] for m, v in (("precision", precision), ("recall", recall), ("f1", f1))}
+    return found
+
+
 @dataclass(frozen=True)
 class MetricDifference:
     metric: str
@@ -85,6 +134,8 @@ def _weighted(task: str, threshold: float):
     """The task's metrics as a function of (y, output, weights)."""
     if task == "regression":
         return weighted_regression_metrics
+    if task == "multiclass_classification":
+        return weighted_multiclass_metrics
     return lambda y, output, weights: weighted_metrics(y, output, weights, threshold)
 
 
@@ -114,8 +165,8 @@ def paired_differences(
 
 def mcnemar(y: np.ndarray, challenger: np.ndarray, champion: np.ndarray, threshold: float) -> McNemar:
     """Exact McNemar test on the rows where exactly one model classifies correctly."""
-    new_right = (challenger >= threshold) == y
-    old_right = (champion >= threshold) == y
+    new_right = predicted_class(challenger, threshold) == y
+    old_right = predicted_class(champion, threshold) == y
     b, c = int(np.sum(new_right & ~old_right)), int(np.sum(old_right & ~new_right))
     p = 1.0 if b + c == 0 else float(stats.binomtest(b, b + c, 0.5).pvalue)
     return McNemar(b, c, p)
@@ -127,7 +178,8 @@ def compare(
     task: str = "binary_classification",
 ) -> Comparison:
     """Overall and per-segment paired comparison; ``segments`` maps a column to its values per row.
-    ``challenger``/``champion``: probabilities of the positive class, or predicted values (regression)."""
+    ``challenger``/``champion``: probabilities of the positive class, of every class (multiclass: rows x
+    classes, ``y`` as class codes), or predicted values (regression)."""
     rng = np.random.default_rng(seed)
     classifier = task != "regression"
     y = np.asarray(y, dtype="int64" if classifier else "float64")
@@ -153,6 +205,15 @@ def bootstrap_intervals(
     """Percentile interval of every metric for one model on one window."""
     weights = rng.poisson(1.0, size=(n_bootstrap, len(y))).astype("float64")
     return _percentile_intervals(weighted_metrics(np.asarray(y), np.asarray(probability), weights, threshold), confidence)
+
+
+def multiclass_bootstrap_intervals(
+    y: np.ndarray, probability: np.ndarray, classes: tuple[str, ...], n_bootstrap: int, confidence: float,
+    rng: np.random.Generator,
+) -> dict[str, tuple[float, float]]:
+    """Percentile interval of every macro, weighted and per-class metric for one model on one window."""
+    weights = rng.poisson(1.0, size=(n_bootstrap, len(y))).astype("float64")
+    return _percentile_intervals(weighted_multiclass_metrics(y, probability, weights, classes), confidence)
 
 
 def _percentile_intervals(replicates: dict[str, np.ndarray], confidence: float) -> dict[str, tuple[float, float]]:

@@ -25,10 +25,14 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-Task = Literal["binary_classification", "regression"]
-# The metrics of each task, headline first (tables and logs show that one).
+Task = Literal["binary_classification", "multiclass_classification", "regression"]
+# The metrics of each task, headline first (tables and logs show that one). A multiclass model also
+# reports precision, recall and f1 of each class (``f1.<class>``), with intervals, but thresholds and
+# the gate apply to these task-level ones.
 TASK_METRICS: dict[str, tuple[str, ...]] = {
     "binary_classification": ("roc_auc", "accuracy", "precision", "recall", "f1", "log_loss", "brier"),
+    "multiclass_classification": ("macro_f1", "accuracy", "macro_precision", "macro_recall", "weighted_f1",
+                                  "macro_roc_auc", "log_loss", "brier"),
     "regression": ("mae", "rmse", "r2"),
 }
 
@@ -39,7 +43,10 @@ class SchemaConfig(_Strict):
     id_column: str
     timestamp_column: str
     target: str
-    task: Task = Field("binary_classification", description="binary_classification (target 0/1) or regression (numeric target)")
+    task: Task = Field("binary_classification", description="binary_classification (target 0/1), "
+                       "multiclass_classification (target one of columns.classes) or regression (numeric target)")
+    classes: tuple[str, ...] = Field((), description="multiclass_classification: every class the target can take, in the "
+                                     "order reports list them (a label outside them is a data error)")
     numeric: tuple[str, ...]
     categorical: tuple[str, ...]
     segments: tuple[str, ...] = ()
@@ -48,6 +55,25 @@ class SchemaConfig(_Strict):
     @property
     def features(self) -> tuple[str, ...]:
         return self.numeric + self.categorical
+
+    @field_validator("classes", mode="before")
+    @classmethod
+    def _classes_as_text(cls, value):
+        # YAML reads `[0, 1, 2]` as numbers; a label file's 0 and a config's 0 must be the same class.
+        return tuple(str(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+    @model_validator(mode="after")
+    def _classes_fit_the_task(self) -> "SchemaConfig":
+        if self.task != "multiclass_classification":
+            if self.classes:
+                raise ValueError(f"classes is for task multiclass_classification; task {self.task} takes none")
+            return self
+        if len(set(self.classes)) != len(self.classes):
+            raise ValueError(f"classes lists a class twice: {', '.join(self.classes)}")
+        if len(self.classes) < 3:
+            raise ValueError("multiclass_classification needs classes: every value the target can take, at least three "
+                             "(for two, use task binary_classification with a 0/1 target)")
+        return self
 
     @model_validator(mode="after")
     def _columns_are_distinct(self) -> "SchemaConfig":
@@ -275,6 +301,16 @@ class DemoConfig(_Strict):
     concept_drift_batch: int = 10
 
 
+# What a classifier is judged on when the config names nothing; a regressor's metrics are in the
+# target's units, so it has no default.
+_TASK_DEFAULTS = {
+    "multiclass_classification": {
+        ("evaluation", "thresholds"): {"macro_f1": {"max_drop": 0.05}},
+        ("gate", "rules"): {"macro_f1": {"min_improvement": 0.0, "max_segment_loss": 0.05}},
+    },
+}
+
+
 class Config(_Strict):
     columns: SchemaConfig
     data: DataConfig
@@ -288,22 +324,43 @@ class Config(_Strict):
     ledger: LedgerConfig = LedgerConfig()
     demo: DemoConfig = DemoConfig()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults_of_the_task(cls, raw):
+        columns = raw.get("columns") if isinstance(raw, dict) else None
+        task = columns.get("task") if isinstance(columns, dict) else None
+        for (section, key), default in _TASK_DEFAULTS.get(task, {}).items():
+            given = raw.get(section, {})
+            if isinstance(given, dict) and key not in given:
+                raw[section] = {**given, key: default}
+        if task == "regression":
+            unset = [f"{section}.{key}" for section, key in (("evaluation", "thresholds"), ("gate", "rules"))
+                     if not isinstance(raw.get(section), dict) or key not in raw[section]]
+            if unset:
+                raise ValueError(f"a regressor has no default {' or '.join(unset)}: MAE and RMSE are in the target's units; "
+                                 "set them, e.g. evaluation.thresholds: {mae: {max_drop: 2.0}}")
+        return raw
+
     @model_validator(mode="after")
     def _drift_rules_name_known_columns(self) -> "Config":
-        known = {*self.columns.features, self.columns.target, "probability", "prediction"}
+        outputs = ("prediction",) if self.columns.task != "binary_classification" else ("probability", "prediction")
+        known = {*self.columns.features, self.columns.target, *outputs}
         unknown = sorted(set(self.drift.columns) - known)
         if unknown:
             raise ValueError(f"drift.columns names unknown column(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
         unknown_fairness = sorted(set(self.evaluation.fairness_columns) - set(self.columns.categorical))
         if unknown_fairness:
             raise ValueError(f"evaluation.fairness_columns must be categorical features, got: {', '.join(unknown_fairness)}")
+        if self.evaluation.fairness_columns and self.columns.task != "binary_classification":
+            raise ValueError(f"evaluation.fairness_columns: the gaps measured (positive rate, true-positive rate) are a binary "
+                             f"classifier's; a {self.columns.task} model takes none (per-segment metrics cover columns.segments)")
         metrics = TASK_METRICS[self.columns.task]
         for section, named in (("evaluation.thresholds", self.evaluation.thresholds), ("gate.rules", self.gate.rules)):
             unknown = sorted(set(named) - set(metrics))
             if unknown:
                 raise ValueError(f"{section} names {', '.join(unknown)}, not a {self.columns.task} metric; use one of {', '.join(metrics)}")
-        regression = self.columns.task == "regression"
-        kinds = {c: "numeric" for c in (*self.columns.numeric, *(("prediction", self.columns.target) if regression else ("probability",)))}
+        numeric_outputs = {"regression": ("prediction", self.columns.target), "binary_classification": ("probability",)}
+        kinds = {c: "numeric" for c in (*self.columns.numeric, *numeric_outputs.get(self.columns.task, ()))}
         for column, rule in self.drift.columns.items():
             allowed = NUMERIC_METHODS if kinds.get(column) == "numeric" else CATEGORICAL_METHODS
             if rule.method and rule.method not in allowed:
@@ -355,7 +412,8 @@ def load_config(path: str | Path) -> Config:
     try:
         return Config.model_validate(_resolve(raw, path.parent.resolve()))
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        problems = "; ".join(  # a check across sections has no location of its own: its message names the setting
+            f"{'.'.join(str(p) for p in err['loc']) + ': ' if err['loc'] else ''}{err['msg'].removeprefix('Value error, ')}"
+            for err in exc.errors()
         )
         raise ConfigError(f"config file {path} is invalid: {problems}") from None

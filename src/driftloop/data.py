@@ -216,26 +216,32 @@ def read_predictions(cfg: DataConfig, batch_ids: list[str], columns: list[str] |
 
 
 def _target_dtype(schema: SchemaConfig) -> str:
-    return "float64" if schema.task == "regression" else "int64"
+    return {"regression": "float64", "multiclass_classification": "str"}.get(schema.task, "int64")
 
 
 def check_target(target: pd.Series, schema: SchemaConfig, source: Path | str) -> pd.Series:
     """A label on every row that fits ``columns.task``, or one DataError line naming the rows and the fix;
-    the target as int64 (0/1) or float64 (regression)."""
+    the target as int64 (0/1), float64 (regression) or the class's name (multiclass)."""
     if (missing := target.isna()).any():
         raise DataError(f"{source}: column {schema.target} has no label at rows {_rows(missing)}; "
                         "leave rows out until their label is known")
-    values = pd.to_numeric(target, errors="coerce") if not pd.api.types.is_bool_dtype(target) else target.astype("int64")
+    if schema.task == "multiclass_classification":
+        values = target.astype("str")
+        bad = ~values.isin(schema.classes)
+        expected = f"one of columns.classes ({', '.join(schema.classes)})"
+        fix = "add the class to columns.classes and bootstrap again, or fix the labels upstream"
+    else:
+        values = pd.to_numeric(target, errors="coerce") if not pd.api.types.is_bool_dtype(target) else target.astype("int64")
     if schema.task == "regression":
         bad = values.isna() | ~np.isfinite(values.astype("float64"))
         expected, fix = "numeric values", "export the target as numbers"
-    else:
+    elif schema.task == "binary_classification":
         bad = ~values.isin([0, 1])
         expected, fix = "0 or 1", "map the labels to 0/1 upstream"
         classes = sorted(map(str, target.unique()))
         if len(classes) > 2:  # a whole other task, not a stray value: say so
             fix += (f" (it has {len(classes)} classes: {', '.join(classes[:5])}{', ...' if len(classes) > 5 else ''}; "
-                    "columns.task binary_classification needs two, and driftloop does not do multiclass yet)")
+                    "for more than two, set columns.task: multiclass_classification and list them in columns.classes)")
     if bad.any():
         example = target[bad].iloc[0]
         example = example.item() if isinstance(example, np.generic) else example

@@ -6,7 +6,8 @@ has a data-quality incident, a covariate shift and a concept drift, so every bra
 the loop is exercised. Everything is generated here; nothing is downloaded.
 
 The same customers can carry a regression target instead (``SPEND``: what a customer
-pays next month), with its own concept drift, for a regressor's loop.
+pays next month) or a multiclass one (``PLAN_CHANGE``: keep, upgrade or downgrade the plan
+next month), each with its own concept drift, for a regressor's or a multiclass loop.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ NUMERIC = (
 )
 CATEGORICAL = ("contract_type", "plan_tier", "region", "payment_method", "acquisition_channel")
 ID, TIMESTAMP, TARGET, SPEND = "customer_id", "event_ts", "churned", "spend_next_month"
+PLAN_CHANGE, PLAN_CHANGES = "plan_change", ("keep", "upgrade", "downgrade")
 
 _LEVELS = {
     "contract_type": (("monthly", "annual", "two_year"), (0.55, 0.30, 0.15)),
@@ -164,6 +166,26 @@ def spend_next_month(rng: np.random.Generator, df: pd.DataFrame, *, concept_drif
     return np.round(bill + rng.normal(0, 4, len(df)), 2)
 
 
+def plan_change(rng: np.random.Generator, df: pd.DataFrame, *, concept_drift: bool) -> np.ndarray:
+    """The multiclass target: what a customer does with the plan next month. Concept drift: the
+    competitor's cheaper plan makes premium and heavy-usage customers downgrade, whatever they call
+    support about, and basic customers stop upgrading."""
+    tier, usage = df["plan_tier"].to_numpy(), df["data_usage_gb"].to_numpy()
+    products, calls = df["num_products"].to_numpy(), df["support_calls"].to_numpy()
+    upgrade = -1.0 + 0.06 * (usage - 30) + 1.0 * (products - 2) + np.select([tier == "basic", tier == "premium"], [1.5, -3.0], 0.0)
+    downgrade = (-1.2 + 0.15 * (df["payment_delay_days"].to_numpy() - 3) + 0.04 * (df["monthly_charges"].to_numpy() - 60)
+                 + np.select([tier == "premium", tier == "basic"], [1.0, -2.0], 0.0))
+    if concept_drift:
+        downgrade = downgrade + np.where((tier == "premium") | (usage > 40), 2.5, -1.0)
+        upgrade = upgrade - np.where(tier == "basic", 2.5, 0.0)
+    else:
+        downgrade = downgrade + 1.2 * (calls - 1.2)
+    logits = np.stack([np.zeros(len(df)), upgrade, downgrade], axis=1)
+    chance = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    picked = (chance.cumsum(axis=1) < rng.random(len(df))[:, None]).sum(axis=1)
+    return np.asarray(PLAN_CHANGES, dtype=object)[picked]
+
+
 def _spoil(rng: np.random.Generator, batch: pd.DataFrame) -> pd.DataFrame:
     """The data-quality incident: an upstream job starts sending charges in cents, and tenure goes missing."""
     bad = batch.copy()
@@ -183,18 +205,20 @@ class GeneratedDemo:
 def _labels(rng: np.random.Generator, df: pd.DataFrame, target: str, *, concept_drift: bool) -> np.ndarray:
     if target == SPEND:
         return spend_next_month(rng, df, concept_drift=concept_drift)
+    if target == PLAN_CHANGE:
+        return plan_change(rng, df, concept_drift=concept_drift)
     return (rng.random(len(df)) < churn_probability(df, concept_drift=concept_drift)).astype("int64")
 
 
 def generate(cfg: DemoConfig, data: DataConfig, target: str = TARGET) -> GeneratedDemo:
     """Write the reference period, the batches and late label files of ``cfg.scenario``: churn
-    (``target``: TARGET, churn, or SPEND, next month's bill) or loans (``driftloop.loans``). Deterministic by seed."""
+    (``target``: TARGET, churn; SPEND, next month's bill; or PLAN_CHANGE, keep/upgrade/downgrade) or loans (``driftloop.loans``). Deterministic by seed."""
     if cfg.scenario == "loans":
         from driftloop import loans
 
         return loans.generate(cfg, data)
-    if target not in (TARGET, SPEND):
-        raise ValueError(f"the demo generates target {TARGET!r} or {SPEND!r}, not {target!r}")
+    if target not in (TARGET, SPEND, PLAN_CHANGE):
+        raise ValueError(f"the demo generates target {TARGET!r}, {SPEND!r} or {PLAN_CHANGE!r}, not {target!r}")
     rng = np.random.default_rng(cfg.seed)
     for folder in (data.incoming, data.labels, data.reference.parent):
         folder.mkdir(parents=True, exist_ok=True)

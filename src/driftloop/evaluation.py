@@ -1,6 +1,7 @@
 """Performance against ground truth on the matured window, and estimated while labels are missing.
 
-Realized metrics (a binary classifier's, or a regressor's MAE, RMSE and R2) come with
+Realized metrics (a binary classifier's; a multiclass one's macro, weighted and per-class
+ones; or a regressor's MAE, RMSE and R2) come with
 bootstrap intervals, and a threshold counts as crossed only when the whole interval is on
 the wrong side of it, so a small window cannot raise an alarm on noise. The same metrics
 are computed per segment, against what the model earned on that segment of its own
@@ -21,7 +22,10 @@ from scipy import stats
 from sklearn import metrics as skm
 from sklearn.linear_model import LogisticRegression
 
-from driftloop.comparison import METRIC_DIRECTION, bootstrap_intervals, regression_bootstrap_intervals
+from driftloop.comparison import (
+    METRIC_DIRECTION, bootstrap_intervals, multiclass_bootstrap_intervals, predicted_class, regression_bootstrap_intervals,
+    weighted_multiclass_metrics,
+)
 from driftloop.config import EvaluationConfig, MetricThreshold, Task
 
 # name -> function of (y_true, probability, predicted class); directions are in comparison.METRIC_DIRECTION
@@ -64,9 +68,21 @@ def classification_metrics(y_true: np.ndarray, probability: np.ndarray, threshol
     }
 
 
-def task_metrics(task: Task, y_true: np.ndarray, output: np.ndarray, threshold: float) -> dict[str, float]:
-    """``output``: the positive class's probability (binary_classification) or the predicted value (regression)."""
-    return regression_metrics(y_true, output) if task == "regression" else classification_metrics(y_true, output, threshold)
+def multiclass_metrics(y_true: np.ndarray, probability: np.ndarray, classes: tuple[str, ...] = ()) -> dict[str, float]:
+    """Macro and weighted metrics (and, given the class names, each class's precision, recall and f1) of
+    class codes ``y_true`` against rows x classes ``probability``: the bootstrap's own formulas at unit weights."""
+    unit = np.ones((1, len(y_true)))
+    return {k: float(v[0]) for k, v in weighted_multiclass_metrics(y_true, np.asarray(probability, dtype="float64"), unit, classes).items()}
+
+
+def task_metrics(task: Task, y_true: np.ndarray, output: np.ndarray, threshold: float, classes: tuple[str, ...] = ()) -> dict[str, float]:
+    """``output``: the positive class's probability (binary_classification), every class's probability
+    (multiclass_classification, rows x classes, ``y_true`` as class codes) or the predicted value (regression)."""
+    if task == "regression":
+        return regression_metrics(y_true, output)
+    if task == "multiclass_classification":
+        return multiclass_metrics(y_true, output, classes)
+    return classification_metrics(y_true, output, threshold)
 
 
 def segment_key(column: str, value: object) -> str:
@@ -77,13 +93,13 @@ def segment_key(column: str, value: object) -> str:
 def segment_metrics(task: Task, y: np.ndarray, output: np.ndarray, segments: dict[str, np.ndarray], threshold: float,
                     min_rows: int) -> dict[str, float]:
     """``seg.<column>.<value>.<metric>`` for every segment with enough rows (for a classifier, with
-    both classes in it: AUC needs them; a regressor needs only the rows)."""
+    two classes in it at least: AUC needs them; a regressor needs only the rows)."""
     found = {}
     for column, values in segments.items():
         values = np.asarray(values, dtype=object)
         for value in pd.unique(values[pd.notna(values)]):
             mask = values == value
-            if mask.sum() >= min_rows and (task == "regression" or len(np.unique(y[mask])) == 2):
+            if mask.sum() >= min_rows and (task == "regression" or len(np.unique(y[mask])) >= 2):
                 for metric, v in task_metrics(task, y[mask], output[mask], threshold).items():
                     found[f"{segment_key(column, value)}.{metric}"] = v
     return found
@@ -187,10 +203,14 @@ def _fairness(y: np.ndarray, predicted: np.ndarray, segments: dict[str, np.ndarr
     return gaps
 
 
-def _measure(task: Task, y: np.ndarray, output: np.ndarray, cfg: EvaluationConfig, rng: np.random.Generator):
-    """Every metric of the task with its bootstrap interval."""
+def _measure(task: Task, y: np.ndarray, output: np.ndarray, cfg: EvaluationConfig, rng: np.random.Generator,
+             classes: tuple[str, ...] = ()):
+    """Every metric of the task with its bootstrap interval (and, given ``classes``, every class's)."""
     if task == "regression":
         return regression_metrics(y, output), regression_bootstrap_intervals(y, output, cfg.n_bootstrap, cfg.confidence, rng)
+    if task == "multiclass_classification":
+        return (multiclass_metrics(y, output, classes),
+                multiclass_bootstrap_intervals(y, output, classes, cfg.n_bootstrap, cfg.confidence, rng))
     return (classification_metrics(y, output, cfg.decision_threshold),
             bootstrap_intervals(y, output, cfg.decision_threshold, cfg.n_bootstrap, cfg.confidence, rng))
 
@@ -198,18 +218,18 @@ def _measure(task: Task, y: np.ndarray, output: np.ndarray, cfg: EvaluationConfi
 def evaluate_window(
     y_true: np.ndarray, output: np.ndarray, window: tuple[str, ...], reference: dict[str, float], cfg: EvaluationConfig,
     segments: dict[str, np.ndarray] | None = None, seed: int = 0, fairness: dict[str, np.ndarray] | None = None,
-    task: Task = "binary_classification",
+    task: Task = "binary_classification", classes: tuple[str, ...] = (),
 ) -> PerformanceReport | None:
-    """Metrics with intervals, threshold checks, segments and (classifiers) fairness gaps between the
-    groups of ``fairness`` columns; None when too few labels have arrived. ``output``: the positive
-    class's probability (binary_classification) or the predicted value (regression)."""
+    """Metrics with intervals, threshold checks, segments and (binary classifiers) fairness gaps between
+    the groups of ``fairness`` columns; None when too few labels have arrived. ``output``: the positive
+    class's probability (binary_classification), every class's probability (multiclass_classification,
+    rows x ``classes``, with ``y_true`` as class codes) or the predicted value (regression)."""
     if len(y_true) < cfg.min_labelled_rows:
         return None
-    classifier = task == "binary_classification"
-    y_true = np.asarray(y_true, dtype="int64" if classifier else "float64")
+    y_true = np.asarray(y_true, dtype="float64" if task == "regression" else "int64")
     output = np.asarray(output, dtype="float64")
     rng = np.random.default_rng(seed)
-    values, intervals = _measure(task, y_true, output, cfg, rng)
+    values, intervals = _measure(task, y_true, output, cfg, rng, classes)
     label = f"{window[0]}..{window[-1]} ({len(y_true)} labelled rows)" if window else "empty window"
     checks = tuple(check_metric(m, values[m], intervals[m], reference.get(m), t, label) for m, t in cfg.thresholds.items())
     by_segment = []
@@ -228,7 +248,8 @@ def evaluate_window(
                 for m, t in cfg.thresholds.items()
             )
             by_segment.append(SegmentPerformance(f"{column}={value}", int(mask.sum()), seg_checks))
-    gaps = _fairness(y_true, (output >= cfg.decision_threshold).astype("int64"), fairness or {}, cfg, label) if classifier else []
+    binary = task == "binary_classification"
+    gaps = _fairness(y_true, predicted_class(output, cfg.decision_threshold), fairness or {}, cfg, label) if binary else []
     return PerformanceReport(window, len(y_true), values, checks, tuple(by_segment), tuple(gaps),
                              {m: (float(low), float(high)) for m, (low, high) in intervals.items()},
                              {m: reference[m] for m in values if m in reference})

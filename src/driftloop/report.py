@@ -75,7 +75,8 @@ class MonitorReport:
         if self.performance is None:
             return f"{estimate}, labels pending" if estimate else "labels pending"
         breached = {c.metric for c in self.performance.checks if c.breached}
-        realized = " ".join(f"{_SHORT.get(m, m)} {_fmt(v)}{'*' if m in breached else ''}" for m, v in self.performance.metrics.items())
+        realized = " ".join(f"{_SHORT.get(m, m)} {_fmt(v)}{'*' if m in breached else ''}"
+                            for m, v in self.performance.metrics.items() if "." not in m)  # per-class ones: in the table
         n = len(self.performance.window)
         return f"{estimate + ', ' if estimate else ''}{realized} ({n} batch{'es' if n != 1 else ''})"
 

@@ -22,7 +22,8 @@ from driftloop.drift import ReferenceProfile, fit_reference
 from driftloop.errors import ConfigError, DataError
 from driftloop.evaluation import fit_calibration, segment_metrics, task_metrics
 
-# A classifier logs both; a regressor logs only PREDICTION, its predicted value.
+# A binary classifier logs both; a multiclass one logs PREDICTION (the class's name) and one
+# ``probability.<class>`` per class; a regressor logs only PREDICTION, its predicted value.
 PROBABILITY, PREDICTION = "probability", "prediction"
 
 
@@ -101,19 +102,44 @@ def fit(frame: pd.DataFrame, schema: SchemaConfig, cfg: TrainingConfig) -> Pipel
         )
     if frame[schema.target].nunique() < 2:
         raise DataError(f"the training window has a single {schema.target} value; widen training.window_batches")
-    target = frame[schema.target].astype("float64" if schema.task == "regression" else "int64")
+    target = frame[schema.target].astype({"regression": "float64", "multiclass_classification": "str"}.get(schema.task, "int64"))
     return build_pipeline(schema, cfg).fit(frame[list(schema.features)], target)
 
 
-def output_column(schema: SchemaConfig) -> str:
-    """The logged column that metrics and drift are computed on: probability, or a regressor's value."""
-    return PREDICTION if schema.task == "regression" else PROBABILITY
+def output_columns(schema: SchemaConfig) -> list[str]:
+    """The logged columns that metrics are computed on: the positive class's probability, each class's
+    (``probability.<class>``), or a regressor's value."""
+    if schema.task == "multiclass_classification":
+        return [f"{PROBABILITY}.{c}" for c in schema.classes]
+    return [PREDICTION if schema.task == "regression" else PROBABILITY]
+
+
+def logged_output(frame: pd.DataFrame, schema: SchemaConfig) -> np.ndarray:
+    """What ``predict_output`` returned, read back from logged rows: rows, or rows x classes (multiclass)."""
+    columns = output_columns(schema)
+    output = frame[columns].to_numpy(dtype="float64")
+    return output if schema.task == "multiclass_classification" else output[:, 0]
+
+
+def truth(frame: pd.DataFrame, schema: SchemaConfig) -> np.ndarray:
+    """The target as metrics take it: 0/1, a regressor's value, or the index of the class in ``columns.classes``."""
+    if schema.task == "multiclass_classification":
+        return pd.Index(schema.classes).get_indexer(frame[schema.target].astype("str"))
+    return frame[schema.target].to_numpy()
 
 
 def predict_output(model: Pipeline, frame: pd.DataFrame, schema: SchemaConfig) -> np.ndarray:
-    """The positive class's probability, or a regressor's predicted value."""
+    """The positive class's probability, every class's (rows x ``columns.classes``: a class the model
+    never saw in training gets 0), or a regressor's predicted value."""
     features = frame[list(schema.features)]
-    return model.predict(features) if schema.task == "regression" else model.predict_proba(features)[:, 1]
+    if schema.task == "regression":
+        return model.predict(features)
+    probability = model.predict_proba(features)
+    if schema.task == "binary_classification":
+        return probability[:, 1]
+    aligned = np.zeros((len(frame), len(schema.classes)))
+    aligned[:, pd.Index(schema.classes).get_indexer(np.asarray(model.classes_).astype(str))] = probability
+    return aligned
 
 
 def split_by_time(frame: pd.DataFrame, schema: SchemaConfig, holdout_share: float) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -152,7 +178,8 @@ def score(model: Pipeline, frame: pd.DataFrame, schema: SchemaConfig, threshold:
     Rows are scored in chunks, as requests would arrive; a chunk the model cannot score keeps
     its rows in the log with no output and ``scored=False``: counted, never dropped.
     """
-    output = np.full(len(frame), np.nan)
+    multiclass = schema.task == "multiclass_classification"
+    output = np.full((len(frame), len(schema.classes)) if multiclass else len(frame), np.nan)
     latency_ms = np.zeros(len(frame))
     for start in range(0, len(frame), chunk_rows):
         chunk = slice(start, start + chunk_rows)
@@ -163,10 +190,15 @@ def score(model: Pipeline, frame: pd.DataFrame, schema: SchemaConfig, threshold:
         except (ValueError, TypeError):  # what scikit-learn raises for inputs it cannot use
             pass
         latency_ms[chunk] = (time.perf_counter() - began) * 1000 / len(rows)
-    scored = ~np.isnan(output)
+    scored = ~np.isnan(output) if not multiclass else ~np.isnan(output).any(axis=1)
     columns = [schema.id_column, schema.timestamp_column, *schema.features, *(c for c in schema.passthrough if c in frame)]
     if schema.task == "regression":
         return frame[columns].assign(**{PREDICTION: output, "latency_ms": latency_ms, "scored": scored})
+    if multiclass:
+        names = pd.Series(np.asarray(schema.classes, dtype=object)[np.where(scored, np.nan_to_num(output).argmax(axis=1), 0)],
+                          index=frame.index, dtype="str").where(scored)
+        probabilities = dict(zip(output_columns(schema), output.T))
+        return frame[columns].assign(**probabilities, **{PREDICTION: names, "latency_ms": latency_ms, "scored": scored})
     prediction = pd.array(np.where(scored, output >= threshold, 0).astype("int64"), dtype="Int64")
     prediction[~scored] = pd.NA
     return frame[columns].assign(**{PROBABILITY: output, PREDICTION: prediction, "latency_ms": latency_ms, "scored": scored})
@@ -178,7 +210,7 @@ class Candidate:
 
     model: Pipeline
     holdout_metrics: dict[str, float]
-    holdout_output: np.ndarray  # probabilities, or a regressor's values
+    holdout_output: np.ndarray  # as predict_output returns it
     profile: ReferenceProfile
     train_window: TrainingWindow
     holdout_window: TrainingWindow
@@ -196,14 +228,19 @@ def train_candidate(
 ) -> Candidate:
     model = fit(train, schema, cfg)
     output = predict_output(model, holdout, schema)
-    y = holdout[schema.target].to_numpy()
-    metrics = task_metrics(schema.task, y, output, threshold)
+    y = truth(holdout, schema)
+    metrics = task_metrics(schema.task, y, output, threshold, schema.classes)
     # Per-segment holdout metrics are the reference each segment is later judged against.
     metrics |= segment_metrics(schema.task, y, output, {c: holdout[c].to_numpy() for c in schema.segments}, threshold, min_rows=100)
     # Predictions on unseen rows are what production predictions look like; on training rows they are overfit.
     if schema.task == "regression":
         features = fit_reference(train, (*schema.numeric, schema.target), schema.categorical, drift_cfg, seed=cfg.random_state)
         profile = features.merge(fit_reference(pd.DataFrame({PREDICTION: output}), (PREDICTION,), (), drift_cfg))
+    elif schema.task == "multiclass_classification":
+        # Class shares of predictions and target drift like any categorical column; no calibration, so no CBPE.
+        features = fit_reference(train, schema.numeric, (*schema.categorical, schema.target), drift_cfg, seed=cfg.random_state)
+        predicted = pd.DataFrame({PREDICTION: np.asarray(schema.classes, dtype=object)[output.argmax(axis=1)]})
+        profile = features.merge(fit_reference(predicted, (), (PREDICTION,), drift_cfg))
     else:
         features = fit_reference(train, schema.numeric, (*schema.categorical, schema.target), drift_cfg, seed=cfg.random_state)
         scored = pd.DataFrame({PROBABILITY: output, PREDICTION: (output >= threshold).astype("int64")})

@@ -148,7 +148,7 @@ def log_predictions(cfg: Config, batch_id: str, scored, version: str):
 def matured_window(cfg: Config, batch_id: str):
     """Logged predictions of the newest ``evaluation.window_batches`` batches whose labels have arrived."""
     window = data.labelled_batches(cfg.data, cfg.columns, date.fromisoformat(batch_id), n_batches=cfg.evaluation.window_batches)
-    return window[window[training.output_column(cfg.columns)].notna()]  # rows that failed to score have nothing to evaluate
+    return window[window[training.output_columns(cfg.columns)].notna().all(axis=1)]  # rows that failed to score have nothing to evaluate
 
 
 @compute_task(name="evaluate matured labels")
@@ -156,14 +156,15 @@ def evaluate_matured(cfg: Config, window, reference_metrics: dict) -> evaluation
     if window.empty:
         return None
     return evaluation.evaluate_window(
-        window[cfg.columns.target].to_numpy(),
-        window[training.output_column(cfg.columns)].to_numpy(),
+        training.truth(window, cfg.columns),
+        training.logged_output(window, cfg.columns),
         tuple(sorted(window[data.PARTITION].unique())),
         reference_metrics,
         cfg.evaluation,
         segments={c: window[c].to_numpy() for c in cfg.columns.segments},
         fairness={c: window[c].to_numpy() for c in cfg.evaluation.fairness_columns},
         task=cfg.columns.task,
+        classes=cfg.columns.classes,
     )
 
 
@@ -183,7 +184,7 @@ def read_label_status(cfg: Config, batch_id: str) -> evaluation.LabelStatus:
 @compute_task(name="estimate performance")
 def estimate(cfg: Config, champion: LoadedModel, scored, window, batch_id: str, reference_metrics: dict):
     """CBPE on this batch (no labels yet) and on the matured window (to compare with what was realized).
-    Binary classifiers only: a regressor's profile has no calibration."""
+    Binary classifiers only: a regressor's or a multiclass model's profile has no calibration."""
     if champion.profile.calibration is None:
         return None, (), None
     calibration = evaluation.Calibration(*champion.profile.calibration)

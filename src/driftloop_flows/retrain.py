@@ -90,7 +90,7 @@ def train_challenger(cfg: Config, train, holdout) -> training.Candidate:
 
 def _paired(cfg: Config, candidate: training.Candidate, other: LoadedModel, holdout) -> Comparison:
     return compare(
-        holdout[cfg.columns.target].to_numpy(),
+        training.truth(holdout, cfg.columns),
         candidate.holdout_output,
         training.predict_output(other.model, holdout, cfg.columns),
         {column: holdout[column].to_numpy() for column in cfg.columns.segments},

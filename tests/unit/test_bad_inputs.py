@@ -227,8 +227,8 @@ def test_suite_row_counts_follow_the_cadence(demo_project):
 
 
 @pytest.mark.parametrize(("classes", "message"), [
-    (["low", "mid", "high"], "it has 3 classes: high, low, mid; columns.task binary_classification needs two"),
-    ([0, 1, 2], "it has 3 classes: 0, 1, 2; columns.task binary_classification needs two"),
+    (["low", "mid", "high"], "it has 3 classes: high, low, mid; for more than two, set columns.task: multiclass_classification"),
+    ([0, 1, 2], "it has 3 classes: 0, 1, 2; for more than two, set columns.task: multiclass_classification"),
 ])
 def test_a_reference_whose_target_does_not_fit_the_task_is_one_line_at_bootstrap(demo_project, classes, message):
     cfg, _ = demo_project

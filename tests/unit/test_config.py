@@ -65,7 +65,7 @@ def _with(tmp_path: Path, section: str, values: dict) -> Path:
 
 
 def test_a_setting_renamed_to_what_it_counts_names_its_new_name(tmp_path: Path):
-    with pytest.raises(ConfigError, match="policy: Value error, cooldown_days is now cooldown_batches: it counts batches"):
+    with pytest.raises(ConfigError, match="policy: cooldown_days is now cooldown_batches: it counts batches"):
         load_config(_with(tmp_path, "policy", {"cooldown_days": 3}))
 
 

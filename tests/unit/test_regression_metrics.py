@@ -88,15 +88,15 @@ def test_the_gate_compares_a_regressor_on_paired_differences_without_mcnemar(rng
 
 def test_thresholds_and_gate_rules_must_name_metrics_of_the_task(tmp_path):
     regression = {"target": "spend_next_month", "task": "regression"}
-    path = write_project(tmp_path, columns=regression, evaluation={"thresholds": {"roc_auc": {"floor": 0.7}}},
+    path = write_project(tmp_path, columns=regression, evaluation={"thresholds": {"roc_auc": {"floor": 0.7}}, "fairness_columns": []},
                          gate={"rules": {"mae": {}}})
     with pytest.raises(ConfigError, match="evaluation.thresholds names roc_auc, not a regression metric; use one of mae, rmse, r2"):
         load_config(path)
-    path = write_project(tmp_path, columns=regression, evaluation={"thresholds": {"mae": {"max_drop": 2.0}}})
+    path = write_project(tmp_path, columns=regression, evaluation={"thresholds": {"mae": {"max_drop": 2.0}}, "fairness_columns": []})
     with pytest.raises(ConfigError, match="gate.rules names roc_auc") as caught:
         load_config(path)
     assert "\n" not in str(caught.value)
-    path = write_project(tmp_path, columns=regression, evaluation={"thresholds": {"mae": {"max_drop": 2.0}}},
+    path = write_project(tmp_path, columns=regression, evaluation={"thresholds": {"mae": {"max_drop": 2.0}}, "fairness_columns": []},
                          gate={"rules": {"mae": {"min_improvement": 0.0}}})
     assert load_config(path).columns.task == "regression"
 
@@ -109,3 +109,15 @@ def test_a_regressor_gets_a_baseline_per_segment_so_max_drop_is_checked_there_to
     region = np.where(np.arange(1000) % 2 == 0, "north", "south")
     baseline = segment_metrics("regression", y, predicted, {"region": region}, 0.5, min_rows=100)
     assert {"seg.region.north.mae", "seg.region.south.mae", "seg.region.north.r2"} <= set(baseline)
+
+
+def test_a_regressor_without_thresholds_is_told_to_set_them_in_the_targets_units(tmp_path):
+    import yaml
+
+    path = write_project(tmp_path, columns={"target": "spend_next_month", "task": "regression"}, evaluation={"fairness_columns": []})
+    raw = yaml.safe_load(path.read_text())
+    del raw["evaluation"]["thresholds"], raw["gate"]["rules"]
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=r"a regressor has no default evaluation.thresholds or gate.rules: MAE and RMSE are in "
+                                          r"the target's units; set them, e.g. evaluation.thresholds: \{mae: \{max_drop: 2.0\}\}"):
+        load_config(path)
