@@ -13,7 +13,7 @@ export GX_ANALYTICS_ENABLED ?= false
 # A new machine's first ephemeral Prefect API creates its database: give it longer than the 20 s default.
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 
-.PHONY: install lock browser demo test test-unit test-flows test-integration bench-drift bench-window mlflow-ui up down ps clean
+.PHONY: install lock browser demo test test-unit test-flows test-integration bench-drift bench-window bench-evaluate mlflow-ui up down ps clean
 
 install: $(VENV)/.installed
 
@@ -68,6 +68,10 @@ bench-drift: install
 
 bench-window: install
 	$(BIN)/python -m bench.window_bench
+
+# Seconds and peak memory of scoring, metric intervals, CBPE and the gate at 100k, 500k and 1M rows (several minutes).
+bench-evaluate: install
+	$(BIN)/python -m bench.evaluate_bench
 
 # A Prefect server, an MLflow server and a worker on 127.0.0.1, with prefect.yaml deployed.
 up: install

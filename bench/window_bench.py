@@ -32,7 +32,7 @@ def write_history(cfg: Config, days: int, rows: int, rng: np.random.Generator) -
     for i in range(days):
         day = START + timedelta(days=i)
         frame = demo.customers(rng, rows, pd.Timestamp(day.isoformat(), tz="UTC"), 1, shifted=False, id_offset=i * 1_000_000)
-        scored = frame.assign(probability=rng.random(rows), prediction=1, latency_ms=0.01, scored=True, model_version="1")
+        scored = frame.assign(probability=rng.random(rows), prediction=1, scored=True, model_version="1")
         data.write_predictions(cfg.data, day.isoformat(), scored)
         labels = pd.DataFrame({demo.ID: frame[demo.ID], demo.TARGET: rng.integers(0, 2, rows)})
         labels.to_parquet(cfg.data.labels / f"{(day + timedelta(days=2)).isoformat()}.parquet", index=False)

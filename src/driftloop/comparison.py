@@ -2,8 +2,10 @@
 
 Both models are scored on the same rows, and every bootstrap replicate reweights those
 rows once for both (Poisson weights), so the interval is for the *difference* and the
-noise shared by the two models cancels. All replicates are computed at once as
-matrix operations: no Python loop over replicates or rows.
+noise shared by the two models cancels. Replicates are computed as matrix operations, a block
+of them at a time: each block's weights hold at most ``BLOCK_CELLS`` replicate-rows, so memory
+stays flat however many rows a window has (the number of blocks grows instead, never a Python
+loop over rows).
 """
 
 from __future__ import annotations
@@ -29,6 +31,20 @@ def predicted_class(output: np.ndarray, threshold: float) -> np.ndarray:
 def class_metric_key(metric: str, name: str) -> str:
     """``f1.<class>``: one class's metric, safe as an MLflow metric name."""
     return f"{metric}.{re.sub(r'[^0-9A-Za-z_-]', '_', name)}"
+
+
+# Replicates x rows of Poisson weights held at once: 2**22 float64 cells are 32 MB, and the metric
+# code makes a few temporaries of the same shape.
+BLOCK_CELLS = 2**22
+
+
+def poisson_replicates(measure, n_rows: int, n_bootstrap: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """``measure(weights)`` (a dict of one value per replicate) over ``n_bootstrap`` Poisson(1) weight
+    rows, drawn and measured in blocks of at most ``BLOCK_CELLS`` cells; the results concatenated."""
+    block = max(1, min(n_bootstrap, BLOCK_CELLS // max(n_rows, 1)))
+    parts = [measure(rng.poisson(1.0, size=(min(block, n_bootstrap - start), n_rows)).astype("float64"))
+             for start in range(0, n_bootstrap, block)]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
 def _weighted_auc(y: np.ndarray, score: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -144,20 +160,23 @@ def paired_differences(
     threshold: float, n_bootstrap: int, confidence: float, rng: np.random.Generator, task: str = "binary_classification",
 ) -> dict[str, MetricDifference]:
     measure = _weighted(task, threshold)
-    weights = rng.poisson(1.0, size=(n_bootstrap, len(y))).astype("float64")
-    boot_new, boot_old = measure(y, challenger, weights), measure(y, champion, weights)
+    sign = {metric: 1.0 if METRIC_DIRECTION[metric] else -1.0 for metric in metrics}
+
+    def improvement(weights: np.ndarray) -> dict[str, np.ndarray]:  # the same rows reweighted for both models
+        new, old = measure(y, challenger, weights), measure(y, champion, weights)
+        return {metric: sign[metric] * (new[metric] - old[metric]) for metric in metrics}
+
+    boot = poisson_replicates(improvement, len(y), n_bootstrap, rng)
     unit = np.ones((1, len(y)))
     point_new = {k: float(v[0]) for k, v in measure(y, challenger, unit).items()}
     point_old = {k: float(v[0]) for k, v in measure(y, champion, unit).items()}
     tail = (1 - confidence) / 2 * 100
     result = {}
     for metric in metrics:
-        sign = 1.0 if METRIC_DIRECTION[metric] else -1.0
-        diffs = sign * (boot_new[metric] - boot_old[metric])
-        diffs = diffs[np.isfinite(diffs)]
+        diffs = boot[metric][np.isfinite(boot[metric])]
         low, high = np.percentile(diffs, [tail, 100 - tail]) if len(diffs) else (np.nan, np.nan)
         result[metric] = MetricDifference(
-            metric, point_new[metric], point_old[metric], sign * (point_new[metric] - point_old[metric]),
+            metric, point_new[metric], point_old[metric], sign[metric] * (point_new[metric] - point_old[metric]),
             float(low), float(high), confidence,
         )
     return result
@@ -203,8 +222,9 @@ def bootstrap_intervals(
     y: np.ndarray, probability: np.ndarray, threshold: float, n_bootstrap: int, confidence: float, rng: np.random.Generator
 ) -> dict[str, tuple[float, float]]:
     """Percentile interval of every metric for one model on one window."""
-    weights = rng.poisson(1.0, size=(n_bootstrap, len(y))).astype("float64")
-    return _percentile_intervals(weighted_metrics(np.asarray(y), np.asarray(probability), weights, threshold), confidence)
+    y, probability = np.asarray(y), np.asarray(probability)
+    return _percentile_intervals(
+        poisson_replicates(lambda w: weighted_metrics(y, probability, w, threshold), len(y), n_bootstrap, rng), confidence)
 
 
 def multiclass_bootstrap_intervals(
@@ -212,8 +232,8 @@ def multiclass_bootstrap_intervals(
     rng: np.random.Generator,
 ) -> dict[str, tuple[float, float]]:
     """Percentile interval of every macro, weighted and per-class metric for one model on one window."""
-    weights = rng.poisson(1.0, size=(n_bootstrap, len(y))).astype("float64")
-    return _percentile_intervals(weighted_multiclass_metrics(y, probability, weights, classes), confidence)
+    return _percentile_intervals(
+        poisson_replicates(lambda w: weighted_multiclass_metrics(y, probability, w, classes), len(y), n_bootstrap, rng), confidence)
 
 
 def _percentile_intervals(replicates: dict[str, np.ndarray], confidence: float) -> dict[str, tuple[float, float]]:
@@ -241,5 +261,5 @@ def regression_bootstrap_intervals(
     y: np.ndarray, prediction: np.ndarray, n_bootstrap: int, confidence: float, rng: np.random.Generator
 ) -> dict[str, tuple[float, float]]:
     """Percentile interval of MAE, RMSE and R2 for one regressor on one window."""
-    weights = rng.poisson(1.0, size=(n_bootstrap, len(y))).astype("float64")
-    return _percentile_intervals(weighted_regression_metrics(y, prediction, weights), confidence)
+    return _percentile_intervals(
+        poisson_replicates(lambda w: weighted_regression_metrics(y, prediction, w), len(y), n_bootstrap, rng), confidence)

@@ -23,7 +23,7 @@ from sklearn import metrics as skm
 from sklearn.linear_model import LogisticRegression
 
 from driftloop.comparison import (
-    METRIC_DIRECTION, bootstrap_intervals, multiclass_bootstrap_intervals, predicted_class, regression_bootstrap_intervals,
+    BLOCK_CELLS, METRIC_DIRECTION, bootstrap_intervals, multiclass_bootstrap_intervals, predicted_class, regression_bootstrap_intervals,
     weighted_multiclass_metrics,
 )
 from driftloop.config import EvaluationConfig, MetricThreshold, Task
@@ -260,23 +260,29 @@ def evaluate_window(
 
 @dataclass(frozen=True)
 class ServiceHealth:
+    """How scoring a batch went: rows the model could not score, and batch throughput. (A batch job
+    has no per-request latency; where requests are real, the serving system measures it.)"""
+
     n_rows: int
-    latency_ms_p50: float
-    latency_ms_p95: float
-    latency_ms_p99: float
+    failed_rows: int
     failed_share: float  # rows the model could not score
     max_failed_share: float
+    rows_per_second: float
+    seconds: float
+    model_calls: int
     breached: bool
     detail: str
 
 
-def service_health(latency_ms: np.ndarray, scored: np.ndarray, max_failed_share: float, batch: str) -> ServiceHealth:
-    p50, p95, p99 = (float(v) for v in np.percentile(latency_ms, [50, 95, 99]))
-    failed = float(1 - np.mean(scored)) if len(scored) else 0.0
+def service_health(scored: np.ndarray, seconds: float, model_calls: int, max_failed_share: float, batch: str) -> ServiceHealth:
+    failed_rows = int(len(scored) - np.sum(scored))
+    failed = failed_rows / len(scored) if len(scored) else 0.0
+    rate = len(scored) / seconds if seconds > 0 else float("inf")
     breached = failed > max_failed_share
-    return ServiceHealth(len(scored), p50, p95, p99, failed, max_failed_share, breached,
-                         f"{failed:.1%} of {batch}'s rows failed to score ({'>' if breached else '<='} max {max_failed_share:.1%}); "
-                         f"latency p50 {p50:.3f} ms, p95 {p95:.3f} ms, p99 {p99:.3f} ms per row")
+    return ServiceHealth(len(scored), failed_rows, failed, max_failed_share, rate, seconds, model_calls, breached,
+                         f"{failed:.1%} of {batch}'s rows ({failed_rows} of {len(scored)}) failed to score "
+                         f"({'>' if breached else '<='} max {max_failed_share:.1%}); scored at {rate:,.0f} rows/s "
+                         f"({seconds:.2f} s in {model_calls} model call{'s' if model_calls != 1 else ''})")
 
 
 # --- labels -----------------------------------------------------------------------------
@@ -358,13 +364,21 @@ def estimate_performance(probability: np.ndarray, calibration: Calibration, thre
     probability = np.asarray(probability, dtype="float64")
     calibrated = calibration.apply(probability)
     rng = np.random.default_rng(seed)
-    labels = rng.random((n_simulations, len(probability))) < calibrated
     predicted = probability >= threshold
-    accuracy = (labels == predicted).mean(axis=1)
     ranks = stats.rankdata(probability)
-    positives = labels.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        auc = (labels @ ranks - positives * (positives + 1) / 2) / (positives * (len(probability) - positives))
+    n = len(probability)
+
+    def simulate(n_labelings: int) -> tuple[np.ndarray, np.ndarray]:
+        labels = rng.random((n_labelings, n)) < calibrated
+        positives = labels.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            auc = (labels @ ranks - positives * (positives + 1) / 2) / (positives * (n - positives))
+        return (labels == predicted).mean(axis=1), auc
+
+    # In blocks of labelings, like the bootstrap: memory stays flat however many rows the batch has.
+    block = max(1, min(n_simulations, BLOCK_CELLS // max(n, 1)))
+    accuracy, auc = (np.concatenate(parts) for parts in zip(*(simulate(min(block, n_simulations - start))
+                                                                 for start in range(0, n_simulations, block))))
     tail = (1 - confidence) / 2 * 100
     expected_accuracy = float(np.mean(np.where(predicted, calibrated, 1 - calibrated)))
     auc = auc[np.isfinite(auc)]

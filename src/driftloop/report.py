@@ -92,8 +92,8 @@ class MonitorReport:
             # How far the label-free estimate was from what the labels then showed, on the same rows.
             values |= {f"estimate_error_{k}": self.performance.metrics[k] - v for k, v in self.estimated_matured.metrics.items()}
         if self.health is not None:
-            values |= {"latency_ms_p50": self.health.latency_ms_p50, "latency_ms_p95": self.health.latency_ms_p95,
-                       "latency_ms_p99": self.health.latency_ms_p99, "failed_share": self.health.failed_share}
+            values |= {"scoring_rows_per_second": self.health.rows_per_second, "failed_rows": float(self.health.failed_rows),
+                       "failed_share": self.health.failed_share}
         if self.labels is not None:
             values |= {"label_coverage": self.labels.coverage, "labels_overdue": float(self.labels.overdue),
                        "labels_unknown_ids": float(self.labels.unknown_ids)}

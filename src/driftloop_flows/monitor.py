@@ -131,11 +131,11 @@ def quarantine_batch(cfg: Config, report: validation.ValidationReport) -> data.Q
 
 def _score_key(context, parameters) -> str:
     cfg, champion, frame = parameters["cfg"], parameters["champion"], parameters["frame"]
-    return cache_key("score", champion.ref.run_id, training.fingerprint(frame), cfg.evaluation.decision_threshold)
+    return cache_key("scoring", champion.ref.run_id, training.fingerprint(frame), cfg.evaluation.decision_threshold)
 
 
 @cached_task(name="score batch", cache_key_fn=_score_key)
-def score_batch(cfg: Config, champion: LoadedModel, frame):
+def score_batch(cfg: Config, champion: LoadedModel, frame) -> training.Scoring:
     return training.score(champion.model, frame, cfg.columns, cfg.evaluation.decision_threshold)
 
 
@@ -346,7 +346,8 @@ def monitor(
         logger.warning("validation warning on %s: %s %s", warning.column, warning.expectation, warning.detail)
 
     champion = load_model(cfg, CHAMPION)
-    scored = score_batch(cfg, champion, frame)
+    scoring = score_batch(cfg, champion, frame)
+    scored = scoring.frame
     log_predictions(cfg, batch_id, scored, champion.ref.version)
     mark(cfg, batch_id, "scored", f"champion v{champion.ref.version}")
 
@@ -354,7 +355,7 @@ def monitor(
     performance = evaluate_matured(cfg, window, champion.reference_metrics)
     estimated, estimated_checks, estimated_matured = estimate(cfg, champion, scored, window, batch_id, champion.reference_metrics)
     features, predictions, target = measure_drift(cfg, champion, scored, window)
-    health = evaluation.service_health(scored["latency_ms"].to_numpy(), scored["scored"].to_numpy(),
+    health = evaluation.service_health(scored["scored"].to_numpy(), scoring.seconds, scoring.model_calls,
                                        cfg.evaluation.max_failed_share, batch_id)
     since, gate_failure = retrain_history(cfg, batch_id, performance.window[-1] if performance and performance.window else None)
     decision = decide_retraining(features, performance, predictions, target, since, cfg.policy,

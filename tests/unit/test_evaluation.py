@@ -127,12 +127,13 @@ def test_the_estimate_falls_when_customers_move_to_where_the_model_is_unsure_and
     assert blind.intervals["roc_auc"][0] > 0.7 and abs(realized - 0.5) < 0.05
 
 
-def test_service_health_reports_latency_percentiles_and_the_failed_share():
-    latency = np.r_[np.full(98, 0.01), 0.5, 2.0]
+def test_service_health_reports_the_failed_rows_and_the_batch_throughput():
     scored = np.r_[np.ones(97, dtype=bool), np.zeros(3, dtype=bool)]
-    health = service_health(latency, scored, 0.01, "2026-02-01")
-    assert health.latency_ms_p50 == pytest.approx(0.01) and health.latency_ms_p99 > 0.5
-    assert health.breached and health.failed_share == pytest.approx(0.03) and "3.0% of 2026-02-01's rows" in health.detail
+    health = service_health(scored, 0.5, 7, 0.01, "2026-02-01")
+    assert health.breached and health.failed_rows == 3 and health.failed_share == pytest.approx(0.03)
+    assert health.rows_per_second == pytest.approx(200.0)
+    assert "3.0% of 2026-02-01's rows (3 of 100) failed to score (> max 1.0%); scored at 200 rows/s (0.50 s in 7 model calls)" == health.detail
+    assert not service_health(scored[:97], 0.1, 1, 0.01, "d").breached
 
 
 def test_the_report_shows_every_metric_of_the_task_not_only_the_thresholded_one(rng):

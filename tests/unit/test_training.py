@@ -13,19 +13,31 @@ from driftloop.errors import ConfigError
 SCHEMA = SchemaConfig(id_column="id", timestamp_column="ts", target="y", numeric=("a", "b"), categorical=("c",))
 
 
-def test_a_chunk_that_cannot_be_scored_is_marked_and_kept(rng):
-    n = 1000
+def _fitted(rng, n=1000):
     frame = pd.DataFrame({"id": np.arange(n).astype(str), "ts": pd.Timestamp("2026-02-01"),
                           "a": rng.normal(size=n), "b": rng.normal(size=n), "c": rng.choice(["u", "v"], n)})
     frame["y"] = (frame["a"] + rng.normal(0, 0.5, n) > 0).astype(int)
-    model = training.fit(frame, SCHEMA, TrainingConfig(min_train_rows=10, max_iter=20))
+    return frame, training.fit(frame, SCHEMA, TrainingConfig(min_train_rows=10, max_iter=20))
+
+
+def test_only_the_rows_the_model_cannot_score_are_marked_and_every_row_is_kept(rng):
+    frame, model = _fitted(rng)
     broken = frame.astype({"b": object})
-    broken.loc[300, "b"] = "not a number"  # lands in the second chunk of 256 rows
-    scored = training.score(model, broken, SCHEMA, threshold=0.5, chunk_rows=256)
-    assert len(scored) == n
-    assert (~scored["scored"]).sum() == 256 and not scored.loc[256:511, "scored"].any()
-    assert scored.loc[256:511, "probability"].isna().all() and scored.loc[256:511, "prediction"].isna().all()
-    assert scored.loc[:255, "scored"].all() and (scored["latency_ms"] > 0).all()
+    broken.loc[[300, 301, 777], "b"] = "not a number"
+    scoring = training.score(model, broken, SCHEMA, threshold=0.5)
+    scored = scoring.frame
+    assert len(scored) == len(frame) and sorted(scored.index[~scored["scored"]]) == [300, 301, 777]
+    assert scored.loc[[300, 777], "probability"].isna().all() and scored.loc[[300, 777], "prediction"].isna().all()
+    good = scored["scored"]
+    assert scored.loc[good, "probability"].to_numpy() == pytest.approx(model.predict_proba(frame.loc[good, ["a", "b", "c"]])[:, 1])
+    # halving around three bad rows: a few dozen calls, not one per row
+    assert 3 < scoring.model_calls < 60 and scoring.rows_per_second > 0
+
+
+def test_a_clean_batch_is_scored_in_one_model_call_per_chunk(rng):
+    frame, model = _fitted(rng)
+    assert training.score(model, frame, SCHEMA, threshold=0.5).model_calls == 1
+    assert training.score(model, frame, SCHEMA, threshold=0.5, chunk_rows=300).model_calls == 4
 
 
 USER_MODULE = '''
@@ -58,7 +70,7 @@ def test_a_teams_own_estimator_is_imported_from_next_to_the_config_and_given_its
                          estimator_path=tmp_path)
     model = training.fit(_frame(rng), SCHEMA, cfg)
     assert type(model.named_steps["model"]).__name__ == "LogisticRegression" and model.named_steps["model"].C == 0.5
-    scored = training.score(model, _frame(rng), SCHEMA, threshold=0.5)
+    scored = training.score(model, _frame(rng), SCHEMA, threshold=0.5).frame
     assert scored["scored"].all() and scored["probability"].between(0, 1).all()
     assert training.estimator_fingerprint(cfg) != training.estimator_fingerprint(TrainingConfig())
 
