@@ -81,3 +81,23 @@ def test_a_floor_is_checked_on_the_challenger_itself(rng):
     strict = GATE.model_copy(update={"rules": {"roc_auc": GateMetricRule(min_value=0.99, min_improvement=-1.0)}})
     verdict = evaluate_gate(_compare(y, _scores(rng, y, 1.0), _scores(rng, y, 0.5)), strict)
     assert [r.rule for r in verdict.failed] == ["roc_auc min_value"]
+
+
+def test_replicates_are_drawn_in_blocks_of_bounded_size_and_equal_drawing_them_all_at_once(monkeypatch):
+    from driftloop import comparison
+
+    y = np.random.default_rng(1).integers(0, 2, 300)
+    probability = np.random.default_rng(2).random(300)
+    dense = comparison.weighted_metrics(y, probability, np.random.default_rng(3).poisson(1.0, (50, 300)).astype("float64"), 0.5)
+    shapes = []
+
+    def measure(weights):
+        shapes.append(weights.shape)
+        return comparison.weighted_metrics(y, probability, weights, 0.5)
+
+    monkeypatch.setattr(comparison, "BLOCK_CELLS", 1000)  # 3 replicates of 300 rows per block
+    blocked = comparison.poisson_replicates(measure, 300, 50, np.random.default_rng(3))
+    assert max(r * n for r, n in shapes) <= 1000 and sum(r for r, _ in shapes) == 50
+    assert set(blocked) == set(dense)
+    for metric, values in dense.items():  # the same draws, so the same replicates
+        np.testing.assert_allclose(blocked[metric], values)
