@@ -18,6 +18,7 @@ MULTICLASS = {
     "columns": {"target": PLAN_CHANGE, "task": "multiclass_classification", "classes": list(PLAN_CHANGES)},
     "evaluation": {"thresholds": {"macro_f1": {"max_drop": 0.05}}, "fairness_columns": []},
     "gate": {"rules": {"macro_f1": {"min_improvement": 0.0, "max_segment_loss": 0.05}}},
+    "demo": {"n_batches": 10},  # the concept drift (day 6) is retrained on by day 9 and breaches overall on day 10
 }
 
 
