@@ -184,10 +184,6 @@ class Scoring:
     seconds: float  # wall time of the model calls
     model_calls: int
 
-    @property
-    def rows_per_second(self) -> float:
-        return len(self.frame) / self.seconds if self.seconds > 0 else float("inf")
-
 
 def _predict_into(model, frame: pd.DataFrame, schema: SchemaConfig, output: np.ndarray, start: int, stop: int) -> int:
     """Score rows ``start:stop`` into ``output``; a range the model refuses is halved until each row it

@@ -7,12 +7,10 @@ import pandas as pd
 import pytest
 
 from driftloop import data
-from driftloop.config import TASK_METRICS, load_config
-from driftloop.demo import PLAN_CHANGE, PLAN_CHANGES, generate
+from driftloop.config import TASK_METRICS
+from driftloop.demo import PLAN_CHANGE, PLAN_CHANGES
 from driftloop.registry import CHALLENGER, CHAMPION, Registry
-from driftloop_flows.bootstrap import bootstrap
-from driftloop_flows.monitor import monitor
-from tests.conftest import write_project
+from tests.flows.conftest import monitor_scenario
 
 MULTICLASS = {
     "columns": {"target": PLAN_CHANGE, "task": "multiclass_classification", "classes": list(PLAN_CHANGES)},
@@ -24,16 +22,7 @@ MULTICLASS = {
 
 @pytest.fixture(scope="module")
 def multiclass_run(tmp_path_factory):
-    path = write_project(tmp_path_factory.mktemp("multiclass"), **MULTICLASS)
-    cfg = load_config(path)
-    days = generate(cfg.demo, cfg.data, target=PLAN_CHANGE).days
-    assert bootstrap(config_path=str(path), return_state=True).is_completed()
-    outcomes = {}
-    for day in days:
-        state = monitor(batch_id=day.batch_id, config_path=str(path), return_state=True)
-        if state.is_completed():
-            outcomes[day.day] = state.result()
-    return cfg, days, outcomes
+    return monitor_scenario(tmp_path_factory.mktemp("multiclass"), PLAN_CHANGE, **MULTICLASS)
 
 
 def test_the_champion_predicts_the_users_own_class_names_and_logs_one_probability_per_class(multiclass_run):

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from driftloop.config import load_config
-from driftloop.demo import SPEND, generate
+from driftloop.demo import SPEND
 from driftloop.registry import CHALLENGER, CHAMPION, Registry
-from driftloop_flows.bootstrap import bootstrap
-from driftloop_flows.monitor import monitor
-from tests.conftest import write_project
+from tests.flows.conftest import monitor_scenario
 
 REGRESSION = {
     "columns": {"target": SPEND, "task": "regression"},
@@ -20,16 +17,7 @@ REGRESSION = {
 
 @pytest.fixture(scope="module")
 def regression_run(tmp_path_factory):
-    path = write_project(tmp_path_factory.mktemp("regression"), **REGRESSION)
-    cfg = load_config(path)
-    days = generate(cfg.demo, cfg.data, target=SPEND).days
-    assert bootstrap(config_path=str(path), return_state=True).is_completed()
-    outcomes = {}
-    for day in days:
-        state = monitor(batch_id=day.batch_id, config_path=str(path), return_state=True)
-        if state.is_completed():
-            outcomes[day.day] = state.result()
-    return cfg, days, outcomes
+    return monitor_scenario(tmp_path_factory.mktemp("regression"), SPEND, **REGRESSION)
 
 
 def test_the_champion_is_a_regressor_with_holdout_mae_rmse_and_r2(regression_run):

@@ -31,7 +31,7 @@ def test_only_the_rows_the_model_cannot_score_are_marked_and_every_row_is_kept(r
     good = scored["scored"]
     assert scored.loc[good, "probability"].to_numpy() == pytest.approx(model.predict_proba(frame.loc[good, ["a", "b", "c"]])[:, 1])
     # halving around three bad rows: a few dozen calls, not one per row
-    assert 3 < scoring.model_calls < 60 and scoring.rows_per_second > 0
+    assert 3 < scoring.model_calls < 60 and scoring.seconds > 0
 
 
 def test_a_clean_batch_is_scored_in_one_model_call_per_chunk(rng):
