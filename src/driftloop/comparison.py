@@ -10,11 +10,13 @@ loop over rows).
 
 from __future__ import annotations
 
-import re
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
+
+from driftloop.intervals import analytic_intervals, class_metric_key, influence, paired_interval
 
 # name -> higher is better
 METRIC_DIRECTION = {"roc_auc": True, "accuracy": True, "f1": True, "precision": True, "recall": True,
@@ -28,10 +30,8 @@ def predicted_class(output: np.ndarray, threshold: float) -> np.ndarray:
     return output.argmax(axis=1) if output.ndim == 2 else (output >= threshold).astype("int64")
 
 
-def class_metric_key(metric: str, name: str) -> str:
-    """``f1.<class>``: one class's metric, safe as an MLflow metric name."""
-    return f"{metric}.{re.sub(r'[^0-9A-Za-z_-]', '_', name)}"
-
+# Above this many rows a window's intervals are analytic (driftloop.intervals): as honest, and linear in rows.
+BOOTSTRAP_MAX_ROWS = 20_000
 
 # Replicates x rows of Poisson weights held at once: 2**22 float64 cells are 32 MB, and the metric
 # code makes a few temporaries of the same shape.
@@ -146,40 +146,41 @@ class Comparison:
     segment_rows: dict[str, int]
 
 
-def _weighted(task: str, threshold: float):
+def _weighted(task: str, threshold: float, classes: tuple[str, ...] = ()):
     """The task's metrics as a function of (y, output, weights)."""
     if task == "regression":
         return weighted_regression_metrics
     if task == "multiclass_classification":
-        return weighted_multiclass_metrics
+        return lambda y, output, weights: weighted_multiclass_metrics(y, output, weights, classes)
     return lambda y, output, weights: weighted_metrics(y, output, weights, threshold)
 
 
 def paired_differences(
     y: np.ndarray, challenger: np.ndarray, champion: np.ndarray, metrics: tuple[str, ...],
     threshold: float, n_bootstrap: int, confidence: float, rng: np.random.Generator, task: str = "binary_classification",
+    bootstrap_max_rows: int = BOOTSTRAP_MAX_ROWS,
 ) -> dict[str, MetricDifference]:
+    """Each metric's improvement with its paired interval: a bootstrap up to ``bootstrap_max_rows`` rows,
+    the paired delta method (paired DeLong for AUC) above."""
     measure = _weighted(task, threshold)
     sign = {metric: 1.0 if METRIC_DIRECTION[metric] else -1.0 for metric in metrics}
-
-    def improvement(weights: np.ndarray) -> dict[str, np.ndarray]:  # the same rows reweighted for both models
-        new, old = measure(y, challenger, weights), measure(y, champion, weights)
-        return {metric: sign[metric] * (new[metric] - old[metric]) for metric in metrics}
-
-    boot = poisson_replicates(improvement, len(y), n_bootstrap, rng)
     unit = np.ones((1, len(y)))
     point_new = {k: float(v[0]) for k, v in measure(y, challenger, unit).items()}
     point_old = {k: float(v[0]) for k, v in measure(y, champion, unit).items()}
-    tail = (1 - confidence) / 2 * 100
-    result = {}
-    for metric in metrics:
-        diffs = boot[metric][np.isfinite(boot[metric])]
-        low, high = np.percentile(diffs, [tail, 100 - tail]) if len(diffs) else (np.nan, np.nan)
-        result[metric] = MetricDifference(
-            metric, point_new[metric], point_old[metric], sign[metric] * (point_new[metric] - point_old[metric]),
-            float(low), float(high), confidence,
-        )
-    return result
+    if len(y) > bootstrap_max_rows:
+        new, old = influence(task, y, challenger, threshold), influence(task, y, champion, threshold)
+        bounds = {metric: paired_interval(new[metric], old[metric], sign[metric], confidence) for metric in metrics}
+    else:
+        def improvement(weights: np.ndarray) -> dict[str, np.ndarray]:  # the same rows reweighted for both models
+            new, old = measure(y, challenger, weights), measure(y, champion, weights)
+            return {metric: sign[metric] * (new[metric] - old[metric]) for metric in metrics}
+
+        bounds = _percentile_intervals(poisson_replicates(improvement, len(y), n_bootstrap, rng), confidence)
+    return {
+        metric: MetricDifference(metric, point_new[metric], point_old[metric], sign[metric] * (point_new[metric] - point_old[metric]),
+                                 *bounds[metric], confidence)
+        for metric in metrics
+    }
 
 
 def mcnemar(y: np.ndarray, challenger: np.ndarray, champion: np.ndarray, threshold: float) -> McNemar:
@@ -194,7 +195,7 @@ def mcnemar(y: np.ndarray, challenger: np.ndarray, champion: np.ndarray, thresho
 def compare(
     y: np.ndarray, challenger: np.ndarray, champion: np.ndarray, segments: dict[str, np.ndarray], *,
     metrics: tuple[str, ...], threshold: float, n_bootstrap: int, confidence: float, min_segment_rows: int, seed: int = 0,
-    task: str = "binary_classification",
+    task: str = "binary_classification", bootstrap_max_rows: int = BOOTSTRAP_MAX_ROWS,
 ) -> Comparison:
     """Overall and per-segment paired comparison; ``segments`` maps a column to its values per row.
     ``challenger``/``champion``: probabilities of the positive class, of every class (multiclass: rows x
@@ -202,7 +203,7 @@ def compare(
     rng = np.random.default_rng(seed)
     classifier = task != "regression"
     y = np.asarray(y, dtype="int64" if classifier else "float64")
-    overall = paired_differences(y, challenger, champion, metrics, threshold, n_bootstrap, confidence, rng, task)
+    overall = paired_differences(y, challenger, champion, metrics, threshold, n_bootstrap, confidence, rng, task, bootstrap_max_rows)
     by_segment, sizes = {}, {}
     for column, values in segments.items():
         values = np.asarray(values, dtype=object)
@@ -213,27 +214,22 @@ def compare(
             key = f"{column}={value}"
             sizes[key] = int(mask.sum())
             by_segment[key] = paired_differences(
-                y[mask], challenger[mask], champion[mask], metrics, threshold, n_bootstrap, confidence, rng, task
+                y[mask], challenger[mask], champion[mask], metrics, threshold, n_bootstrap, confidence, rng, task, bootstrap_max_rows
             )
     return Comparison(len(y), overall, mcnemar(y, challenger, champion, threshold) if classifier else None, by_segment, sizes)
 
 
-def bootstrap_intervals(
-    y: np.ndarray, probability: np.ndarray, threshold: float, n_bootstrap: int, confidence: float, rng: np.random.Generator
+def window_intervals(
+    task: str, y: np.ndarray, output: np.ndarray, threshold: float, n_bootstrap: int, confidence: float,
+    rng: np.random.Generator, classes: tuple[str, ...] = (), bootstrap_max_rows: int = BOOTSTRAP_MAX_ROWS,
 ) -> dict[str, tuple[float, float]]:
-    """Percentile interval of every metric for one model on one window."""
-    y, probability = np.asarray(y), np.asarray(probability)
-    return _percentile_intervals(
-        poisson_replicates(lambda w: weighted_metrics(y, probability, w, threshold), len(y), n_bootstrap, rng), confidence)
-
-
-def multiclass_bootstrap_intervals(
-    y: np.ndarray, probability: np.ndarray, classes: tuple[str, ...], n_bootstrap: int, confidence: float,
-    rng: np.random.Generator,
-) -> dict[str, tuple[float, float]]:
-    """Percentile interval of every macro, weighted and per-class metric for one model on one window."""
-    return _percentile_intervals(
-        poisson_replicates(lambda w: weighted_multiclass_metrics(y, probability, w, classes), len(y), n_bootstrap, rng), confidence)
+    """Interval of every metric of one model on one window: percentile bootstrap up to ``bootstrap_max_rows``
+    rows, analytic above (DeLong, Wilson, delta method)."""
+    y, output = np.asarray(y), np.asarray(output, dtype="float64")
+    if len(y) > bootstrap_max_rows:
+        return analytic_intervals(influence(task, y, output, threshold, classes), confidence)
+    measure = functools.partial(_weighted(task, threshold, classes), y, output)
+    return _percentile_intervals(poisson_replicates(measure, len(y), n_bootstrap, rng), confidence)
 
 
 def _percentile_intervals(replicates: dict[str, np.ndarray], confidence: float) -> dict[str, tuple[float, float]]:
@@ -255,11 +251,3 @@ def weighted_regression_metrics(y: np.ndarray, prediction: np.ndarray, weights: 
         mean_y = weights @ y / total
         variance = (weights @ y**2) / total - mean_y**2
         return {"mae": weights @ np.abs(error) / total, "rmse": np.sqrt(mse), "r2": 1 - mse / variance}
-
-
-def regression_bootstrap_intervals(
-    y: np.ndarray, prediction: np.ndarray, n_bootstrap: int, confidence: float, rng: np.random.Generator
-) -> dict[str, tuple[float, float]]:
-    """Percentile interval of MAE, RMSE and R2 for one regressor on one window."""
-    return _percentile_intervals(
-        poisson_replicates(lambda w: weighted_regression_metrics(y, prediction, w), len(y), n_bootstrap, rng), confidence)

@@ -189,6 +189,9 @@ class EvaluationConfig(_Counted):
     min_labelled_rows: int = Field(500, ge=1)
     decision_threshold: float = Field(0.5, gt=0, lt=1)
     n_bootstrap: int = Field(500, ge=100, description="replicates for metric intervals")
+    bootstrap_max_rows: int = Field(
+        20_000, ge=0, description="windows with more rows get analytic intervals (DeLong for AUC, Wilson for rates, delta "
+        "method otherwise; CBPE's from the labelings' variance): as honest there, and linear in rows")
     confidence: float = Field(0.95, gt=0.5, lt=1)
     label_deadline_batches: int = Field(7, ge=1, description="a prediction this many batches old without a label is overdue")
     min_segment_rows: int = Field(200, ge=10, description="smaller segments are reported, not judged")
@@ -252,6 +255,8 @@ class GateConfig(_Strict):
     min_segment_rows: int = Field(200, ge=10, description="smaller segments are reported, not judged")
     confidence: float = Field(0.95, gt=0.5, lt=1)
     n_bootstrap: int = Field(1000, ge=100)
+    bootstrap_max_rows: int = Field(
+        20_000, ge=0, description="holdouts with more rows get paired analytic intervals (paired DeLong, delta method)")
     seed: int = 0
 
     @model_validator(mode="before")

@@ -1,8 +1,8 @@
 """Performance against ground truth on the matured window, and estimated while labels are missing.
 
 Realized metrics (a binary classifier's; a multiclass one's macro, weighted and per-class
-ones; or a regressor's MAE, RMSE and R2) come with
-bootstrap intervals, and a threshold counts as crossed only when the whole interval is on
+ones; or a regressor's MAE, RMSE and R2) come with intervals (a bootstrap on windows up to
+``evaluation.bootstrap_max_rows`` rows, analytic above: see driftloop.intervals), and a threshold counts as crossed only when the whole interval is on
 the wrong side of it, so a small window cannot raise an alarm on noise. The same metrics
 are computed per segment, against what the model earned on that segment of its own
 holdout, with fairness gaps between segments. While labels are missing, confidence-based
@@ -22,10 +22,7 @@ from scipy import stats
 from sklearn import metrics as skm
 from sklearn.linear_model import LogisticRegression
 
-from driftloop.comparison import (
-    BLOCK_CELLS, METRIC_DIRECTION, bootstrap_intervals, multiclass_bootstrap_intervals, predicted_class, regression_bootstrap_intervals,
-    weighted_multiclass_metrics,
-)
+from driftloop.comparison import BLOCK_CELLS, METRIC_DIRECTION, predicted_class, weighted_multiclass_metrics, window_intervals
 from driftloop.config import EvaluationConfig, MetricThreshold, Task
 
 # name -> function of (y_true, probability, predicted class); directions are in comparison.METRIC_DIRECTION
@@ -205,14 +202,10 @@ def _fairness(y: np.ndarray, predicted: np.ndarray, segments: dict[str, np.ndarr
 
 def _measure(task: Task, y: np.ndarray, output: np.ndarray, cfg: EvaluationConfig, rng: np.random.Generator,
              classes: tuple[str, ...] = ()):
-    """Every metric of the task with its bootstrap interval (and, given ``classes``, every class's)."""
-    if task == "regression":
-        return regression_metrics(y, output), regression_bootstrap_intervals(y, output, cfg.n_bootstrap, cfg.confidence, rng)
-    if task == "multiclass_classification":
-        return (multiclass_metrics(y, output, classes),
-                multiclass_bootstrap_intervals(y, output, classes, cfg.n_bootstrap, cfg.confidence, rng))
-    return (classification_metrics(y, output, cfg.decision_threshold),
-            bootstrap_intervals(y, output, cfg.decision_threshold, cfg.n_bootstrap, cfg.confidence, rng))
+    """Every metric of the task with its interval (and, given ``classes``, every class's)."""
+    return (task_metrics(task, y, output, cfg.decision_threshold, classes),
+            window_intervals(task, y, output, cfg.decision_threshold, cfg.n_bootstrap, cfg.confidence, rng, classes,
+                             cfg.bootstrap_max_rows))
 
 
 def evaluate_window(
@@ -355,18 +348,25 @@ class EstimatedPerformance:
 
 
 def estimate_performance(probability: np.ndarray, calibration: Calibration, threshold: float, window: str,
-                         n_simulations: int, confidence: float, seed: int = 0) -> EstimatedPerformance:
+                         n_simulations: int, confidence: float, seed: int = 0,
+                         simulate_max_rows: int = 20_000) -> EstimatedPerformance:
     """CBPE: draw labels from the calibrated probabilities and score the model's fixed predictions on them.
 
     If the calibration holds (no concept drift), the realized metric of this window is a draw
-    from the same distribution, so the interval is where it will land once labels arrive.
+    from the same distribution, so the interval is where it will land once labels arrive. Above
+    ``simulate_max_rows`` rows the draws' distribution is taken analytically instead: accuracy is a
+    sum of independent Bernoulli rows, AUC a smooth function of two such sums (delta method).
     """
     probability = np.asarray(probability, dtype="float64")
     calibrated = calibration.apply(probability)
-    rng = np.random.default_rng(seed)
     predicted = probability >= threshold
     ranks = stats.rankdata(probability)
     n = len(probability)
+    right = np.where(predicted, calibrated, 1 - calibrated)  # chance each row's prediction proves right
+    if n > simulate_max_rows:
+        metrics, intervals = _expected_labelings(right, calibrated, ranks, confidence)
+        return EstimatedPerformance(window, n, metrics, intervals, confidence)
+    rng = np.random.default_rng(seed)
 
     def simulate(n_labelings: int) -> tuple[np.ndarray, np.ndarray]:
         labels = rng.random((n_labelings, n)) < calibrated
@@ -380,12 +380,30 @@ def estimate_performance(probability: np.ndarray, calibration: Calibration, thre
     accuracy, auc = (np.concatenate(parts) for parts in zip(*(simulate(min(block, n_simulations - start))
                                                                  for start in range(0, n_simulations, block))))
     tail = (1 - confidence) / 2 * 100
-    expected_accuracy = float(np.mean(np.where(predicted, calibrated, 1 - calibrated)))
     auc = auc[np.isfinite(auc)]
     return EstimatedPerformance(
         window, len(probability),
-        {"accuracy": expected_accuracy, "roc_auc": float(auc.mean()) if len(auc) else float("nan")},
+        {"accuracy": float(right.mean()), "roc_auc": float(auc.mean()) if len(auc) else float("nan")},
         {"accuracy": tuple(float(v) for v in np.percentile(accuracy, [tail, 100 - tail])),
          "roc_auc": tuple(float(v) for v in np.percentile(auc, [tail, 100 - tail])) if len(auc) else (float("nan"),) * 2},
         confidence,
     )
+
+
+def _expected_labelings(right: np.ndarray, calibrated: np.ndarray, ranks: np.ndarray, confidence: float):
+    """Mean and normal interval of accuracy and AUC over labelings drawn row by row from ``calibrated``.
+
+    AUC of one labeling L is (S - P(P+1)/2) / (P(n-P)) with S = sum(L * rank), P = sum(L): the
+    delta method on (S, P), whose means and covariance are sums over rows."""
+    n, z = len(right), float(stats.norm.ppf(0.5 + confidence / 2))
+    accuracy, accuracy_sd = right.mean(), np.sqrt(np.sum(right * (1 - right))) / n
+    spread = calibrated * (1 - calibrated)
+    s, p = calibrated @ ranks, calibrated.sum()
+    var_s, var_p, cov = spread @ ranks**2, spread.sum(), spread @ ranks
+    pairs = p * (n - p)
+    auc = (s - p * (p + 1) / 2) / pairs
+    d_s, d_p = 1 / pairs, (-(p + 0.5) * pairs - (s - p * (p + 1) / 2) * (n - 2 * p)) / pairs**2
+    auc_sd = np.sqrt(d_s**2 * var_s + 2 * d_s * d_p * cov + d_p**2 * var_p)
+    return ({"accuracy": float(accuracy), "roc_auc": float(auc)},
+            {"accuracy": (float(accuracy - z * accuracy_sd), float(accuracy + z * accuracy_sd)),
+             "roc_auc": (float(auc - z * auc_sd), float(auc + z * auc_sd))})

@@ -190,7 +190,8 @@ def estimate(cfg: Config, champion: LoadedModel, scored, window, batch_id: str, 
     calibration = evaluation.Calibration(*champion.profile.calibration)
     ev = cfg.evaluation
     run = lambda probability, label: evaluation.estimate_performance(  # noqa: E731
-        probability, calibration, ev.decision_threshold, label, ev.n_bootstrap, ev.confidence)
+        probability, calibration, ev.decision_threshold, label, ev.n_bootstrap, ev.confidence,
+        simulate_max_rows=ev.bootstrap_max_rows)
     current = run(scored[training.PROBABILITY].dropna().to_numpy(), batch_id)
     checks = tuple(
         evaluation.check_metric(m, current.metrics[m], current.intervals[m], reference_metrics.get(m), t, f"{batch_id} (estimated)")

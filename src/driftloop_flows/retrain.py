@@ -101,6 +101,7 @@ def _paired(cfg: Config, candidate: training.Candidate, other: LoadedModel, hold
         min_segment_rows=cfg.gate.min_segment_rows,
         seed=cfg.gate.seed,
         task=cfg.columns.task,
+        bootstrap_max_rows=cfg.gate.bootstrap_max_rows,
     )
 
 
