@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from driftloop.intervals import analytic_intervals, class_metric_key, influence, paired_interval
+from driftloop.intervals import class_metric_key, influence, paired_interval
 
 # name -> higher is better
 METRIC_DIRECTION = {"roc_auc": True, "accuracy": True, "f1": True, "precision": True, "recall": True,
@@ -219,16 +219,13 @@ def compare(
     return Comparison(len(y), overall, mcnemar(y, challenger, champion, threshold) if classifier else None, by_segment, sizes)
 
 
-def window_intervals(
+def bootstrap_intervals(
     task: str, y: np.ndarray, output: np.ndarray, threshold: float, n_bootstrap: int, confidence: float,
-    rng: np.random.Generator, classes: tuple[str, ...] = (), bootstrap_max_rows: int = BOOTSTRAP_MAX_ROWS,
+    rng: np.random.Generator, classes: tuple[str, ...] = (),
 ) -> dict[str, tuple[float, float]]:
-    """Interval of every metric of one model on one window: percentile bootstrap up to ``bootstrap_max_rows``
-    rows, analytic above (DeLong, Wilson, delta method)."""
-    y, output = np.asarray(y), np.asarray(output, dtype="float64")
-    if len(y) > bootstrap_max_rows:
-        return analytic_intervals(influence(task, y, output, threshold, classes), confidence)
-    measure = functools.partial(_weighted(task, threshold, classes), y, output)
+    """Percentile interval of every metric of one model on one window (for large windows,
+    driftloop.intervals gives analytic ones)."""
+    measure = functools.partial(_weighted(task, threshold, classes), np.asarray(y), np.asarray(output, dtype="float64"))
     return _percentile_intervals(poisson_replicates(measure, len(y), n_bootstrap, rng), confidence)
 
 

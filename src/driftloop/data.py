@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from driftloop.config import DataConfig, SchemaConfig
 from driftloop.errors import DataError
@@ -257,11 +259,12 @@ def check_labels(frame: pd.DataFrame, schema: SchemaConfig, source: Path | str) 
     return frame.assign(**{schema.target: check_target(frame[schema.target], schema, source)})
 
 
-def _label_files(cfg: DataConfig, as_of: date) -> list[tuple[date, Path]]:
-    """Label files (parquet or CSV) that had arrived by ``as_of``, by arrival date (their name), oldest first."""
+def _label_files(cfg: DataConfig, as_of: date, since: date | None = None) -> list[tuple[date, Path]]:
+    """Label files (parquet or CSV) that had arrived by ``as_of`` (and not before ``since``), by arrival
+    date (their name), oldest first."""
     check_folders(cfg, incoming=False)
     files = [p for p in cfg.labels.iterdir() if p.suffix in LABEL_FORMATS] if cfg.labels.exists() else []
-    return sorted((day, p) for p in files if (day := date.fromisoformat(p.stem)) <= as_of)
+    return sorted((day, p) for p in files if (day := date.fromisoformat(p.stem)) <= as_of and (since is None or day >= since))
 
 
 def _read_label_files(files: list[tuple[date, Path]], schema: SchemaConfig) -> pd.DataFrame:
@@ -277,21 +280,42 @@ def _read_label_files(files: list[tuple[date, Path]], schema: SchemaConfig) -> p
     return labels.drop_duplicates(schema.id_column, keep="last")
 
 
-def read_labels(cfg: DataConfig, schema: SchemaConfig, as_of: date) -> pd.DataFrame:
-    """All labels that had arrived by ``as_of`` (files are named by arrival date)."""
-    return _read_label_files(_label_files(cfg, as_of), schema)
+def read_labels(cfg: DataConfig, schema: SchemaConfig, as_of: date, since: date | None = None) -> pd.DataFrame:
+    """The labels that had arrived by ``as_of``, from ``since`` on (files are named by arrival date)."""
+    return _read_label_files(_label_files(cfg, as_of, since), schema)
+
+
+def match_ids(keys: pd.Series, values: pd.Series) -> np.ndarray | None:
+    """For each of ``keys``, its position in ``values`` (unique), or -1; None when the two hold ids of
+    different types. A hash lookup in Arrow: pandas' merge and isin turn millions of text ids into
+    Python strings first, which costs seconds and hundreds of MB per million."""
+    keys, values = pa.array(keys, from_pandas=True), pa.array(values, from_pandas=True)
+    if keys.type != values.type:
+        if not (pa.types.is_string(keys.type) or pa.types.is_large_string(keys.type)) or not (
+                pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+            return None
+        keys, values = keys.cast(pa.large_string()), values.cast(pa.large_string())
+    return pc.index_in(keys, value_set=values).fill_null(-1).to_numpy()
 
 
 def join_labels(predictions: pd.DataFrame, labels: pd.DataFrame, schema: SchemaConfig) -> pd.DataFrame:
     """Predictions that have their ground truth, with the label as the target column."""
     if predictions.empty or labels.empty:
         return predictions.iloc[0:0].assign(**{schema.target: pd.Series(dtype=_target_dtype(schema))})
-    return predictions.merge(labels, on=schema.id_column, how="inner", validate="one_to_one")
+    # one to one: a batch's ids are checked unique when it arrives, and labels keep one row per id
+    position = match_ids(predictions[schema.id_column], labels[schema.id_column])
+    if position is None:  # ids of two types: pandas says which (a one-line check is issue 14's)
+        return predictions.merge(labels, on=schema.id_column, how="inner")
+    found = position >= 0
+    return pd.concat([predictions[found].reset_index(drop=True),
+                      labels.drop(columns=schema.id_column).iloc[position[found]].reset_index(drop=True)], axis=1)
 
 
-def labelled_batches(cfg: DataConfig, schema: SchemaConfig, as_of: date, n_batches: int | None = None) -> pd.DataFrame:
+def labelled_batches(cfg: DataConfig, schema: SchemaConfig, as_of: date, n_batches: int | None = None,
+                     columns: list[str] | None = None) -> pd.DataFrame:
     """Logged predictions whose label has arrived by ``as_of``, oldest batch first: those of the
-    ``n_batches`` newest batches that have any, or of every batch.
+    ``n_batches`` newest batches that have any, or of every batch; only the log's ``columns``, given
+    (the id and the batch are always read).
 
     Walks back from ``as_of`` and stops there, so a run's cost follows the window, not the
     history. A label never arrives before the batch it labels, so batch ``b`` needs only the
@@ -299,8 +323,10 @@ def labelled_batches(cfg: DataConfig, schema: SchemaConfig, as_of: date, n_batch
     """
     batches = [b for b in logged_batches(cfg) if date.fromisoformat(b) <= as_of]
     files = _label_files(cfg, as_of)
+    if columns is not None:
+        columns = list(dict.fromkeys([schema.id_column, PARTITION, *columns]))
     if n_batches is None:  # everything: one read of each
-        joined = join_labels(read_predictions(cfg, batches), _read_label_files(files, schema), schema)
+        joined = join_labels(read_predictions(cfg, batches, columns), _read_label_files(files, schema), schema)
         return joined.sort_values([PARTITION, schema.timestamp_column], kind="stable", ignore_index=True)
     arrivals = [arrived for arrived, _ in files]
     labels, unread, found = _read_label_files([], schema), len(files), []
@@ -311,14 +337,14 @@ def labelled_batches(cfg: DataConfig, schema: SchemaConfig, as_of: date, n_batch
             older = _read_label_files(files[first_new:unread], schema)
             labels = pd.concat([older, labels], ignore_index=True).drop_duplicates(schema.id_column, keep="last")
             unread = first_new
-        joined = join_labels(read_predictions(cfg, [batch]), labels, schema)
+        joined = join_labels(read_predictions(cfg, [batch], columns), labels, schema)
         if not joined.empty:
-            found.append(joined)
+            found.append(joined.sort_values(schema.timestamp_column, kind="stable", ignore_index=True))
         if len(found) == n_batches:
             break
     if not found:  # no labels yet: an empty frame with the log's columns
-        return join_labels(read_predictions(cfg, batches[-1:]), labels.iloc[0:0], schema)
-    return pd.concat(found[::-1], ignore_index=True).sort_values([PARTITION, schema.timestamp_column], kind="stable", ignore_index=True)
+        return join_labels(read_predictions(cfg, batches[-1:], columns), labels.iloc[0:0], schema)
+    return pd.concat(found[::-1], ignore_index=True)  # oldest batch first, each in time order
 
 
 def last_batches(frame: pd.DataFrame, n_batches: int, skip_latest: int = 0) -> pd.DataFrame:

@@ -22,8 +22,10 @@ from scipy import stats
 from sklearn import metrics as skm
 from sklearn.linear_model import LogisticRegression
 
-from driftloop.comparison import BLOCK_CELLS, METRIC_DIRECTION, predicted_class, weighted_multiclass_metrics, window_intervals
+from driftloop.comparison import BLOCK_CELLS, METRIC_DIRECTION, bootstrap_intervals, predicted_class, weighted_multiclass_metrics
+from driftloop.intervals import analytic_intervals, influence
 from driftloop.config import EvaluationConfig, MetricThreshold, Task
+from driftloop.data import match_ids
 
 # name -> function of (y_true, probability, predicted class); directions are in comparison.METRIC_DIRECTION
 CLASSIFIER_METRICS = {
@@ -180,15 +182,21 @@ class PerformanceReport:
         return bool(self.breaches)
 
 
+def _groups(values: np.ndarray) -> list[tuple[object, np.ndarray]]:
+    """(value, row mask) of each value of a column, in order of appearance; missing values form no group."""
+    codes, uniques = pd.factorize(values)  # a column's own array: text stays Arrow, not millions of Python strings
+    return [(value, codes == k) for k, value in enumerate(uniques)]
+
+
 def _fairness(y: np.ndarray, predicted: np.ndarray, segments: dict[str, np.ndarray], cfg: EvaluationConfig, window: str) -> list[FairnessGap]:
     gaps = []
     for column, values in segments.items():
-        values = np.asarray(values, dtype=object)
-        groups = [v for v in pd.unique(values[pd.notna(values)]) if (values == v).sum() >= cfg.min_segment_rows]
+        groups = [(v, mask) for v, mask in _groups(values) if mask.sum() >= cfg.min_segment_rows]
         if len(groups) < 2:
             continue
-        rates = {v: predicted[values == v].mean() for v in groups}
-        tprs = {v: predicted[(values == v) & (y == 1)].mean() for v in groups if ((values == v) & (y == 1)).sum() > 0}
+        positive = y == 1
+        rates = {v: predicted[mask].mean() for v, mask in groups}
+        tprs = {v: predicted[mask & positive].mean() for v, mask in groups if (mask & positive).any()}
         for measure, by_group, limit in (("positive_rate", rates, cfg.max_positive_rate_gap), ("true_positive_rate", tprs, cfg.max_tpr_gap)):
             if len(by_group) < 2:
                 continue
@@ -202,10 +210,13 @@ def _fairness(y: np.ndarray, predicted: np.ndarray, segments: dict[str, np.ndarr
 
 def _measure(task: Task, y: np.ndarray, output: np.ndarray, cfg: EvaluationConfig, rng: np.random.Generator,
              classes: tuple[str, ...] = ()):
-    """Every metric of the task with its interval (and, given ``classes``, every class's)."""
+    """Every metric of the task with its interval (and, given ``classes``, every class's): analytic above
+    ``cfg.bootstrap_max_rows`` rows, where the values come with their influence; the bootstrap below."""
+    if len(y) > cfg.bootstrap_max_rows:
+        found = influence(task, y, output, cfg.decision_threshold, classes)
+        return {m: f.value for m, f in found.items()}, analytic_intervals(found, cfg.confidence)
     return (task_metrics(task, y, output, cfg.decision_threshold, classes),
-            window_intervals(task, y, output, cfg.decision_threshold, cfg.n_bootstrap, cfg.confidence, rng, classes,
-                             cfg.bootstrap_max_rows))
+            bootstrap_intervals(task, y, output, cfg.decision_threshold, cfg.n_bootstrap, cfg.confidence, rng, classes))
 
 
 def evaluate_window(
@@ -227,10 +238,8 @@ def evaluate_window(
     checks = tuple(check_metric(m, values[m], intervals[m], reference.get(m), t, label) for m, t in cfg.thresholds.items())
     by_segment = []
     for column, column_values in (segments or {}).items():
-        column_values = np.asarray(column_values, dtype=object)
-        for value in pd.unique(column_values[pd.notna(column_values)]):
-            mask = column_values == value
-            if mask.sum() < cfg.min_segment_rows or len(np.unique(y_true[mask])) < 2:
+        for value, mask in _groups(column_values):
+            if mask.sum() < cfg.min_segment_rows or y_true[mask].min() == y_true[mask].max():
                 continue
             key = segment_key(column, value)
             seg_values, seg_intervals = _measure(task, y_true[mask], output[mask], cfg, rng)
@@ -291,23 +300,31 @@ class LabelStatus:
     median_latency_days: float | None
     p90_latency_days: float | None
     deadline_days: int
+    since: str | None = None  # the oldest batch counted (the status covers a bounded horizon)
 
 
-def label_status(predictions: pd.DataFrame, labels: pd.DataFrame, id_column: str, as_of: pd.Timestamp, deadline_days: int) -> LabelStatus:
-    """``predictions``: id and batch date; ``labels``: id and arrival date (both as datetime64)."""
-    joined = predictions.merge(labels, on=id_column, how="left")
-    arrived = joined["label_arrived"].notna()
-    age = (as_of - joined["batch_date"]).dt.days
-    latency = (joined.loc[arrived, "label_arrived"] - joined.loc[arrived, "batch_date"]).dt.days
+def label_status(predictions: pd.DataFrame, labels: pd.DataFrame, id_column: str, as_of: pd.Timestamp, deadline_days: int,
+                 since: str | None = None) -> LabelStatus:
+    """``predictions``: id and batch date; ``labels``: id and arrival date (both as datetime64); ``since``:
+    the oldest batch among ``predictions``, for the report."""
+    position = match_ids(predictions[id_column], labels[id_column])
+    if position is None:  # ids of another type than the log's: none of them labels a prediction
+        position = np.full(len(predictions), -1)
+    arrived = position >= 0
+    batch_date = predictions["batch_date"].to_numpy(dtype="datetime64[us]")
+    age = (np.datetime64(as_of.tz_localize(None), "us") - batch_date) // np.timedelta64(1, "D")
+    latency = (labels["label_arrived"].to_numpy(dtype="datetime64[us]")[position[arrived]] - batch_date[arrived]) // np.timedelta64(1, "D")
+    labelled_ids = match_ids(labels[id_column], predictions[id_column])
     return LabelStatus(
         n_predictions=len(predictions),
         n_labelled=int(arrived.sum()),
-        coverage=float(arrived.mean()) if len(joined) else 0.0,
+        coverage=float(arrived.mean()) if len(predictions) else 0.0,
         overdue=int(((~arrived) & (age > deadline_days)).sum()),
-        unknown_ids=int((~labels[id_column].isin(predictions[id_column])).sum()),
-        median_latency_days=float(latency.median()) if len(latency) else None,
-        p90_latency_days=float(latency.quantile(0.9)) if len(latency) else None,
+        unknown_ids=int((labelled_ids < 0).sum()) if labelled_ids is not None else len(labels),
+        median_latency_days=float(np.median(latency)) if len(latency) else None,
+        p90_latency_days=float(np.quantile(latency, 0.9)) if len(latency) else None,
         deadline_days=deadline_days,
+        since=since,
     )
 
 

@@ -53,21 +53,26 @@ def _mean(values: np.ndarray) -> Influence:
 
 def _roc_auc(positive: np.ndarray, score: np.ndarray) -> Influence:
     """DeLong: each positive's share of negatives scored below it (ties half), each negative's share of
-    positives scored above it; the AUC is the mean of either, its variance theirs over their counts."""
+    positives scored above it; the AUC is the mean of either, its variance theirs over their counts.
+    One sort: rows with equal scores form a group, and a group's counts give every member's placement."""
     is_pos = positive.astype(bool)
-    pos, neg = score[is_pos], score[~is_pos]
-    if len(pos) == 0 or len(neg) == 0:
+    n_pos = int(is_pos.sum())
+    n_neg = len(score) - n_pos
+    if n_pos == 0 or n_neg == 0:
         return Influence(float("nan"), np.full(len(score), np.nan))
-    neg_sorted, pos_sorted = np.sort(neg), np.sort(pos)
-    below = np.searchsorted(neg_sorted, pos, "left")
-    placements_pos = (below + 0.5 * (np.searchsorted(neg_sorted, pos, "right") - below)) / len(neg)
-    at_or_below = np.searchsorted(pos_sorted, neg, "right")
-    placements_neg = (len(pos) - at_or_below + 0.5 * (at_or_below - np.searchsorted(pos_sorted, neg, "left"))) / len(pos)
-    auc = placements_pos.mean()
-    share = len(pos) / len(score)
+    order = np.argsort(score, kind="stable")
+    sorted_score, sorted_pos = score[order], is_pos[order]
+    starts = np.flatnonzero(np.r_[True, sorted_score[1:] != sorted_score[:-1]])
+    group = np.cumsum(np.r_[True, sorted_score[1:] != sorted_score[:-1]]) - 1
+    pos_in = np.add.reduceat(sorted_pos.astype("int64"), starts)
+    neg_in = np.diff(np.r_[starts, len(score)]) - pos_in
+    neg_below = np.cumsum(neg_in) - neg_in
+    pos_above = n_pos - np.cumsum(pos_in)
+    placement = np.where(sorted_pos, (neg_below + 0.5 * neg_in)[group] / n_neg, (pos_above + 0.5 * pos_in)[group] / n_pos)
+    auc = placement[sorted_pos].mean()
+    share = n_pos / len(score)
     influence = np.empty(len(score))
-    influence[is_pos] = (placements_pos - auc) / share
-    influence[~is_pos] = (placements_neg - auc) / (1 - share)
+    influence[order] = np.where(sorted_pos, (placement - auc) / share, (placement - auc) / (1 - share))
     return Influence(float(auc), influence)
 
 

@@ -156,7 +156,8 @@ class MonitorReport:
             lines += ["", f"Service health: {self.health.detail}."]
         if self.labels is not None:
             lb = self.labels
-            lines += ["", f"Labels: {lb.n_labelled}/{lb.n_predictions} predictions labelled ({lb.coverage:.0%}), "
+            lines += ["", f"Labels{f' (batches since {lb.since})' if lb.since else ''}: {lb.n_labelled}/{lb.n_predictions} "
+                      f"predictions labelled ({lb.coverage:.0%}), "
                       f"{lb.overdue} overdue (older than {lb.deadline_days} days, no label), {lb.unknown_ids} labels for unknown ids, "
                       f"latency median {_fmt(lb.median_latency_days, 1)} days."]
         lines += ["", "## Drift against the champion's reference", "",

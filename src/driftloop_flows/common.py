@@ -12,7 +12,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed
 
-from driftloop import drift, evaluation, training
+from driftloop import drift, evaluation, stages, training
 from driftloop.config import Config
 from driftloop.errors import BatchRejected, DriftloopError, RegistryUnavailable
 from driftloop.registry import ModelRef, Registry
@@ -45,11 +45,26 @@ def transient_only(task, task_run, state) -> bool:
     return False
 
 
+def _measured_task(**defaults):
+    """``task`` whose every call is measured as a stage (driftloop.stages: wall, CPU, peak RSS)."""
+
+    def options(**given):
+        def decorate(fn):
+            @functools.wraps(fn)
+            def measured(*args, **kwargs):
+                with stages.measure(given.get("name", fn.__name__)):
+                    return fn(*args, **kwargs)
+
+            return task(**defaults | given)(measured)
+
+        return decorate
+
+    return options
+
+
 # Tasks that touch disk or MLflow; the rest are pure computation and do not retry.
-io_task = functools.partial(
-    task, retries=2, retry_delay_seconds=[1, 5], retry_condition_fn=transient_only, cache_policy=NO_CACHE
-)
-compute_task = functools.partial(task, cache_policy=NO_CACHE)
+io_task = _measured_task(retries=2, retry_delay_seconds=[1, 5], retry_condition_fn=transient_only, cache_policy=NO_CACHE)
+compute_task = _measured_task(cache_policy=NO_CACHE)
 
 
 # Part of every cache key: results computed by other library code are never reused.
@@ -71,7 +86,7 @@ def training_key(kind: str, cfg: Config, *frames) -> str:
 
 
 # Expensive, deterministic tasks: a retried or rerun flow picks the stored result up by key.
-cached_task = functools.partial(task, persist_result=True, cache_expiration=timedelta(days=7))
+cached_task = _measured_task(persist_result=True, cache_expiration=timedelta(days=7))
 
 
 def fails_cleanly(fn):

@@ -19,7 +19,7 @@ from driftloop.ledger import DONE, Ledger
 from driftloop.policy import GateFailure, decide_retraining
 from driftloop.registry import CHAMPION, LoadedModel, Registry
 from driftloop.report import MonitorReport
-from driftloop_flows.common import cache_key, cached_task, compute_task, fails_cleanly, io_task, load_model
+from driftloop_flows.common import compute_task, fails_cleanly, io_task, load_model
 from driftloop_flows.retrain import RetrainResult, retrain
 
 
@@ -129,12 +129,9 @@ def quarantine_batch(cfg: Config, report: validation.ValidationReport) -> data.Q
     return data.quarantine(cfg.data, report.batch_id, report.to_dict(), report.to_markdown(), report.to_html())
 
 
-def _score_key(context, parameters) -> str:
-    cfg, champion, frame = parameters["cfg"], parameters["champion"], parameters["frame"]
-    return cache_key("scoring", champion.ref.run_id, training.fingerprint(frame), cfg.evaluation.decision_threshold)
-
-
-@cached_task(name="score batch", cache_key_fn=_score_key)
+# Not a cached task: one model call per 250k rows costs less than hashing the batch for a key and
+# storing the scored frame as a result, which would also grow the result store by a batch a day.
+@compute_task(name="score batch")
 def score_batch(cfg: Config, champion: LoadedModel, frame) -> training.Scoring:
     return training.score(champion.model, frame, cfg.columns, cfg.evaluation.decision_threshold)
 
@@ -146,9 +143,13 @@ def log_predictions(cfg: Config, batch_id: str, scored, version: str):
 
 @io_task(name="read matured window")
 def matured_window(cfg: Config, batch_id: str):
-    """Logged predictions of the newest ``evaluation.window_batches`` batches whose labels have arrived."""
-    window = data.labelled_batches(cfg.data, cfg.columns, date.fromisoformat(batch_id), n_batches=cfg.evaluation.window_batches)
-    return window[window[training.output_columns(cfg.columns)].notna().all(axis=1)]  # rows that failed to score have nothing to evaluate
+    """Logged predictions of the newest ``evaluation.window_batches`` batches whose labels have arrived:
+    the columns evaluation reads, not the features."""
+    columns = cfg.columns
+    window = data.labelled_batches(
+        cfg.data, columns, date.fromisoformat(batch_id), n_batches=cfg.evaluation.window_batches,
+        columns=[columns.timestamp_column, *training.output_columns(columns), *columns.segments, *cfg.evaluation.fairness_columns])
+    return window[window[training.output_columns(columns)].notna().all(axis=1)]  # rows that failed to score have nothing to evaluate
 
 
 @compute_task(name="evaluate matured labels")
@@ -161,8 +162,8 @@ def evaluate_matured(cfg: Config, window, reference_metrics: dict) -> evaluation
         tuple(sorted(window[data.PARTITION].unique())),
         reference_metrics,
         cfg.evaluation,
-        segments={c: window[c].to_numpy() for c in cfg.columns.segments},
-        fairness={c: window[c].to_numpy() for c in cfg.evaluation.fairness_columns},
+        segments={c: window[c].array for c in cfg.columns.segments},
+        fairness={c: window[c].array for c in cfg.evaluation.fairness_columns},
         task=cfg.columns.task,
         classes=cfg.columns.classes,
     )
@@ -170,15 +171,19 @@ def evaluate_matured(cfg: Config, window, reference_metrics: dict) -> evaluation
 
 @io_task(name="label status")
 def read_label_status(cfg: Config, batch_id: str) -> evaluation.LabelStatus:
+    """Coverage, latency and overdue labels of the newest ``2 * evaluation.label_deadline_batches`` logged
+    batches: every prediction turns overdue inside that horizon, and a run reads a bounded slice of
+    the log and of the label files however long the history grows."""
     as_of = date.fromisoformat(batch_id)
-    batches = [b for b in data.logged_batches(cfg.data) if date.fromisoformat(b) <= as_of]
-    logged = data.read_predictions(cfg.data, batches, columns=[cfg.columns.id_column, data.PARTITION])
+    horizon = [b for b in data.logged_batches(cfg.data) if date.fromisoformat(b) <= as_of][-2 * cfg.evaluation.label_deadline_batches:]
+    logged = data.read_predictions(cfg.data, horizon, columns=[cfg.columns.id_column, data.PARTITION])
     if logged.empty:
         logged = pd.DataFrame({cfg.columns.id_column: pd.Series(dtype="str"), data.PARTITION: pd.Series(dtype="str")})
     logged["batch_date"] = pd.to_datetime(logged[data.PARTITION])
-    labels = data.read_labels(cfg.data, cfg.columns, as_of)
+    # a label never arrives before its batch: older label files hold nothing for these predictions
+    labels = data.read_labels(cfg.data, cfg.columns, as_of, since=date.fromisoformat(horizon[0]) if horizon else None)
     return evaluation.label_status(logged, labels, cfg.columns.id_column, pd.Timestamp(as_of),
-                                   cfg.evaluation.label_deadline_batches * cfg.data.period_days)
+                                   cfg.evaluation.label_deadline_batches * cfg.data.period_days, horizon[0] if horizon else None)
 
 
 @compute_task(name="estimate performance")

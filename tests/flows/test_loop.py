@@ -204,13 +204,15 @@ def test_a_second_retrain_for_the_same_trigger_registers_nothing_new(scenario):
     assert len(Registry(scenario.cfg.registry).versions()) == before
 
 
-def test_a_rerun_reuses_the_cached_scores_and_logs_the_batch_once(scenario):
+def test_a_rerun_scores_again_and_logs_the_batch_once(scenario):
     day = next(d for d in scenario.days if not d.quality_incident)
+    before = data.read_predictions(scenario.cfg.data, [day.batch_id])
     state = monitor(batch_id=day.batch_id, config_path=scenario.config_path, force=True, return_state=True)
     assert state.is_completed()
-    assert _task_run_states(state.state_details.flow_run_id)["score batch"] == "Cached"
+    assert _task_run_states(state.state_details.flow_run_id)["score batch"] == "Completed"
     log = data.read_predictions(scenario.cfg.data, [day.batch_id])
     assert len(log) == scenario.cfg.demo.rows_per_batch
+    assert sorted(log["customer_id"]) == sorted(before["customer_id"])  # replaced, not appended
 
 
 def test_a_malformed_batch_fails_the_run_and_is_quarantined_byte_for_byte(scenario):

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from driftloop.comparison import METRIC_DIRECTION, paired_differences, window_intervals
+from driftloop.comparison import METRIC_DIRECTION, bootstrap_intervals, paired_differences
 from driftloop.evaluation import Calibration, estimate_performance, task_metrics
-from driftloop.intervals import influence, wilson
+from driftloop.intervals import analytic_intervals, influence, wilson
 
 CLASSES = ("keep", "upgrade", "downgrade")
 # 200 windows put a coverage of 95% within about +-3 points (binomial sd 1.5): the seeds are fixed, so a
@@ -48,7 +48,7 @@ def _coverage(task, draw, classes=()):
     hits = dict.fromkeys(truth, 0)
     for _ in range(N_WINDOWS):
         y, output = draw(rng, WINDOW_ROWS)[:2]
-        intervals = window_intervals(task, y, output, 0.5, 0, 0.95, rng, classes, bootstrap_max_rows=0)
+        intervals = analytic_intervals(influence(task, y, output, 0.5, classes), 0.95)
         for metric, (low, high) in intervals.items():
             hits[metric] += low <= truth[metric] <= high
     return {metric: count / N_WINDOWS for metric, count in hits.items()}
@@ -109,8 +109,8 @@ def test_analytic_values_are_the_metrics_and_intervals_match_the_bootstrap(task,
     expected = task_metrics(task, y, output, 0.5, classes)
     assert set(found) == set(expected)
     assert {m: f.value for m, f in found.items()} == pytest.approx(expected, rel=1e-9)
-    analytic = window_intervals(task, y, output, 0.5, 0, 0.95, np.random.default_rng(0), classes, bootstrap_max_rows=0)
-    bootstrap = window_intervals(task, y, output, 0.5, 400, 0.95, np.random.default_rng(0), classes, bootstrap_max_rows=10**9)
+    analytic = analytic_intervals(found, 0.95)
+    bootstrap = bootstrap_intervals(task, y, output, 0.5, 400, 0.95, np.random.default_rng(0), classes)
     for metric, (low, high) in analytic.items():
         b_low, b_high = bootstrap[metric]
         width = b_high - b_low

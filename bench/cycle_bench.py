@@ -1,0 +1,212 @@
+"""`make bench-cycle`: the real monitor flow at 100k, 1M and 5M rows per batch, stage by stage.
+
+For each size the demo scenario is generated with that many rows per daily batch (clean days;
+labels one day late), the bootstrap flow trains the champion once, and the monitor flow runs
+days 1..3 (day 2 evaluates one labelled day, day 3 two), each day in a process of its own with
+its Prefect API already up, as a worker runs it. Per stage (read, validate, score, evaluate,
+estimate, drift, publish; `orchestration` is the flow's wall time outside its tasks): wall
+seconds, CPU seconds and peak RSS, from driftloop.stages. The *floor*, measured in the same
+process right after the run: reading the batch, one scoring pass and the drift engine, the
+work no monitor can skip. The table is printed and written as JSON under bench/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+
+# task name -> stage of the table
+STAGES = {
+    "check file names": "read", "ledger state": "read", "read batch": "read",
+    "validate batch": "validate",
+    "load model": "score", "score batch": "score", "append prediction log": "score",
+    "read matured window": "evaluate", "evaluate matured labels": "evaluate", "label status": "evaluate",
+    "retrain history": "evaluate",
+    "estimate performance": "estimate",
+    "measure drift": "drift",
+    "publish report": "publish", "publish artifacts": "publish", "ledger": "publish", "ledger: request retrain": "publish",
+}
+ORDER = ("read", "validate", "score", "evaluate", "estimate", "drift", "publish", "orchestration")
+
+
+def write_config(folder: Path, rows: int, days: int) -> Path:
+    raw = yaml.safe_load((ROOT / "driftloop.yaml").read_text())
+    raw["validation"]["suite"] = str(ROOT / raw["validation"]["suite"])
+    # clean days only: an incident would quarantine a day, drift would retrain
+    raw["demo"] |= {"rows_per_batch": rows, "n_batches": days, "label_delay_days": 1,
+                    "quality_incident_batch": days + 1, "covariate_shift_batch": days + 1, "concept_drift_batch": days + 1}
+    path = folder / "driftloop.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def _in_process(kind: str, config: Path, batch_id: str | None, out: Path) -> None:
+    """One flow run in this process (the parent starts one process per run), measured."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:  # start the API before the clock: a worker's is already up
+        client.api_healthcheck()
+    from driftloop import drift, stages, training
+    from driftloop.config import load_config
+    from driftloop.data import batch_path, read_table
+    from driftloop.registry import CHAMPION, Registry
+
+    if kind == "bootstrap":
+        from driftloop_flows.bootstrap import bootstrap
+
+        assert bootstrap(config_path=str(config), return_state=True).is_completed()
+        return
+    from driftloop_flows.monitor import monitor
+
+    if kind == "small":  # one long-lived process, one monitor run per batch: what orchestration costs per run
+        walls = []
+        for batch in batch_id.split(","):
+            started = time.perf_counter()
+            assert monitor(batch_id=batch, config_path=str(config), retrain_inline=False, return_state=True).is_completed()
+            walls.append(time.perf_counter() - started)
+        out.write_text(json.dumps({"walls": walls}))
+        return
+    stages.RECORDED.clear()
+    wall, cpu = time.perf_counter(), time.process_time()
+    state = monitor(batch_id=batch_id, config_path=str(config), retrain_inline=False, return_state=True)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    assert state.is_completed(), state.message
+    recorded = list(stages.RECORDED)
+    peak = max([s.peak_rss_mb for s in recorded] + [stages.peak_rss_mb()])
+
+    cfg = load_config(config)
+    champion = Registry(cfg.registry).load(CHAMPION)
+    floor, started = {}, time.perf_counter()
+    frame = read_table(batch_path(cfg.data, batch_id))
+    floor["read"] = time.perf_counter() - started
+    started = time.perf_counter()
+    scored = training.score(champion.model, frame, cfg.columns, cfg.evaluation.decision_threshold).frame
+    floor["score"] = time.perf_counter() - started
+    started = time.perf_counter()
+    drift.detect_drift(champion.profile, scored, cfg.columns.features, cfg.drift)
+    floor["drift"] = time.perf_counter() - started
+    out.write_text(json.dumps({"wall": wall, "cpu": cpu, "peak_rss_mb": peak, "floor": floor,
+                               "stages": [s.__dict__ for s in recorded]}))
+
+
+def _run(kind: str, config: Path, batch_id: str | None = None) -> dict:
+    out = config.parent / f"{kind}-{batch_id}.json"
+    env = os.environ | {"PREFECT_HOME": str(config.parent / ".prefect"), "PREFECT_LOGGING_LEVEL": "WARNING",
+                        "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1", "MLFLOW_DISABLE_TELEMETRY": "true",
+                        "GX_ANALYTICS_ENABLED": "false"}
+    subprocess.run([sys.executable, "-m", "bench.cycle_bench", "--in-process", kind, "--config", str(config),
+                    "--batch", batch_id or "", "--out", str(out)], check=True, cwd=ROOT, env=env)
+    return json.loads(out.read_text()) if out.exists() else {}
+
+
+def run(sizes: list[int], days: int) -> list[dict]:
+    from driftloop.config import load_config
+    from driftloop.demo import generate
+
+    rows = []
+    for n in sizes:
+        folder = Path(tempfile.mkdtemp(prefix=f"driftloop-bench-cycle-{n}-"))
+        config = write_config(folder, n, days)
+        cfg = load_config(config)
+        started = time.perf_counter()
+        plans = generate(cfg.demo, cfg.data).days
+        print(f"{n:,} rows per batch: data generated in {time.perf_counter() - started:.0f} s under {folder}", flush=True)
+        _run("bootstrap", config)
+        for plan in plans:
+            found = _run("monitor", config, plan.batch_id)
+            by_stage = {}
+            for s in found["stages"]:
+                stage = by_stage.setdefault(STAGES.get(s["name"], "other"), {"wall": 0.0, "cpu": 0.0, "peak": 0.0})
+                stage["wall"] += s["wall_seconds"]
+                stage["cpu"] += s["cpu_seconds"]
+                stage["peak"] = max(stage["peak"], s["peak_rss_mb"])
+            by_stage["orchestration"] = {"wall": found["wall"] - sum(s["wall"] for s in by_stage.values()),
+                                         "cpu": found["cpu"] - sum(s["cpu"] for s in by_stage.values()), "peak": None}
+            for stage in sorted(by_stage, key=lambda s: ORDER.index(s) if s in ORDER else len(ORDER)):
+                rows.append({"rows": n, "day": plan.day, "stage": stage, "wall s": round(by_stage[stage]["wall"], 2),
+                             "CPU s": round(by_stage[stage]["cpu"], 2),
+                             "peak RSS MB": round(by_stage[stage]["peak"]) if by_stage[stage]["peak"] else ""})
+            floor = sum(found["floor"].values())
+            rows.append({"rows": n, "day": plan.day, "stage": "monitor run (total)", "wall s": round(found["wall"], 2),
+                         "CPU s": round(found["cpu"], 2), "peak RSS MB": round(found["peak_rss_mb"])})
+            rows.append({"rows": n, "day": plan.day, "stage": "floor: read + score + drift", "wall s": round(floor, 2),
+                         "CPU s": "", "peak RSS MB": "",
+                         "ratio": round(found["wall"] / floor, 2)})
+            print(f"  day {plan.day}: monitor {found['wall']:.1f} s wall, peak RSS {found['peak_rss_mb']:.0f} MB; "
+                  f"floor {floor:.1f} s ({', '.join(f'{k} {v:.1f}' for k, v in found['floor'].items())})", flush=True)
+    return rows
+
+
+def small_batches(rows: int, days: int = 6) -> dict:
+    """Monitor runs of ``rows``-row batches one after another in one process (a long-lived worker's
+    situation): the first pays for the lazy imports (GX, the MLflow model flavour), the rest do not."""
+    folder = Path(tempfile.mkdtemp(prefix=f"driftloop-bench-small-{rows}-"))
+    config = write_config(folder, rows, days)
+    from driftloop.config import load_config
+    from driftloop.demo import generate
+
+    cfg = load_config(config)
+    plans = generate(cfg.demo, cfg.data).days
+    _run("bootstrap", config)
+    walls = _run("small", config, ",".join(p.batch_id for p in plans))["walls"]
+    found = {"rows": rows, "runs": len(walls), "first run s": round(walls[0], 2),
+             "later runs, mean s": round(sum(walls[1:]) / len(walls[1:]), 2), "later runs, max s": round(max(walls[1:]), 2)}
+    print(f"{rows:,}-row batches in one process: {found}", flush=True)
+    return found
+
+
+def summary(rows: list[dict]) -> list[dict]:
+    """The targets: the last day's wall against the floor and peak RSS per size, and how wall grows with rows."""
+    last = {r["rows"]: r for r in rows if r["stage"] == "monitor run (total)"}
+    floors = {r["rows"]: r for r in rows if r["stage"].startswith("floor")}
+    found = [{"rows": n, "monitor wall s": last[n]["wall s"], "floor wall s": floors[n]["wall s"],
+              "wall / floor": floors[n]["ratio"], "peak RSS MB": last[n]["peak RSS MB"]} for n in sorted(last)]
+    for row in found[1:]:
+        smaller = found[found.index(row) - 1]
+        row[f"wall / wall at smaller size"] = round(row["monitor wall s"] / smaller["monitor wall s"], 2)
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000, 5_000_000])
+    parser.add_argument("--days", type=int, default=3)
+    parser.add_argument("--small-rows", type=int, default=2_000, help="rows per batch of the long-lived process run (0: skip it)")
+    parser.add_argument("--in-process", choices=("bootstrap", "monitor", "small"), help=argparse.SUPPRESS)
+    parser.add_argument("--config", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--batch", help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.in_process:
+        _in_process(args.in_process, args.config, args.batch or None, args.out)
+        return
+    from bench.drift_bench import table
+
+    small = small_batches(args.small_rows) if args.small_rows else None
+    rows = run(args.sizes, args.days)
+    print(table([{k: r.get(k, "") for k in ("rows", "day", "stage", "wall s", "CPU s", "peak RSS MB", "ratio")} for r in rows]))
+    totals = summary(rows)
+    print(table([{k: r.get(k, "") for k in totals[-1]} for r in totals]))
+    if small:
+        print(table([small]))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"cycle-{date.today().isoformat()}.json"
+    out.write_text(json.dumps({"sizes": args.sizes, "days": args.days, "cpu_count": os.cpu_count(),
+                               "stages": rows, "summary": totals, "small_batches": small}, indent=2))
+    print(f"written {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""Where a run's time and memory go: wall seconds, CPU seconds and peak RSS of each stage.
+
+The flows measure every task with :func:`measure`; `make bench-cycle` reads the stages back,
+and a person finds them in the debug log. Peak RSS is the process's high-water mark during the
+stage (Linux resets it per stage through /proc/self/clear_refs; elsewhere it is the peak so far).
+"""
+
+from __future__ import annotations
+
+import logging
+import resource
+import time
+from collections import deque
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    wall_seconds: float
+    cpu_seconds: float  # of the whole process: every thread's work during the stage
+    peak_rss_mb: float
+
+
+# The newest stages of this process; bounded, so a long-lived worker does not grow with its runs.
+RECORDED: deque[Stage] = deque(maxlen=10_000)
+
+
+def reset_peak_rss() -> None:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass  # not Linux, or not allowed: the peak is the process's so far
+
+
+def peak_rss_mb() -> float:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@contextmanager
+def measure(name: str):
+    reset_peak_rss()
+    wall, cpu = time.perf_counter(), time.process_time()
+    try:
+        yield
+    finally:
+        stage = Stage(name, time.perf_counter() - wall, time.process_time() - cpu, peak_rss_mb())
+        RECORDED.append(stage)
+        logger.debug("%s: %.2f s wall, %.2f s CPU, peak RSS %.0f MB", name, stage.wall_seconds, stage.cpu_seconds, stage.peak_rss_mb)
