@@ -13,7 +13,7 @@ export GX_ANALYTICS_ENABLED ?= false
 # A new machine's first ephemeral Prefect API creates its database: give it longer than the 20 s default.
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 
-.PHONY: install lock browser demo test test-unit test-flows test-integration bench-drift bench-window bench-evaluate mlflow-ui up down ps clean
+.PHONY: install lock browser demo test test-unit test-flows test-integration bench-drift bench-window bench-evaluate bench-cycle mlflow-ui up down ps clean
 
 install: $(VENV)/.installed
 
@@ -72,6 +72,11 @@ bench-window: install
 # Seconds and peak memory of scoring, metric intervals, CBPE and the gate at 100k, 500k and 1M rows (several minutes).
 bench-evaluate: install
 	$(BIN)/python -m bench.evaluate_bench
+
+# The real monitor flow at 100k, 1M and 5M rows per batch, stage by stage, against the floor (read + score + drift);
+# JSON under bench/results/. About half an hour on 2 cores; --sizes to choose, e.g. ARGS="--sizes 100000 1000000".
+bench-cycle: install
+	$(BIN)/python -m bench.cycle_bench $(ARGS)
 
 # A Prefect server, an MLflow server and a worker on 127.0.0.1, with prefect.yaml deployed.
 up: install

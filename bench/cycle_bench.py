@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -43,7 +44,12 @@ ORDER = ("read", "validate", "score", "evaluate", "estimate", "drift", "publish"
 
 def write_config(folder: Path, rows: int, days: int) -> Path:
     raw = yaml.safe_load((ROOT / "driftloop.yaml").read_text())
-    raw["validation"]["suite"] = str(ROOT / raw["validation"]["suite"])
+    suite = json.loads((ROOT / raw["validation"]["suite"]).read_text())
+    for expectation in suite["expectations"]:  # the shipped suite expects demo volumes: a team sets its own
+        if expectation["type"] == "expect_table_row_count_to_be_between":
+            expectation["kwargs"] |= {"min_value": rows // 2, "max_value": rows * 2}
+    (folder / "suite.json").write_text(json.dumps(suite, indent=2))
+    raw["validation"]["suite"] = str(folder / "suite.json")
     # clean days only: an incident would quarantine a day, drift would retrain
     raw["demo"] |= {"rows_per_batch": rows, "n_batches": days, "label_delay_days": 1,
                     "quality_incident_batch": days + 1, "covariate_shift_batch": days + 1, "concept_drift_batch": days + 1}
@@ -111,7 +117,28 @@ def _run(kind: str, config: Path, batch_id: str | None = None) -> dict:
     return json.loads(out.read_text()) if out.exists() else {}
 
 
-def run(sizes: list[int], days: int) -> list[dict]:
+def day_rows(n: int, day: int, found: dict) -> list[dict]:
+    """Table rows of one monitor day: its tasks summed into stages, the run's total and the floor."""
+    by_stage = {}
+    for s in found["stages"]:
+        stage = by_stage.setdefault(STAGES.get(s["name"], "other"), {"wall": 0.0, "cpu": 0.0, "peak": 0.0})
+        stage["wall"] += s["wall_seconds"]
+        stage["cpu"] += s["cpu_seconds"]
+        stage["peak"] = max(stage["peak"], s["peak_rss_mb"])
+    by_stage["orchestration"] = {"wall": found["wall"] - sum(s["wall"] for s in by_stage.values()),
+                                 "cpu": found["cpu"] - sum(s["cpu"] for s in by_stage.values()), "peak": None}
+    rows = [{"rows": n, "day": day, "stage": stage, "wall s": round(by_stage[stage]["wall"], 2),
+             "CPU s": round(by_stage[stage]["cpu"], 2), "peak RSS MB": round(by_stage[stage]["peak"]) if by_stage[stage]["peak"] else ""}
+            for stage in sorted(by_stage, key=lambda s: ORDER.index(s) if s in ORDER else len(ORDER))]
+    floor = sum(found["floor"].values())
+    rows.append({"rows": n, "day": day, "stage": "monitor run (total)", "wall s": round(found["wall"], 2),
+                 "CPU s": round(found["cpu"], 2), "peak RSS MB": round(found["peak_rss_mb"])})
+    rows.append({"rows": n, "day": day, "stage": "floor: read + score + drift", "wall s": round(floor, 2),
+                 "CPU s": "", "peak RSS MB": "", "ratio": round(found["wall"] / floor, 2)})
+    return rows
+
+
+def run(sizes: list[int], days: int, keep: bool = False) -> list[dict]:
     from driftloop.config import load_config
     from driftloop.demo import generate
 
@@ -126,26 +153,12 @@ def run(sizes: list[int], days: int) -> list[dict]:
         _run("bootstrap", config)
         for plan in plans:
             found = _run("monitor", config, plan.batch_id)
-            by_stage = {}
-            for s in found["stages"]:
-                stage = by_stage.setdefault(STAGES.get(s["name"], "other"), {"wall": 0.0, "cpu": 0.0, "peak": 0.0})
-                stage["wall"] += s["wall_seconds"]
-                stage["cpu"] += s["cpu_seconds"]
-                stage["peak"] = max(stage["peak"], s["peak_rss_mb"])
-            by_stage["orchestration"] = {"wall": found["wall"] - sum(s["wall"] for s in by_stage.values()),
-                                         "cpu": found["cpu"] - sum(s["cpu"] for s in by_stage.values()), "peak": None}
-            for stage in sorted(by_stage, key=lambda s: ORDER.index(s) if s in ORDER else len(ORDER)):
-                rows.append({"rows": n, "day": plan.day, "stage": stage, "wall s": round(by_stage[stage]["wall"], 2),
-                             "CPU s": round(by_stage[stage]["cpu"], 2),
-                             "peak RSS MB": round(by_stage[stage]["peak"]) if by_stage[stage]["peak"] else ""})
-            floor = sum(found["floor"].values())
-            rows.append({"rows": n, "day": plan.day, "stage": "monitor run (total)", "wall s": round(found["wall"], 2),
-                         "CPU s": round(found["cpu"], 2), "peak RSS MB": round(found["peak_rss_mb"])})
-            rows.append({"rows": n, "day": plan.day, "stage": "floor: read + score + drift", "wall s": round(floor, 2),
-                         "CPU s": "", "peak RSS MB": "",
-                         "ratio": round(found["wall"] / floor, 2)})
+            rows += day_rows(n, plan.day, found)
             print(f"  day {plan.day}: monitor {found['wall']:.1f} s wall, peak RSS {found['peak_rss_mb']:.0f} MB; "
-                  f"floor {floor:.1f} s ({', '.join(f'{k} {v:.1f}' for k, v in found['floor'].items())})", flush=True)
+                  f"floor {sum(found['floor'].values()):.1f} s ({', '.join(f'{k} {v:.1f}' for k, v in found['floor'].items())})",
+                  flush=True)
+        if not keep:  # gigabytes at 5M rows
+            shutil.rmtree(folder)
     return rows
 
 
@@ -183,6 +196,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000, 5_000_000])
     parser.add_argument("--days", type=int, default=3)
+    parser.add_argument("--keep", action="store_true", help="keep each size's data, models and run records (temp folders)")
     parser.add_argument("--small-rows", type=int, default=2_000, help="rows per batch of the long-lived process run (0: skip it)")
     parser.add_argument("--in-process", choices=("bootstrap", "monitor", "small"), help=argparse.SUPPRESS)
     parser.add_argument("--config", type=Path, help=argparse.SUPPRESS)
@@ -195,7 +209,7 @@ def main() -> None:
     from bench.drift_bench import table
 
     small = small_batches(args.small_rows) if args.small_rows else None
-    rows = run(args.sizes, args.days)
+    rows = run(args.sizes, args.days, args.keep)
     print(table([{k: r.get(k, "") for k in ("rows", "day", "stage", "wall s", "CPU s", "peak RSS MB", "ratio")} for r in rows]))
     totals = summary(rows)
     print(table([{k: r.get(k, "") for k in totals[-1]} for r in totals]))
