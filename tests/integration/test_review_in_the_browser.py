@@ -9,6 +9,7 @@ each review run and the worker suspends it on its form.
 from __future__ import annotations
 
 import pytest
+from playwright.sync_api import expect
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
 from prefect.client.schemas.objects import StateType
@@ -55,14 +56,18 @@ def waiting_review(version: str):
 def pick(page, field: str, option: str) -> None:
     """Choose ``option`` in the select of the form field labelled ``field``."""
     form = page.get_by_role("dialog")
-    form.locator(".schema-form-property").filter(has=page.locator(".schema-form-property__label", has_text=field)).locator(
-        ".p-select-button__icon").click()  # the chevron opens the list
+    prop = form.locator(".schema-form-property").filter(has=page.locator(".schema-form-property__label", has_text=field))
+    prop.locator(".p-select-button__icon").click()  # the chevron opens the list
     page.get_by_role("option", name=option, exact=True).click()
+    expect(prop).to_contain_text(option)  # the choice is in the form before the next click (a loaded machine lags)
 
 
 def write(page, field: str, text: str) -> None:
     form = page.get_by_role("dialog")
-    form.locator(".schema-form-property").filter(has=page.locator(".schema-form-property__label", has_text=field)).locator("textarea, input").first.fill(text)
+    box = form.locator(".schema-form-property").filter(has=page.locator(".schema-form-property__label", has_text=field)).locator(
+        "textarea, input").first
+    box.fill(text)
+    expect(box).to_have_value(text)
 
 
 def test_a_reviewer_approves_the_challenger_in_the_prefect_ui(made_up, project, candidate, capsys):
