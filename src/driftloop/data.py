@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from driftloop.config import DataConfig, SchemaConfig
 from driftloop.errors import DataError
@@ -285,17 +286,24 @@ def read_labels(cfg: DataConfig, schema: SchemaConfig, as_of: date, since: date 
     return _read_label_files(_label_files(cfg, as_of, since), schema)
 
 
-def match_ids(keys: pd.Series, values: pd.Series) -> np.ndarray | None:
-    """For each of ``keys``, its position in ``values`` (unique), or -1; None when the two hold ids of
-    different types. A hash lookup in Arrow: pandas' merge and isin turn millions of text ids into
-    Python strings first, which costs seconds and hundreds of MB per million."""
-    keys, values = pa.array(keys, from_pandas=True), pa.array(values, from_pandas=True)
-    if keys.type != values.type:
-        if not (pa.types.is_string(keys.type) or pa.types.is_large_string(keys.type)) or not (
-                pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
-            return None
-        keys, values = keys.cast(pa.large_string()), values.cast(pa.large_string())
-    return pc.index_in(keys, value_set=values).fill_null(-1).to_numpy()
+def _comparable(keys: pa.Array, values: pa.Array) -> tuple[pa.Array, pa.Array] | None:
+    """The two id arrays as one Arrow type (text as large_string), or None when one holds text and the other not."""
+    if keys.type == values.type:
+        return keys, values
+    text = lambda t: pa.types.is_string(t) or pa.types.is_large_string(t)  # noqa: E731
+    if text(keys.type) and text(values.type):
+        return keys.cast(pa.large_string()), values.cast(pa.large_string())
+    return None
+
+
+def match_ids(keys, values) -> np.ndarray | None:
+    """For each of ``keys``, the position of its first occurrence in ``values``, or -1; None when the two
+    hold ids of different types. A hash lookup in Arrow: pandas' merge and isin turn millions of text
+    ids into Python strings first, which costs seconds and hundreds of MB per million."""
+    both = _comparable(pa.array(keys, from_pandas=True), pa.array(values, from_pandas=True))
+    if both is None:
+        return None
+    return pc.index_in(both[0], value_set=both[1]).fill_null(-1).to_numpy()
 
 
 def join_labels(predictions: pd.DataFrame, labels: pd.DataFrame, schema: SchemaConfig) -> pd.DataFrame:
@@ -309,6 +317,44 @@ def join_labels(predictions: pd.DataFrame, labels: pd.DataFrame, schema: SchemaC
     found = position >= 0
     return pd.concat([predictions[found].reset_index(drop=True),
                       labels.drop(columns=schema.id_column).iloc[position[found]].reset_index(drop=True)], axis=1)
+
+
+@dataclass(frozen=True)
+class LabelArrivals:
+    batch_date: np.ndarray  # datetime64[D], one per logged prediction
+    arrival: np.ndarray  # datetime64[D] its label's first arrival, NaT while none has arrived
+    label_ids: int  # distinct ids among the labels read
+    matched_ids: int  # of which label a logged prediction
+
+
+def label_arrivals(cfg: DataConfig, schema: SchemaConfig, batch_ids: list[str], as_of: date) -> LabelArrivals:
+    """When the label of each logged prediction of ``batch_ids`` arrived, from the label files that arrived
+    between the oldest of those batches and ``as_of`` (a label never arrives before its batch).
+
+    Ids stay in Arrow and are matched in one hash lookup: no table of millions of Python strings,
+    no merge, no de-duplication pass (a corrected label counts from its first arrival)."""
+    large = lambda a: a.cast(pa.large_string()) if pa.types.is_string(a.type) else a  # noqa: E731
+    chunks = [large(chunk) for b in batch_ids for chunk in pq.read_table(
+        cfg.predictions / f"{PARTITION}={b}" / "part-0.parquet", columns=[schema.id_column]).column(0).chunks]
+    if len({chunk.type for chunk in chunks}) > 1:
+        raise DataError(f"the prediction log in {cfg.predictions} holds {schema.id_column} values of several types "
+                        f"({', '.join(sorted({str(c.type) for c in chunks}))}); export ids as one type in every batch")
+    sizes = [pq.ParquetFile(cfg.predictions / f"{PARTITION}={b}" / "part-0.parquet").metadata.num_rows for b in batch_ids]
+    batch_date = np.repeat(np.array(batch_ids, dtype="datetime64[D]"), sizes)
+    files = _label_files(cfg, as_of, date.fromisoformat(batch_ids[0]) if batch_ids else as_of)
+    labels = [check_labels(read_table(path), schema, path)[schema.id_column] for _, path in files]
+    label_arrival = np.repeat(np.array([day.isoformat() for day, _ in files], dtype="datetime64[D]"), [len(f) for f in labels])
+    label_ids = pa.array(pd.concat(labels, ignore_index=True), from_pandas=True) if labels else pa.array([], pa.large_string())
+    both = _comparable(pa.chunked_array(chunks, type=chunks[0].type).combine_chunks(), label_ids) if chunks and labels else None
+    arrival = np.full(len(batch_date), np.datetime64("NaT", "D"))
+    if both is None:  # nothing to match, or ids of another type than the log's: none of them labels a prediction
+        return LabelArrivals(batch_date, arrival, int(pc.count_distinct(label_ids).as_py()), 0)
+    position = pc.index_in(both[0], value_set=both[1]).fill_null(-1).to_numpy()
+    found = position >= 0
+    arrival[found] = label_arrival[position[found]]
+    first = np.zeros(len(label_ids), dtype=bool)
+    first[position[found]] = True  # each matched id at its first occurrence among the labels
+    return LabelArrivals(batch_date, arrival, int(pc.count_distinct(both[1]).as_py()), int(first.sum()))
 
 
 def labelled_batches(cfg: DataConfig, schema: SchemaConfig, as_of: date, n_batches: int | None = None,

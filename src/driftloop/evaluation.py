@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from datetime import date
 
 import numpy as np
 import pandas as pd
@@ -25,7 +26,7 @@ from sklearn.linear_model import LogisticRegression
 from driftloop.comparison import BLOCK_CELLS, METRIC_DIRECTION, bootstrap_intervals, predicted_class, weighted_multiclass_metrics
 from driftloop.intervals import analytic_intervals, influence
 from driftloop.config import EvaluationConfig, MetricThreshold, Task
-from driftloop.data import match_ids
+from driftloop.data import LabelArrivals
 
 # name -> function of (y_true, probability, predicted class); directions are in comparison.METRIC_DIRECTION
 CLASSIFIER_METRICS = {
@@ -303,24 +304,19 @@ class LabelStatus:
     since: str | None = None  # the oldest batch counted (the status covers a bounded horizon)
 
 
-def label_status(predictions: pd.DataFrame, labels: pd.DataFrame, id_column: str, as_of: pd.Timestamp, deadline_days: int,
-                 since: str | None = None) -> LabelStatus:
-    """``predictions``: id and batch date; ``labels``: id and arrival date (both as datetime64); ``since``:
-    the oldest batch among ``predictions``, for the report."""
-    position = match_ids(predictions[id_column], labels[id_column])
-    if position is None:  # ids of another type than the log's: none of them labels a prediction
-        position = np.full(len(predictions), -1)
-    arrived = position >= 0
-    batch_date = predictions["batch_date"].to_numpy(dtype="datetime64[us]")
-    age = (np.datetime64(as_of.tz_localize(None), "us") - batch_date) // np.timedelta64(1, "D")
-    latency = (labels["label_arrived"].to_numpy(dtype="datetime64[us]")[position[arrived]] - batch_date[arrived]) // np.timedelta64(1, "D")
-    labelled_ids = match_ids(labels[id_column], predictions[id_column])
+def label_status(arrivals: LabelArrivals, as_of: date, deadline_days: int, since: str | None = None) -> LabelStatus:
+    """Coverage, overdue predictions, labels for unknown ids and latency from ``arrivals``; ``since``: the
+    oldest batch they cover, for the report."""
+    arrived = ~np.isnat(arrivals.arrival)
+    age = (np.datetime64(as_of, "D") - arrivals.batch_date).astype("int64")
+    latency = (arrivals.arrival[arrived] - arrivals.batch_date[arrived]).astype("int64")
+    n = len(arrivals.batch_date)
     return LabelStatus(
-        n_predictions=len(predictions),
+        n_predictions=n,
         n_labelled=int(arrived.sum()),
-        coverage=float(arrived.mean()) if len(predictions) else 0.0,
+        coverage=float(arrived.mean()) if n else 0.0,
         overdue=int(((~arrived) & (age > deadline_days)).sum()),
-        unknown_ids=int((labelled_ids < 0).sum()) if labelled_ids is not None else len(labels),
+        unknown_ids=arrivals.label_ids - arrivals.matched_ids,
         median_latency_days=float(np.median(latency)) if len(latency) else None,
         p90_latency_days=float(np.quantile(latency, 0.9)) if len(latency) else None,
         deadline_days=deadline_days,

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from datetime import date
 
-import pandas as pd
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact
 from prefect.events import emit_event
@@ -173,16 +172,10 @@ def evaluate_matured(cfg: Config, window, reference_metrics: dict) -> evaluation
 def read_label_status(cfg: Config, batch_id: str) -> evaluation.LabelStatus:
     """Coverage, latency and overdue labels of the newest ``2 * evaluation.label_deadline_batches`` logged
     batches: every prediction turns overdue inside that horizon, and a run reads a bounded slice of
-    the log and of the label files however long the history grows."""
+    the log (ids only) and of the label files however long the history grows."""
     as_of = date.fromisoformat(batch_id)
     horizon = [b for b in data.logged_batches(cfg.data) if date.fromisoformat(b) <= as_of][-2 * cfg.evaluation.label_deadline_batches:]
-    logged = data.read_predictions(cfg.data, horizon, columns=[cfg.columns.id_column, data.PARTITION])
-    if logged.empty:
-        logged = pd.DataFrame({cfg.columns.id_column: pd.Series(dtype="str"), data.PARTITION: pd.Series(dtype="str")})
-    logged["batch_date"] = pd.to_datetime(logged[data.PARTITION])
-    # a label never arrives before its batch: older label files hold nothing for these predictions
-    labels = data.read_labels(cfg.data, cfg.columns, as_of, since=date.fromisoformat(horizon[0]) if horizon else None)
-    return evaluation.label_status(logged, labels, cfg.columns.id_column, pd.Timestamp(as_of),
+    return evaluation.label_status(data.label_arrivals(cfg.data, cfg.columns, horizon, as_of), as_of,
                                    cfg.evaluation.label_deadline_batches * cfg.data.period_days, horizon[0] if horizon else None)
 
 

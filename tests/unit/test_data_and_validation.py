@@ -133,3 +133,16 @@ def test_labels_are_read_as_of_their_arrival_date(demo_project):
     arrival = date.fromisoformat(first.labels_arrive)
     assert data.read_labels(cfg.data, cfg.columns, date.fromordinal(arrival.toordinal() - 1)).empty
     assert len(data.read_labels(cfg.data, cfg.columns, arrival)) == cfg.demo.rows_per_batch
+
+
+def test_label_arrivals_match_the_logs_ids_to_the_first_arrival_of_their_label(cfg):
+    for batch, ids in (("2026-02-01", ["a", "b", "c"]), ("2026-02-02", ["d", "e"])):
+        data.write_predictions(cfg.data, batch, pd.DataFrame({"customer_id": ids, "probability": 0.5}))
+    cfg.data.labels.mkdir(parents=True, exist_ok=True)
+    # "a" is labelled twice (a correction), "zz" was never scored; a file from before the horizon is not read
+    for arrived, ids in (("2026-01-20", ["old"]), ("2026-02-03", ["a", "d", "zz"]), ("2026-02-05", ["a", "b"])):
+        pd.DataFrame({"customer_id": ids, "churned": 1}).to_parquet(cfg.data.labels / f"{arrived}.parquet")
+    found = data.label_arrivals(cfg.data, cfg.columns, ["2026-02-01", "2026-02-02"], date(2026, 2, 5))
+    assert found.batch_date.astype(str).tolist() == ["2026-02-01"] * 3 + ["2026-02-02"] * 2
+    assert found.arrival.astype(str).tolist() == ["2026-02-03", "2026-02-05", "NaT", "2026-02-03", "NaT"]
+    assert (found.label_ids, found.matched_ids) == (4, 3)  # a, b, d matched; zz unknown

@@ -1,12 +1,14 @@
 """Realized metrics with intervals, segments, fairness, labels, and estimated performance."""
 
 import math
+from datetime import date
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from driftloop.config import EvaluationConfig, MetricThreshold
+from driftloop.data import LabelArrivals
 from driftloop.evaluation import (
     check_metric, classification_metrics, estimate_performance, evaluate_window, fit_calibration, label_status, service_health,
 )
@@ -76,9 +78,10 @@ def test_fairness_gaps_compare_segments_with_their_threshold(rng):
 
 
 def test_label_status_counts_coverage_latency_overdue_and_unknown_ids():
-    predictions = pd.DataFrame({"id": ["a", "b", "c", "d"], "batch_date": pd.to_datetime(["2026-02-01"] * 2 + ["2026-02-09"] * 2)})
-    labels = pd.DataFrame({"id": ["a", "c", "zz"], "label_arrived": pd.to_datetime(["2026-02-03", "2026-02-10", "2026-02-10"])})
-    status = label_status(predictions, labels, "id", pd.Timestamp("2026-02-10"), deadline_days=7)
+    arrivals = LabelArrivals(batch_date=np.array(["2026-02-01"] * 2 + ["2026-02-09"] * 2, dtype="datetime64[D]"),
+                             arrival=np.array(["2026-02-03", "NaT", "2026-02-10", "NaT"], dtype="datetime64[D]"),
+                             label_ids=3, matched_ids=2)
+    status = label_status(arrivals, date(2026, 2, 10), deadline_days=7, since="2026-02-01")
     assert (status.n_labelled, status.coverage, status.overdue, status.unknown_ids) == (2, 0.5, 1, 1)
     assert status.median_latency_days == 1.5
 
