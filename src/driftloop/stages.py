@@ -1,7 +1,8 @@
 """Where a run's time and memory go: wall seconds, CPU seconds and peak RSS of each stage.
 
-The flows measure every task with :func:`measure`; `make bench-cycle` reads the stages back,
-and a person finds them in the debug log. Peak RSS is the process's high-water mark during the
+The flows measure every task with :func:`measure`; the monitor logs each run's task seconds to its
+MLflow run (``seconds.<task>``), `make bench-cycle` reads the stages back, and the debug log has
+every one. Peak RSS is the process's high-water mark during the
 stage (Linux resets it per stage through /proc/self/clear_refs; elsewhere it is the peak so far).
 """
 
@@ -28,6 +29,18 @@ class Stage:
 
 # The newest stages of this process; bounded, so a long-lived worker does not grow with its runs.
 RECORDED: deque[Stage] = deque(maxlen=10_000)
+_counted = 0  # stages ever recorded in this process
+
+
+def mark() -> int:
+    """A point to read the stages recorded after it (:func:`since`)."""
+    return _counted
+
+
+def since(point: int) -> list[Stage]:
+    """The stages recorded after ``point`` (as many as are still kept)."""
+    newer = _counted - point
+    return list(RECORDED)[-newer:] if newer > 0 else []
 
 
 def reset_peak_rss() -> None:
@@ -54,6 +67,8 @@ def measure(name: str):
     try:
         yield
     finally:
+        global _counted
         stage = Stage(name, time.perf_counter() - wall, time.process_time() - cpu, peak_rss_mb())
         RECORDED.append(stage)
+        _counted += 1
         logger.debug("%s: %.2f s wall, %.2f s CPU, peak RSS %.0f MB", name, stage.wall_seconds, stage.cpu_seconds, stage.peak_rss_mb)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from datetime import date
 
@@ -11,7 +12,7 @@ from prefect.events import emit_event
 from prefect.exceptions import MissingResult
 from prefect.runtime import flow_run
 
-from driftloop import data, drift, evaluation, training, validation
+from driftloop import data, drift, evaluation, stages, training, validation
 from driftloop.config import Config, load_config
 from driftloop.errors import BatchRejected, DataError
 from driftloop.ledger import DONE, Ledger
@@ -234,15 +235,24 @@ def request_retrain(cfg: Config, trigger: str, batch_id: str, reasons: tuple[str
     return Ledger(cfg.ledger).request_retrain(trigger, batch_id, reasons, monitor_run_id)
 
 
+def task_seconds(point: int) -> dict[str, float]:
+    """``seconds.<task>``: wall seconds of each task since ``point`` (summed over repeats), as MLflow metrics."""
+    found: dict[str, float] = {}
+    for stage in stages.since(point):
+        key = "seconds." + re.sub(r"[^0-9A-Za-z_.-]+", "_", stage.name).strip("_")
+        found[key] = found.get(key, 0.0) + stage.wall_seconds
+    return found
+
+
 @io_task(name="publish report")
-def publish_report(cfg: Config, report: MonitorReport, checked: validation.ValidationReport) -> str:
+def publish_report(cfg: Config, report: MonitorReport, checked: validation.ValidationReport, seconds: dict[str, float]) -> str:
     paths = [
         *data.write_report(cfg.data, report.batch_id, report.to_dict(), report.to_markdown()),
         *data.write_report(cfg.data, f"{report.batch_id}.validation", checked.to_dict(), checked.to_markdown(), checked.to_html()),
     ]
     return Registry(cfg.registry).log_monitor_run(
         report.batch_id,
-        metrics=report.metrics(),
+        metrics=report.metrics() | seconds,
         params={"model_version": report.model_version, "decision": report.decision.action},
         artifacts=paths,
         tags={"batch_id": report.batch_id, "decision": report.decision.action, "drift_verdict": report.drift_verdict},
@@ -321,6 +331,7 @@ def monitor(
     A batch the ledger has as evaluated or quarantined is not processed again unless ``force``.
     """
     logger = get_run_logger()
+    started = stages.mark()
     cfg = load_config(config_path)
     check_files(cfg, batch_id)
     if batch_id is None:
@@ -362,7 +373,7 @@ def monitor(
     report = MonitorReport(batch_id, champion.ref.version, len(frame), checked.summary, features, predictions, target,
                            performance, decision, read_label_status(cfg, batch_id), estimated, estimated_checks, estimated_matured,
                            health)
-    run_id = publish_report(cfg, report, checked)
+    run_id = publish_report(cfg, report, checked, task_seconds(started))
     publish_artifacts(cfg, report, run_id)
     mark(cfg, batch_id, "evaluated", f"{report.drift_verdict}; decision {decision.action}")
     logger.info("batch %s: %s, %s, decision %s", batch_id, report.drift_verdict, report.performance_summary, decision.action)

@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass
 import pandas as pd
 import pytest
+from mlflow import MlflowClient
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.settings import PREFECT_API_URL
@@ -78,6 +79,14 @@ def test_every_other_day_completes_and_is_in_the_prediction_log_once(scenario):
     log = data.read_predictions(scenario.cfg.data, data.logged_batches(scenario.cfg.data))
     assert sorted(log[data.PARTITION].unique()) == [d.batch_id for d in good]
     assert not log[scenario.cfg.columns.id_column].duplicated().any()
+
+
+def test_each_monitor_run_records_in_mlflow_where_its_time_went(scenario):
+    day = next(d for d in scenario.days if scenario.states[d.batch_id].is_completed())
+    run = MlflowClient(scenario.cfg.registry.tracking_uri).get_run(_outcome(scenario, day).monitor_run_id)
+    seconds = {k: v for k, v in run.data.metrics.items() if k.startswith("seconds.")}
+    assert {"seconds.read_batch", "seconds.validate_batch", "seconds.score_batch", "seconds.measure_drift"} <= set(seconds)
+    assert seconds["seconds.validate_batch"] > 0 and all(v >= 0 for v in seconds.values())
 
 
 def test_days_without_labels_get_estimated_metrics_and_no_realized_ones(scenario):
