@@ -62,12 +62,12 @@ def peak_rss_mb() -> float:
 
 @contextmanager
 def measure(name: str):
+    global _counted
     reset_peak_rss()
     wall, cpu = time.perf_counter(), time.process_time()
     try:
         yield
     finally:
-        global _counted
         stage = Stage(name, time.perf_counter() - wall, time.process_time() - cpu, peak_rss_mb())
         RECORDED.append(stage)
         _counted += 1
