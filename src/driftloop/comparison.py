@@ -5,7 +5,8 @@ rows once for both (Poisson weights), so the interval is for the *difference* an
 noise shared by the two models cancels. Replicates are computed as matrix operations, a block
 of them at a time: each block's weights hold at most ``BLOCK_CELLS`` replicate-rows, so memory
 stays flat however many rows a window has (the number of blocks grows instead, never a Python
-loop over rows).
+loop over rows). Above ``bootstrap_max_rows`` rows the paired interval is analytic instead
+(paired DeLong for AUC, the paired delta method for the rest: driftloop.intervals), linear in rows.
 """
 
 from __future__ import annotations
