@@ -186,9 +186,8 @@ def summary(rows: list[dict]) -> list[dict]:
     floors = {r["rows"]: r for r in rows if r["stage"].startswith("floor")}
     found = [{"rows": n, "monitor wall s": last[n]["wall s"], "floor wall s": floors[n]["wall s"],
               "wall / floor": floors[n]["ratio"], "peak RSS MB": last[n]["peak RSS MB"]} for n in sorted(last)]
-    for row in found[1:]:
-        smaller = found[found.index(row) - 1]
-        row[f"wall / wall at smaller size"] = round(row["monitor wall s"] / smaller["monitor wall s"], 2)
+    for smaller, row in zip(found, found[1:]):
+        row["wall / wall at smaller size"] = round(row["monitor wall s"] / smaller["monitor wall s"], 2)
     return found
 
 

@@ -334,13 +334,13 @@ def label_arrivals(cfg: DataConfig, schema: SchemaConfig, batch_ids: list[str], 
     Ids stay in Arrow and are matched in one hash lookup: no table of millions of Python strings,
     no merge, no de-duplication pass (a corrected label counts from its first arrival)."""
     large = lambda a: a.cast(pa.large_string()) if pa.types.is_string(a.type) else a  # noqa: E731
-    chunks = [large(chunk) for b in batch_ids for chunk in pq.read_table(
-        cfg.predictions / f"{PARTITION}={b}" / "part-0.parquet", columns=[schema.id_column]).column(0).chunks]
+    logged = [pq.read_table(cfg.predictions / f"{PARTITION}={b}" / "part-0.parquet", columns=[schema.id_column]).column(0)
+              for b in batch_ids]
+    chunks = [large(chunk) for column in logged for chunk in column.chunks]
     if len({chunk.type for chunk in chunks}) > 1:
         raise DataError(f"the prediction log in {cfg.predictions} holds {schema.id_column} values of several types "
                         f"({', '.join(sorted({str(c.type) for c in chunks}))}); export ids as one type in every batch")
-    sizes = [pq.ParquetFile(cfg.predictions / f"{PARTITION}={b}" / "part-0.parquet").metadata.num_rows for b in batch_ids]
-    batch_date = np.repeat(np.array(batch_ids, dtype="datetime64[D]"), sizes)
+    batch_date = np.repeat(np.array(batch_ids, dtype="datetime64[D]"), [len(column) for column in logged])
     files = _label_files(cfg, as_of, date.fromisoformat(batch_ids[0]) if batch_ids else as_of)
     labels = [check_labels(read_table(path), schema, path)[schema.id_column] for _, path in files]
     label_arrival = np.repeat(np.array([day.isoformat() for day, _ in files], dtype="datetime64[D]"), [len(f) for f in labels])

@@ -23,8 +23,10 @@ from scipy import stats
 from sklearn import metrics as skm
 from sklearn.linear_model import LogisticRegression
 
-from driftloop.comparison import BLOCK_CELLS, METRIC_DIRECTION, bootstrap_intervals, predicted_class, weighted_multiclass_metrics
-from driftloop.intervals import analytic_intervals, influence
+from driftloop.comparison import (
+    BLOCK_CELLS, BOOTSTRAP_MAX_ROWS, METRIC_DIRECTION, bootstrap_intervals, predicted_class, weighted_multiclass_metrics,
+)
+from driftloop.intervals import analytic_intervals, influence, z_score
 from driftloop.config import EvaluationConfig, MetricThreshold, Task
 from driftloop.data import LabelArrivals
 
@@ -96,10 +98,8 @@ def segment_metrics(task: Task, y: np.ndarray, output: np.ndarray, segments: dic
     two classes in it at least: AUC needs them; a regressor needs only the rows)."""
     found = {}
     for column, values in segments.items():
-        values = np.asarray(values, dtype=object)
-        for value in pd.unique(values[pd.notna(values)]):
-            mask = values == value
-            if mask.sum() >= min_rows and (task == "regression" or len(np.unique(y[mask])) >= 2):
+        for value, mask in _groups(values):
+            if mask.sum() >= min_rows and (task == "regression" or y[mask].min() != y[mask].max()):
                 for metric, v in task_metrics(task, y[mask], output[mask], threshold).items():
                     found[f"{segment_key(column, value)}.{metric}"] = v
     return found
@@ -362,7 +362,7 @@ class EstimatedPerformance:
 
 def estimate_performance(probability: np.ndarray, calibration: Calibration, threshold: float, window: str,
                          n_simulations: int, confidence: float, seed: int = 0,
-                         simulate_max_rows: int = 20_000) -> EstimatedPerformance:
+                         simulate_max_rows: int = BOOTSTRAP_MAX_ROWS) -> EstimatedPerformance:
     """CBPE: draw labels from the calibrated probabilities and score the model's fixed predictions on them.
 
     If the calibration holds (no concept drift), the realized metric of this window is a draw
@@ -408,7 +408,7 @@ def _expected_labelings(right: np.ndarray, calibrated: np.ndarray, ranks: np.nda
 
     AUC of one labeling L is (S - P(P+1)/2) / (P(n-P)) with S = sum(L * rank), P = sum(L): the
     delta method on (S, P), whose means and covariance are sums over rows."""
-    n, z = len(right), float(stats.norm.ppf(0.5 + confidence / 2))
+    n, z = len(right), z_score(confidence)
     accuracy, accuracy_sd = right.mean(), np.sqrt(np.sum(right * (1 - right))) / n
     spread = calibrated * (1 - calibrated)
     s, p = calibrated @ ranks, calibrated.sum()

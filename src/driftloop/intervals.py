@@ -166,7 +166,8 @@ def influence(task: str, y: np.ndarray, output: np.ndarray, threshold: float, cl
     return binary_influence(y, output, threshold)
 
 
-def _z(confidence: float) -> float:
+def z_score(confidence: float) -> float:
+    """The normal quantile of a two-sided ``confidence`` interval (1.96 for 0.95)."""
     return float(stats.norm.ppf(0.5 + confidence / 2))
 
 
@@ -177,7 +178,7 @@ def _standard_error(values: np.ndarray) -> float:
 def wilson(successes: int, trials: int, confidence: float) -> tuple[float, float]:
     if trials == 0:
         return (0.0, 0.0)  # an empty rate is 0 (zero_division=0), with nothing to be unsure about
-    z, share = _z(confidence), successes / trials
+    z, share = z_score(confidence), successes / trials
     centre = (share + z**2 / (2 * trials)) / (1 + z**2 / trials)
     half = z / (1 + z**2 / trials) * np.sqrt(share * (1 - share) / trials + z**2 / (4 * trials**2))
     return (float(centre - half), float(centre + half))
@@ -185,7 +186,7 @@ def wilson(successes: int, trials: int, confidence: float) -> tuple[float, float
 
 def analytic_intervals(found: dict[str, Influence], confidence: float) -> dict[str, tuple[float, float]]:
     """Each metric's interval: Wilson's for a plain rate, value +- z standard errors otherwise."""
-    z = _z(confidence)
+    z = z_score(confidence)
     intervals = {}
     for metric, f in found.items():
         if f.trials is not None:
@@ -199,6 +200,6 @@ def analytic_intervals(found: dict[str, Influence], confidence: float) -> dict[s
 def paired_interval(new: Influence, old: Influence, sign: float, confidence: float) -> tuple[float, float]:
     """Interval of ``sign * (new - old)`` on the same rows: the influence values subtract row by row, so
     what the two models share (which rows are hard) cancels."""
-    half = _standard_error(new.influence - old.influence) * _z(confidence)
+    half = _standard_error(new.influence - old.influence) * z_score(confidence)
     difference = sign * (new.value - old.value)
     return (difference - half, difference + half)

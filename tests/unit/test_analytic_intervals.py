@@ -40,6 +40,10 @@ def regression_rows(rng, n):
     return y, 1.8 * x + 0.1
 
 
+TASKS = [("binary_classification", binary_rows, ()), ("multiclass_classification", multiclass_rows, CLASSES),
+         ("regression", regression_rows, ())]
+
+
 def _coverage(task, draw, classes=()):
     """Share of ``N_WINDOWS`` windows whose 95% interval holds the metric's population value."""
     rng = np.random.default_rng(7)
@@ -54,11 +58,7 @@ def _coverage(task, draw, classes=()):
     return {metric: count / N_WINDOWS for metric, count in hits.items()}
 
 
-@pytest.mark.parametrize(("task", "draw", "classes"), [
-    ("binary_classification", binary_rows, ()),
-    ("multiclass_classification", multiclass_rows, CLASSES),
-    ("regression", regression_rows, ()),
-], ids=["binary", "multiclass", "regression"])
+@pytest.mark.parametrize(("task", "draw", "classes"), TASKS, ids=["binary", "multiclass", "regression"])
 def test_analytic_intervals_cover_the_population_value_for_every_metric(task, draw, classes):
     coverage = _coverage(task, draw, classes)
     assert len(coverage) >= 3
@@ -98,11 +98,7 @@ def test_analytic_cbpe_interval_covers_the_realized_metrics_when_calibration_hol
     assert all(0.93 <= h / N_WINDOWS <= 0.995 for h in hits.values()), hits
 
 
-@pytest.mark.parametrize(("task", "draw", "classes"), [
-    ("binary_classification", binary_rows, ()),
-    ("multiclass_classification", multiclass_rows, CLASSES),
-    ("regression", regression_rows, ()),
-], ids=["binary", "multiclass", "regression"])
+@pytest.mark.parametrize(("task", "draw", "classes"), TASKS, ids=["binary", "multiclass", "regression"])
 def test_analytic_values_are_the_metrics_and_intervals_match_the_bootstrap(task, draw, classes):
     y, output = draw(np.random.default_rng(3), 20_000)[:2]
     found = influence(task, y, output, 0.5, classes)
