@@ -19,6 +19,7 @@ from driftloop.errors import ConfigError
 
 
 TRACKING_URI_ENV = "DRIFTLOOP_TRACKING_URI"
+DASK_ADDRESS_ENV = "DRIFTLOOP_DASK_ADDRESS"
 
 
 class _Strict(BaseModel):
@@ -288,6 +289,15 @@ class LedgerConfig(_Strict):
     _driver = field_validator("url")(_psycopg3)
 
 
+class ExecutionConfig(_Strict):
+    """Where a batch is scored and summarised: in the flow's own process (the default: nothing to
+    start), or in partitions on a Dask cluster when ``dask_address`` (or DRIFTLOOP_DASK_ADDRESS) is set."""
+
+    dask_address: str | None = Field(None, description="a Dask scheduler, e.g. tcp://10.0.0.5:8786")
+    partition_rows: int = Field(250_000, ge=1, description="rows per partition sent to the cluster")
+    connect_timeout_seconds: float = Field(10.0, gt=0, description="how long to wait for the scheduler before failing the run")
+
+
 class DemoConfig(_Strict):
     """A shipped scenario facing a quality incident, covariate and concept drift: churn (daily
     parquet batches) or loans (weekly CSV exports, a boolean feature, passthrough columns)."""
@@ -327,6 +337,7 @@ class Config(_Strict):
     gate: GateConfig = GateConfig()
     registry: RegistryConfig
     ledger: LedgerConfig = LedgerConfig()
+    execution: ExecutionConfig = ExecutionConfig()
     demo: DemoConfig = DemoConfig()
 
     @model_validator(mode="before")
@@ -400,6 +411,7 @@ def load_config(path: str | Path) -> Config:
 
     ``DRIFTLOOP_TRACKING_URI``, when set, replaces ``registry.tracking_uri``: the same file then
     works against an MLflow server (``make up`` sets it, or point it at a team's server).
+    ``DRIFTLOOP_DASK_ADDRESS`` likewise replaces ``execution.dask_address``.
     Not ``MLFLOW_TRACKING_URI``: MLflow itself rewrites that one in-process on every
     ``set_tracking_uri``, so it cannot say what the user asked for.
     """
@@ -414,6 +426,8 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(f"config file {path} must hold a mapping of sections, got {type(raw).__name__}")
     if os.environ.get(TRACKING_URI_ENV) and isinstance(raw.get("registry"), dict):
         raw["registry"]["tracking_uri"] = os.environ[TRACKING_URI_ENV]
+    if os.environ.get(DASK_ADDRESS_ENV) and isinstance(raw.setdefault("execution", {}), dict):
+        raw["execution"]["dask_address"] = os.environ[DASK_ADDRESS_ENV]
     try:
         return Config.model_validate(_resolve(raw, path.parent.resolve()))
     except ValidationError as exc:

@@ -65,6 +65,10 @@ class ReferenceProfile:
     categorical: dict[str, CategoricalProfile] = field(default_factory=dict)
     calibration: tuple[np.ndarray, np.ndarray] | None = None  # isotonic knots (score -> rate), for estimated performance
 
+    def known(self, columns: tuple[str, ...]) -> tuple[str, ...]:
+        """Those of ``columns`` the profile has a reference for."""
+        return tuple(c for c in columns if c in self.numeric or c in self.categorical)
+
     def merge(self, other: "ReferenceProfile") -> "ReferenceProfile":
         return ReferenceProfile(self.n_rows, self.numeric | other.numeric, self.categorical | other.categorical,
                                 self.calibration if other.calibration is None else other.calibration)
@@ -199,14 +203,13 @@ class DriftReport:
 # --- tests and distances ------------------------------------------------------------------
 
 
-def ks_test(reference_sorted: np.ndarray, current: np.ndarray) -> tuple[float, float, np.ndarray]:
-    """KS statistic and asymptotic p-value against a pre-sorted reference; also returns current sorted.
+def ks_test(reference_sorted: np.ndarray, current_sorted: np.ndarray) -> tuple[float, float]:
+    """KS statistic and asymptotic p-value of two sorted samples.
 
     The gap between two right-continuous ECDFs is largest at an observed value, so both
     ECDFs are evaluated at every value of each sample (ties included, hence ``side="right"``
     on both sides); the queries are sorted, which keeps the binary searches cache-friendly.
     """
-    current_sorted = np.sort(current)
     n, m = len(reference_sorted), len(current_sorted)
     gap_at_current = np.abs(np.searchsorted(reference_sorted, current_sorted, side="right") / n
                             - np.searchsorted(current_sorted, current_sorted, side="right") / m).max()
@@ -214,7 +217,7 @@ def ks_test(reference_sorted: np.ndarray, current: np.ndarray) -> tuple[float, f
                               - np.searchsorted(current_sorted, reference_sorted, side="right") / m).max()
     distance = float(max(gap_at_current, gap_at_reference))
     effective_n = max(int(round(n * m / (n + m))), 1)
-    return distance, float(stats.kstwo.sf(distance, effective_n)), current_sorted
+    return distance, float(stats.kstwo.sf(distance, effective_n))
 
 
 def normed_wasserstein(profile: NumericProfile, current_sorted: np.ndarray) -> float:
@@ -262,22 +265,20 @@ def _method(column: str, kind: str, cfg: DriftConfig) -> tuple[str, float]:
     return method, threshold
 
 
-def _test_numeric(column: str, profile: NumericProfile, series: pd.Series, cfg: DriftConfig) -> ColumnDrift:
+def _test_numeric(column: str, profile: NumericProfile, current_sorted: np.ndarray, cfg: DriftConfig) -> ColumnDrift:
     method, threshold = _method(column, "numeric", cfg)
-    current = _numeric_values(series)
     common = dict(column=column, kind="numeric", test="ks", alpha=cfg.alpha, method=method, max_distance=threshold,
-                  n_reference=len(profile.values), n_current=len(current), p_adjusted=None, drifted=False)
-    if len(current) < cfg.min_rows or len(profile.values) < cfg.min_rows:
-        note = f"not tested: {len(current)} current / {len(profile.values)} reference non-null values, need {cfg.min_rows}"
+                  n_reference=len(profile.values), n_current=len(current_sorted), p_adjusted=None, drifted=False)
+    if len(current_sorted) < cfg.min_rows or len(profile.values) < cfg.min_rows:
+        note = f"not tested: {len(current_sorted)} current / {len(profile.values)} reference non-null values, need {cfg.min_rows}"
         return ColumnDrift(statistic=None, p_value=None, distance=None, note=note, **common)
-    statistic, p_value, current_sorted = ks_test(profile.values, current)
+    statistic, p_value = ks_test(profile.values, current_sorted)
     return ColumnDrift(statistic=statistic, p_value=p_value,
                        distance=NUMERIC_DISTANCES[method](profile, current_sorted, statistic), **common)
 
 
-def _test_categorical(column: str, profile: CategoricalProfile, series: pd.Series, cfg: DriftConfig) -> ColumnDrift:
+def _test_categorical(column: str, profile: CategoricalProfile, counts: pd.Series, cfg: DriftConfig) -> ColumnDrift:
     method, threshold = _method(column, "categorical", cfg)
-    counts = _category_counts(series)
     unseen = sorted(set(counts.index) - set(profile.levels))
     levels = list(profile.levels) + unseen  # categories the reference never saw count as their own
     ref = np.concatenate([profile.counts, np.zeros(len(unseen))]).astype("float64")
@@ -299,6 +300,42 @@ def _test_categorical(column: str, profile: CategoricalProfile, series: pd.Serie
     return ColumnDrift(statistic=statistic, p_value=p_value, distance=distance, **common)
 
 
+# --- summaries: what a part of a batch contributes, merged exactly ------------------------
+
+
+@dataclass(frozen=True)
+class DriftSummary:
+    """What the tests read from a batch, per column: the sorted finite values of a numeric column and
+    the category counts of a categorical one. Summaries of a batch's partitions merge into the
+    summary of the whole batch, value for value, so a batch summarised in parts (on a Dask cluster)
+    gets exactly the verdicts it gets in one piece."""
+
+    numeric: dict[str, np.ndarray] = field(default_factory=dict)
+    categorical: dict[str, pd.Series] = field(default_factory=dict)
+
+    @classmethod
+    def merge(cls, parts: "list[DriftSummary]") -> "DriftSummary":
+        if len(parts) == 1:
+            return parts[0]
+        numeric = {c: np.sort(np.concatenate([p.numeric[c] for p in parts]), kind="stable")  # timsort merges the sorted runs
+                   for c in parts[0].numeric}
+        categorical = {c: pd.concat([p.categorical[c] for p in parts]).groupby(level=0, sort=False).sum()
+                       for c in parts[0].categorical}
+        return cls(numeric, categorical)
+
+
+def summarise(profile: ReferenceProfile, frame: pd.DataFrame, columns: tuple[str, ...]) -> DriftSummary:
+    numeric, categorical = {}, {}
+    for column in columns:
+        if column in profile.numeric:
+            numeric[column] = np.sort(_numeric_values(frame[column]))
+        elif column in profile.categorical:
+            categorical[column] = _category_counts(frame[column])
+        else:
+            raise ConfigError(f"column {column!r} is not in the reference profile; retrain so the profile includes it")
+    return DriftSummary(numeric, categorical)
+
+
 def adjust(p_values: np.ndarray, correction: str) -> np.ndarray:
     if len(p_values) == 0 or correction == "none":
         return p_values
@@ -309,14 +346,13 @@ def adjust(p_values: np.ndarray, correction: str) -> np.ndarray:
 
 def detect_drift(profile: ReferenceProfile, frame: pd.DataFrame, columns: tuple[str, ...], cfg: DriftConfig) -> DriftReport:
     """Test each column of ``frame`` against the profile; the columns form one family for the correction."""
-    raw = []
-    for column in columns:
-        if column in profile.numeric:
-            raw.append(_test_numeric(column, profile.numeric[column], frame[column], cfg))
-        elif column in profile.categorical:
-            raw.append(_test_categorical(column, profile.categorical[column], frame[column], cfg))
-        else:
-            raise ConfigError(f"column {column!r} is not in the reference profile; retrain so the profile includes it")
+    return test_summary(profile, summarise(profile, frame, columns), columns, cfg)
+
+
+def test_summary(profile: ReferenceProfile, summary: DriftSummary, columns: tuple[str, ...], cfg: DriftConfig) -> DriftReport:
+    """``detect_drift`` on a batch already summarised (in one piece, or merged from its partitions)."""
+    raw = [_test_numeric(c, profile.numeric[c], summary.numeric[c], cfg) if c in summary.numeric
+           else _test_categorical(c, profile.categorical[c], summary.categorical[c], cfg) for c in columns]
     tested = [r for r in raw if r.p_value is not None]
     adjusted = dict(zip((r.column for r in tested), adjust(np.array([r.p_value for r in tested]), cfg.correction)))
     results = []

@@ -32,3 +32,7 @@ class RegistryError(DriftloopError):
 class RegistryUnavailable(RegistryError):
     """MLflow could not be reached; worth retrying."""
 
+
+
+class ClusterUnavailable(DriftloopError):
+    """The Dask scheduler named by execution.dask_address could not be reached."""

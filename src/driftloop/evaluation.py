@@ -275,17 +275,22 @@ class ServiceHealth:
     model_calls: int
     breached: bool
     detail: str
+    where: str = "in process"  # or the Dask scheduler the partitions ran on
+    partitions: int = 1
 
 
-def service_health(scored: np.ndarray, seconds: float, model_calls: int, max_failed_share: float, batch: str) -> ServiceHealth:
+def service_health(scored: np.ndarray, seconds: float, model_calls: int, max_failed_share: float, batch: str,
+                   where: str = "in process", partitions: int = 1) -> ServiceHealth:
     failed_rows = int(len(scored) - np.sum(scored))
     failed = failed_rows / len(scored) if len(scored) else 0.0
     rate = len(scored) / seconds if seconds > 0 else float("inf")
     breached = failed > max_failed_share
+    spread = f", {partitions} partitions on {where}" if partitions > 1 else ""
     return ServiceHealth(len(scored), failed_rows, failed, max_failed_share, rate, seconds, model_calls, breached,
                          f"{failed:.1%} of {batch}'s rows ({failed_rows} of {len(scored)}) failed to score "
                          f"({'>' if breached else '<='} max {max_failed_share:.1%}); scored at {rate:,.0f} rows/s "
-                         f"({seconds:.2f} s in {model_calls} model call{'s' if model_calls != 1 else ''})")
+                         f"({seconds:.2f} s in {model_calls} model call{'s' if model_calls != 1 else ''}{spread})",
+                         where, partitions)
 
 
 # --- labels -----------------------------------------------------------------------------

@@ -180,7 +180,7 @@ SCORE_CHUNK_ROWS = 250_000
 class Scoring:
     """A scored batch: the prediction log's rows, and what scoring cost."""
 
-    frame: pd.DataFrame  # the batch's log columns with the model's output and ``scored``
+    frame: pd.DataFrame  # the model's output and ``scored`` (with the batch's log columns, from ``score``)
     seconds: float  # wall time of the model calls
     model_calls: int
 
@@ -198,12 +198,14 @@ def _predict_into(model, frame: pd.DataFrame, schema: SchemaConfig, output: np.n
         return 1 + _predict_into(model, frame, schema, output, start, middle) + _predict_into(model, frame, schema, output, middle, stop)
 
 
-def score(model: Pipeline, frame: pd.DataFrame, schema: SchemaConfig, threshold: float, chunk_rows: int = SCORE_CHUNK_ROWS) -> Scoring:
-    """The batch with the model's output (probability and predicted class, every class's probability
-    and the picked class, or a regressor's value) and whether each row scored.
+def score_outputs(model: Pipeline, frame: pd.DataFrame, schema: SchemaConfig, threshold: float,
+                  chunk_rows: int = SCORE_CHUNK_ROWS) -> Scoring:
+    """The model's output for each row of ``frame`` (probability and predicted class, every class's
+    probability and the picked class, or a regressor's value) and whether the row scored, on the
+    frame's index: no feature is copied, so a partition scored elsewhere sends back only these.
 
     A batch is scored in as few model calls as ``chunk_rows`` allows; a row the model cannot score
-    stays in the log with no output and ``scored=False``: counted, never dropped.
+    keeps no output and ``scored=False``: counted, never dropped.
     """
     multiclass = schema.task == "multiclass_classification"
     output = np.full((len(frame), len(schema.classes)) if multiclass else len(frame), np.nan)
@@ -212,18 +214,29 @@ def score(model: Pipeline, frame: pd.DataFrame, schema: SchemaConfig, threshold:
                 for start in range(0, len(frame), chunk_rows))
     seconds = time.perf_counter() - began
     scored = ~np.isnan(output) if not multiclass else ~np.isnan(output).any(axis=1)
-    columns = [schema.id_column, schema.timestamp_column, *schema.features, *(c for c in schema.passthrough if c in frame)]
     if schema.task == "regression":
         outputs = {PREDICTION: output}
     elif multiclass:
         names = pd.Series(np.asarray(schema.classes, dtype=object)[np.where(scored, np.nan_to_num(output).argmax(axis=1), 0)],
-                          index=frame.index, dtype="str").where(scored)
-        outputs = dict(zip(output_columns(schema), output.T)) | {PREDICTION: names}
+                          dtype="str").where(scored)
+        outputs = dict(zip(output_columns(schema), output.T)) | {PREDICTION: names.array}
     else:
         prediction = pd.array(np.where(scored, output >= threshold, 0).astype("int64"), dtype="Int64")
         prediction[~scored] = pd.NA
         outputs = {PROBABILITY: output, PREDICTION: prediction}
-    return Scoring(frame[columns].assign(**outputs, scored=scored), seconds, calls)
+    return Scoring(pd.DataFrame(outputs | {"scored": scored}, index=frame.index), seconds, calls)
+
+
+def log_rows(frame: pd.DataFrame, outputs: pd.DataFrame, schema: SchemaConfig) -> pd.DataFrame:
+    """The prediction log's rows: id, timestamp, features and passthrough columns, with the outputs."""
+    columns = [schema.id_column, schema.timestamp_column, *schema.features, *(c for c in schema.passthrough if c in frame)]
+    return frame[columns].assign(**{c: outputs[c].array for c in outputs.columns})  # by position, whatever the index
+
+
+def score(model: Pipeline, frame: pd.DataFrame, schema: SchemaConfig, threshold: float, chunk_rows: int = SCORE_CHUNK_ROWS) -> Scoring:
+    """The batch's log rows with the model's output (``score_outputs``), and what scoring cost."""
+    found = score_outputs(model, frame, schema, threshold, chunk_rows)
+    return Scoring(log_rows(frame, found.frame, schema), found.seconds, found.model_calls)
 
 
 @dataclass(frozen=True)

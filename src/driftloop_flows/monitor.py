@@ -12,7 +12,7 @@ from prefect.events import emit_event
 from prefect.exceptions import MissingResult
 from prefect.runtime import flow_run
 
-from driftloop import data, drift, evaluation, stages, training, validation
+from driftloop import data, drift, evaluation, execution, stages, training, validation
 from driftloop.config import Config, load_config
 from driftloop.errors import BatchRejected, DataError
 from driftloop.ledger import DONE, Ledger
@@ -78,6 +78,11 @@ def check_files(cfg: Config, batch_id: str | None) -> None:
     data.check_folders(cfg.data, incoming=batch_id is None)
 
 
+@io_task(name="connect to Dask")
+def connect_cluster(cfg: Config) -> str:
+    return execution.connect(cfg.execution)
+
+
 @io_task(name="find batches")
 def find_batches(cfg: Config, start: date | None = None, end: date | None = None, new_only: bool = True) -> list[str]:
     """Ids of the batches in ``data.incoming`` (and, for a range, those the ledger already finished and
@@ -132,8 +137,16 @@ def quarantine_batch(cfg: Config, report: validation.ValidationReport) -> data.Q
 # Not a cached task: one model call per 250k rows costs less than hashing the batch for a key and
 # storing the scored frame as a result, which would also grow the result store by a batch a day.
 @compute_task(name="score batch")
-def score_batch(cfg: Config, champion: LoadedModel, frame) -> training.Scoring:
-    return training.score(champion.model, frame, cfg.columns, cfg.evaluation.decision_threshold)
+def score_batch(cfg: Config, champion: LoadedModel, frame) -> execution.ScoredBatch:
+    """Score the batch and summarise its features and outputs for the drift tests: in process, or in
+    partitions on the Dask cluster of ``execution.dask_address``."""
+    profile = champion.profile
+    outputs = profile.known((training.PROBABILITY, training.PREDICTION))
+    scored = execution.score_batch(champion.model, frame, cfg.columns, cfg.evaluation.decision_threshold, profile,
+                                   (*cfg.columns.features, *outputs), cfg.execution)
+    if scored.partitions > 1:
+        get_run_logger().info("scored %d rows in %d partitions on %s", len(frame), scored.partitions, scored.where)
+    return scored
 
 
 @io_task(name="append prediction log")
@@ -201,12 +214,12 @@ def estimate(cfg: Config, champion: LoadedModel, scored, window, batch_id: str, 
 
 
 @compute_task(name="measure drift")
-def measure_drift(cfg: Config, champion: LoadedModel, scored, window) -> tuple[drift.DriftReport, drift.DriftReport | None, drift.DriftReport | None]:
+def measure_drift(cfg: Config, champion: LoadedModel, scored: execution.ScoredBatch, window) -> tuple[drift.DriftReport, drift.DriftReport | None, drift.DriftReport | None]:
     """Features, predictions and (on matured labels) the target, each a family of its own."""
     profile = champion.profile
-    features = drift.detect_drift(profile, scored, cfg.columns.features, cfg.drift)
-    outputs = tuple(c for c in (training.PROBABILITY, training.PREDICTION) if c in profile.numeric or c in profile.categorical)
-    predictions = drift.detect_drift(profile, scored, outputs, cfg.drift) if outputs else None
+    features = drift.test_summary(profile, scored.drift, cfg.columns.features, cfg.drift)
+    outputs = profile.known((training.PROBABILITY, training.PREDICTION))
+    predictions = drift.test_summary(profile, scored.drift, outputs, cfg.drift) if outputs else None
     has_target = (cfg.columns.target in profile.categorical or cfg.columns.target in profile.numeric) and not window.empty
     target = drift.detect_drift(profile, window, (cfg.columns.target,), cfg.drift) if has_target else None
     return features, predictions, target
@@ -344,6 +357,8 @@ def monitor(
     if done in DONE and not force:
         logger.info("batch %s is already %s in the ledger; run with force=True to process it again", batch_id, done)
         return None
+    if cfg.execution.dask_address:
+        connect_cluster(cfg)
     frame = read_batch(cfg, batch_id)
 
     checked = validate_batch(cfg, frame, batch_id)
@@ -364,9 +379,9 @@ def monitor(
     window = matured_window(cfg, batch_id)
     performance = evaluate_matured(cfg, window, champion.reference_metrics)
     estimated, estimated_checks, estimated_matured = estimate(cfg, champion, scored, window, batch_id, champion.reference_metrics)
-    features, predictions, target = measure_drift(cfg, champion, scored, window)
+    features, predictions, target = measure_drift(cfg, champion, scoring, window)
     health = evaluation.service_health(scored["scored"].to_numpy(), scoring.seconds, scoring.model_calls,
-                                       cfg.evaluation.max_failed_share, batch_id)
+                                       cfg.evaluation.max_failed_share, batch_id, scoring.where, scoring.partitions)
     since, gate_failure = retrain_history(cfg, batch_id, performance.window[-1] if performance and performance.window else None)
     decision = decide_retraining(features, performance, predictions, target, since, cfg.policy,
                                  estimated=estimated_checks, health=health, batch_id=batch_id, gate_failure=gate_failure)

@@ -27,7 +27,7 @@ def test_ks_matches_scipy_with_and_without_ties(rng, ties):
     a, b = rng.normal(size=3000), rng.normal(0.1, 1, size=700)
     if ties:
         a, b = np.round(a, 1), np.round(b, 1)
-    distance, p_value, _ = ks_test(np.sort(a), b)
+    distance, p_value = ks_test(np.sort(a), np.sort(b))
     expected = stats.ks_2samp(a, b, method="asymp")
     assert distance == pytest.approx(expected.statistic)
     assert p_value == pytest.approx(expected.pvalue, rel=0.05)
