@@ -32,7 +32,7 @@ RESULTS = ROOT / "bench" / "results"
 STAGES = {
     "check file names": "read", "ledger state": "read", "read batch": "read",
     "validate batch": "validate",
-    "load model": "score", "score batch": "score", "append prediction log": "score",
+    "load model": "score", "connect to Dask": "score", "score batch": "score", "append prediction log": "score",
     "read matured window": "evaluate", "evaluate matured labels": "evaluate", "label status": "evaluate",
     "retrain history": "evaluate",
     "estimate performance": "estimate",

@@ -268,7 +268,10 @@ def _label_files(cfg: DataConfig, as_of: date, since: date | None = None) -> lis
     return sorted((day, p) for p in files if (day := date.fromisoformat(p.stem)) <= as_of and (since is None or day >= since))
 
 
-def _read_label_files(files: list[tuple[date, Path]], schema: SchemaConfig) -> pd.DataFrame:
+def _read_label_files(files: list[tuple[date, Path]], schema: SchemaConfig, newest_first: bool = False) -> pd.DataFrame:
+    """One label per id, a later arrival winning over an earlier one; ``newest_first``: every row, the
+    latest first, for ``join_labels`` (whose first match wins) to pick the same label with no
+    de-duplication pass (hashing a million text ids twice costs more than the join)."""
     frames = []
     for arrived, path in files:
         frame = check_labels(read_table(path), schema, path)
@@ -277,6 +280,8 @@ def _read_label_files(files: list[tuple[date, Path]], schema: SchemaConfig) -> p
         return pd.DataFrame({schema.id_column: pd.Series(dtype="str"), schema.target: pd.Series(dtype=_target_dtype(schema)),
                              "label_arrived": pd.Series(dtype="datetime64[us]")})
     labels = pd.concat(frames, ignore_index=True)
+    if newest_first:
+        return labels.iloc[::-1].reset_index(drop=True)
     # A corrected label arriving later wins over an earlier one for the same id.
     return labels.drop_duplicates(schema.id_column, keep="last")
 
@@ -307,13 +312,14 @@ def match_ids(keys, values) -> np.ndarray | None:
 
 
 def join_labels(predictions: pd.DataFrame, labels: pd.DataFrame, schema: SchemaConfig) -> pd.DataFrame:
-    """Predictions that have their ground truth, with the label as the target column."""
+    """Predictions that have their ground truth, with the label as the target column: an id's first
+    row in ``labels`` (one per id, or every row newest first)."""
     if predictions.empty or labels.empty:
         return predictions.iloc[0:0].assign(**{schema.target: pd.Series(dtype=_target_dtype(schema))})
-    # one to one: a batch's ids are checked unique when it arrives, and labels keep one row per id
+    # one to one: a batch's ids are checked unique when it arrives, and each id's first label is taken
     position = match_ids(predictions[schema.id_column], labels[schema.id_column])
     if position is None:  # ids of two types: pandas says which (a one-line check is issue 14's)
-        return predictions.merge(labels, on=schema.id_column, how="inner")
+        return predictions.merge(labels.drop_duplicates(schema.id_column), on=schema.id_column, how="inner")
     found = position >= 0
     return pd.concat([predictions[found].reset_index(drop=True),
                       labels.drop(columns=schema.id_column).iloc[position[found]].reset_index(drop=True)], axis=1)
@@ -379,9 +385,9 @@ def labelled_batches(cfg: DataConfig, schema: SchemaConfig, as_of: date, n_batch
     for batch in reversed(batches):
         first_new = bisect.bisect_left(arrivals, date.fromisoformat(batch))
         if first_new < unread:
-            # oldest arrival first, so a corrected label that arrived later wins
-            older = _read_label_files(files[first_new:unread], schema)
-            labels = pd.concat([older, labels], ignore_index=True).drop_duplicates(schema.id_column, keep="last")
+            # newest first, so a corrected label that arrived later is the one matched
+            older = _read_label_files(files[first_new:unread], schema, newest_first=True)
+            labels = pd.concat([labels, older], ignore_index=True)
             unread = first_new
         joined = join_labels(read_predictions(cfg, [batch], columns), labels, schema)
         if not joined.empty:

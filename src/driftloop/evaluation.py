@@ -189,10 +189,12 @@ def _groups(values: np.ndarray) -> list[tuple[object, np.ndarray]]:
     return [(value, codes == k) for k, value in enumerate(uniques)]
 
 
-def _fairness(y: np.ndarray, predicted: np.ndarray, segments: dict[str, np.ndarray], cfg: EvaluationConfig, window: str) -> list[FairnessGap]:
+def _fairness(y: np.ndarray, predicted: np.ndarray, columns: dict[str, list[tuple[object, np.ndarray]]], cfg: EvaluationConfig,
+              window: str) -> list[FairnessGap]:
+    """Gaps between the groups (``_groups``) of each column."""
     gaps = []
-    for column, values in segments.items():
-        groups = [(v, mask) for v, mask in _groups(values) if mask.sum() >= cfg.min_segment_rows]
+    for column, all_groups in columns.items():
+        groups = [(v, mask) for v, mask in all_groups if mask.sum() >= cfg.min_segment_rows]
         if len(groups) < 2:
             continue
         positive = y == 1
@@ -233,13 +235,22 @@ def evaluate_window(
         return None
     y_true = np.asarray(y_true, dtype="float64" if task == "regression" else "int64")
     output = np.asarray(output, dtype="float64")
+    segments = {c: _groups(v) for c, v in (segments or {}).items()}
+    fairness = {c: _groups(v) for c, v in (fairness or {}).items()}
+    if task == "binary_classification" and len(y_true) > cfg.bootstrap_max_rows:
+        # Rows in score order: the DeLong sort of the window and of every segment (a subset of sorted
+        # rows is sorted) then runs in linear time. No metric depends on the order of rows.
+        order = np.argsort(output, kind="stable")
+        y_true, output = y_true[order], output[order]
+        segments, fairness = ({c: [(v, mask[order]) for v, mask in groups] for c, groups in found.items()}
+                              for found in (segments, fairness))
     rng = np.random.default_rng(seed)
     values, intervals = _measure(task, y_true, output, cfg, rng, classes)
     label = f"{window[0]}..{window[-1]} ({len(y_true)} labelled rows)" if window else "empty window"
     checks = tuple(check_metric(m, values[m], intervals[m], reference.get(m), t, label) for m, t in cfg.thresholds.items())
     by_segment = []
-    for column, column_values in (segments or {}).items():
-        for value, mask in _groups(column_values):
+    for column, groups in segments.items():
+        for value, mask in groups:
             if mask.sum() < cfg.min_segment_rows or y_true[mask].min() == y_true[mask].max():
                 continue
             key = segment_key(column, value)
@@ -252,7 +263,7 @@ def evaluate_window(
             )
             by_segment.append(SegmentPerformance(f"{column}={value}", int(mask.sum()), seg_checks))
     binary = task == "binary_classification"
-    gaps = _fairness(y_true, predicted_class(output, cfg.decision_threshold), fairness or {}, cfg, label) if binary else []
+    gaps = _fairness(y_true, predicted_class(output, cfg.decision_threshold), fairness, cfg, label) if binary else []
     return PerformanceReport(window, len(y_true), values, checks, tuple(by_segment), tuple(gaps),
                              {m: (float(low), float(high)) for m, (low, high) in intervals.items()},
                              {m: reference[m] for m in values if m in reference})
