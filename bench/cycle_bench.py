@@ -30,7 +30,7 @@ RESULTS = ROOT / "bench" / "results"
 
 # task name -> stage of the table
 STAGES = {
-    "check file names": "read", "ledger state": "read", "read batch": "read",
+    "check file names": "read", "claim batch": "read", "read batch": "read",
     "validate batch": "validate",
     "load model": "score", "connect to Dask": "score", "score batch": "score", "append prediction log": "score",
     "read matured window": "evaluate", "evaluate matured labels": "evaluate", "label status": "evaluate",
@@ -38,6 +38,7 @@ STAGES = {
     "estimate performance": "estimate",
     "measure drift": "drift",
     "publish report": "publish", "publish artifacts": "publish", "ledger": "publish", "ledger: request retrain": "publish",
+    "release batch": "publish",
 }
 ORDER = ("read", "validate", "score", "evaluate", "estimate", "drift", "publish", "orchestration")
 

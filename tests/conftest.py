@@ -112,3 +112,21 @@ def register(registry, candidate, alias: str, **tags) -> str:
         why="registered by a test",
     )
     return ref.version
+
+
+@pytest.fixture
+def postgres_url():
+    """A PostgreSQL database of its own on 127.0.0.1 (trust auth), made and dropped by the test: the production ledger."""
+    import secrets
+
+    import psycopg
+
+    name = f"driftloop_test_{secrets.token_hex(4)}"
+    with psycopg.connect(host="127.0.0.1", user="postgres", dbname="test", autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    from driftloop.ledger import _engine
+
+    _engine.cache_clear()  # release pooled connections before the database is dropped
+    with psycopg.connect(host="127.0.0.1", user="postgres", dbname="test", autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

@@ -14,6 +14,7 @@ import argparse
 import getpass
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -124,7 +125,10 @@ def cmd_validate(args) -> int:
     from driftloop import data, validation
 
     cfg = load_config(args.config)
+    validation.check_suite(cfg.validation, cfg.columns)
     frame = data.check_batch(data.read_table(args.path), cfg.columns, args.path)
+    if data.ISO_DATE.fullmatch(args.path.stem):  # a file named by its batch id: its rows must fall in that batch's period
+        data.check_period(frame, cfg.columns, cfg.data, args.path.stem, args.path)
     report = validation.validate(frame, cfg.validation, args.path.stem)
     for warning in report.warnings:
         print(f"warning: {warning.column or 'table'}: {warning.expectation} {warning.detail}")
@@ -157,7 +161,9 @@ def cmd_quarantine_list(args) -> int:
         print(f"nothing in quarantine ({cfg.data.quarantine})")
     for path in reports:
         record = json.loads(path.read_text(encoding="utf-8"))
-        print(f"{record.get('batch_id', path.name.split('.')[0])}  {record.get('summary') or record.get('error', '')}")
+        attempt = path.name.split(".")[1] if ".attempt-" in path.name else ""
+        print(f"{record.get('batch_id', path.name.split('.')[0])}{f' ({attempt}, kept)' if attempt else ''}  "
+              f"{record.get('summary') or record.get('error', '')}")
     return 0
 
 
@@ -170,12 +176,23 @@ def cmd_quarantine_release(args) -> int:
     held = cfg.data.quarantine / f"{args.batch}.{cfg.data.batch_format}"
     if not held.exists():
         raise DriftloopError(f"no quarantined batch {args.batch} in {cfg.data.quarantine}; `driftloop quarantine list` shows them")
-    report = validation.validate(data.check_batch(data.read_table(held), cfg.columns, held), cfg.validation, args.batch)
+    validation.check_suite(cfg.validation, cfg.columns)
+    frame = data.check_batch(data.read_table(held), cfg.columns, held)
+    data.check_period(frame, cfg.columns, cfg.data, args.batch, held)
+    report = validation.validate(frame, cfg.validation, args.batch)
     if not report.passed:
         raise BatchRejected(f"{held}: still {report.summary}; fix the file in place, then release it again")
     target = data.batch_path(cfg.data, args.batch)
+    if target.exists():
+        raise DriftloopError(f"{target} exists (delivered again since {args.batch} was quarantined?); move one of the two "
+                             f"aside, then release it again; nothing was moved")
+    ledger = Ledger(cfg.ledger)  # opened first: a ledger that cannot be reached stops the release before anything moves
     held.replace(target)
-    Ledger(cfg.ledger).record(args.batch, "received", "released from quarantine")  # so the next monitor run takes it
+    try:
+        ledger.record(args.batch, "received", "released from quarantine")  # so the next monitor run takes it
+    except Exception:
+        target.replace(held)  # the file stays where the ledger says it is: in quarantine
+        raise
     for stale in cfg.data.quarantine.glob(f"{args.batch}.validation.*"):
         stale.rename(stale.with_name(stale.name + ".released"))
     print(f"{args.batch} passed and is back in {target}; run the monitor flow for it (or wait for the schedule)")
@@ -196,8 +213,17 @@ def cmd_demo_data(args) -> int:
 # -- running the loop ---------------------------------------------------------------------
 
 
+def _exit_on_sigterm(signum, frame) -> None:
+    raise SystemExit(128 + signum)
+
+
 def _prepare_prefect() -> None:
-    """Before prefect is imported: its per-task INFO lines are for the UI, not this terminal."""
+    """Before prefect is imported: its per-task INFO lines are for the UI, not this terminal.
+
+    SIGTERM (a supervisor stopping the command, `kill`) becomes a normal exit, so the run ends and
+    the local Prefect API this process started is stopped with it (Python's default would leave
+    that server process running, orphaned)."""
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     if not os.environ.get("PREFECT_API_URL"):
         # A throwaway API in this process: no telemetry (its heartbeat races the run for the SQLite

@@ -36,6 +36,12 @@ TASK_METRICS: dict[str, tuple[str, ...]] = {
                                   "macro_roc_auc", "log_loss", "brier"),
     "regression": ("mae", "rmse", "r2"),
 }
+# The values each metric can take (None: unbounded), so a threshold outside them is a config error.
+METRIC_RANGE: dict[str, tuple[float | None, float | None]] = {
+    "log_loss": (0.0, None), "mae": (0.0, None), "rmse": (0.0, None), "r2": (None, 1.0),
+} | {m: (0.0, 1.0) for m in ("roc_auc", "accuracy", "precision", "recall", "f1", "brier", "macro_f1", "macro_precision",
+                               "macro_recall", "weighted_f1", "macro_roc_auc")}
+assert set(METRIC_RANGE) == {m for metrics in TASK_METRICS.values() for m in metrics}
 
 
 class SchemaConfig(_Strict):
@@ -52,6 +58,9 @@ class SchemaConfig(_Strict):
     categorical: tuple[str, ...]
     segments: tuple[str, ...] = ()
     passthrough: tuple[str, ...] = Field((), description="columns kept in the prediction log (an upstream score, a load time), never features")
+    timestamp_unit: Literal["s", "ms", "us", "ns"] | None = Field(
+        None, description="integer timestamps: seconds, ms, us or ns since 1970-01-01 UTC; unset, numbers in the timestamp "
+        "column are an error (read as nanoseconds they would all fall on 1970-01-01)")
 
     @property
     def features(self) -> tuple[str, ...]:
@@ -121,6 +130,8 @@ class DataConfig(_Strict):
     reference: Path
     batch_format: Literal["parquet", "csv"] = "parquet"
     cadence: str = Field("daily", description="how often a batch arrives: daily, weekly or a number of days like 14d")
+    timestamp_tolerance_days: int = Field(
+        1, ge=0, description="a batch's rows may be this many days outside its period (the days up to its id) before it is refused")
 
     @field_validator("cadence")
     @classmethod
@@ -149,6 +160,19 @@ CATEGORICAL_METHODS = ("linf", "jensen_shannon", "chi2")
 DEFAULT_MAX_DISTANCE = {"wasserstein": 0.1, "ks": 0.1, "psi": 0.1, "jensen_shannon": 0.1, "linf": 0.05, "chi2": 0.1}
 
 
+# Distances that are shares or probabilities stop at 1; normed Wasserstein (in standard deviations)
+# and PSI do not.
+_BOUNDED_DISTANCES = ("ks", "jensen_shannon", "linf", "chi2")
+
+
+def _check_distance(name: str, method: str | None, value: float | None) -> None:
+    if value is None:
+        return
+    if value < 0 or (method in _BOUNDED_DISTANCES and value > 1):
+        bound = "from 0 to 1" if method in _BOUNDED_DISTANCES else "0 or more"
+        raise ValueError(f"{name} is {value}, but a {method or 'drift'} distance is {bound}")
+
+
 class ColumnDriftRule(_Strict):
     method: Literal["wasserstein", "ks", "psi", "jensen_shannon", "linf", "chi2"] | None = None
     max_distance: float | None = Field(None, ge=0)
@@ -175,6 +199,8 @@ class DriftConfig(_Strict):
         unknown = sorted(set(given) - set(DEFAULT_MAX_DISTANCE))
         if unknown:
             raise ValueError(f"max_distance for unknown method(s) {', '.join(unknown)}; methods: {', '.join(DEFAULT_MAX_DISTANCE)}")
+        for method, value in given.items():
+            _check_distance(f"max_distance.{method}", method, value)
         return DEFAULT_MAX_DISTANCE | given  # methods not named keep their default
 
 
@@ -279,12 +305,19 @@ class RegistryConfig(_Strict):
     artifact_root: Path
     experiment: str
     model_name: str
+    http_retries: int = Field(
+        3, ge=0, le=10, description="retries of each request to an MLflow server, with exponential backoff: with the flow's "
+        "own two retries, a server that is down fails a run in about 30 s (MLflow's own default, 7, took about 4 minutes)")
+    http_timeout_seconds: int = Field(120, ge=1, description="how long one request to an MLflow server may take")
 
     _driver = field_validator("tracking_uri")(_psycopg3)
 
 
 class LedgerConfig(_Strict):
     url: str = Field("sqlite:///data/ledger.db", description="any SQLAlchemy URL; a relative sqlite path is relative to the config")
+    claim_lease_minutes: int = Field(
+        60, ge=1, description="how long a run's claim on a batch holds without a step finishing (each one renews it); a "
+        "claim left by a process that is gone is taken over at once on the same machine, after the lease elsewhere")
 
     _driver = field_validator("url")(_psycopg3)
 
@@ -381,6 +414,32 @@ class Config(_Strict):
             allowed = NUMERIC_METHODS if kinds.get(column) == "numeric" else CATEGORICAL_METHODS
             if rule.method and rule.method not in allowed:
                 raise ValueError(f"drift.columns.{column}.method {rule.method!r} does not fit the column; use one of {', '.join(allowed)}")
+            default = self.drift.numeric_method if kinds.get(column) == "numeric" else self.drift.categorical_method
+            _check_distance(f"drift.columns.{column}.max_distance", rule.method or default, rule.max_distance)
+        return self
+
+    @model_validator(mode="after")
+    def _thresholds_within_the_metrics_range(self) -> "Config":
+        """A floor of 1.5 on an AUC, or a gate minimum of 2, could never be met: say so now, not at the first retrain."""
+        def check(name: str, metric: str, value: float | None, kind: str) -> None:
+            low, high = METRIC_RANGE[metric]
+            if value is None:
+                return
+            span = None if low is None or high is None else high - low
+            if kind == "level" and ((low is not None and value < low) or (high is not None and value > high)):
+                bounds = f"from {low:g} to {high:g}" if span is not None else f"{low:g} or more" if low is not None else f"at most {high:g}"
+                raise ValueError(f"{name} is {value:g}, but {metric} is {bounds}")
+            if kind == "change" and span is not None and abs(value) > span:
+                raise ValueError(f"{name} is {value:g}, but {metric} cannot change by more than {span:g}")
+
+        for metric, rule in self.evaluation.thresholds.items():
+            check(f"evaluation.thresholds.{metric}.floor", metric, rule.floor, "level")
+            check(f"evaluation.thresholds.{metric}.max_drop", metric, rule.max_drop, "change")
+        for metric, rule in self.gate.rules.items():
+            check(f"gate.rules.{metric}.min_value", metric, rule.min_value, "level")
+            check(f"gate.rules.{metric}.max_value", metric, rule.max_value, "level")
+            check(f"gate.rules.{metric}.min_improvement", metric, rule.min_improvement, "change")
+            check(f"gate.rules.{metric}.max_segment_loss", metric, rule.max_segment_loss, "change")
         return self
 
 
@@ -406,6 +465,36 @@ def _resolve(raw: dict, base: Path) -> dict:
     return raw
 
 
+class _UniqueKeys(yaml.SafeLoader):
+    """YAML that refuses a key given twice in one mapping (plain PyYAML keeps the last one silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor` merges; a key given after it overrides it
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice (lines {seen[key] + 1} and {key_node.start_mark.line + 1}); keep one",
+                    key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _sections(raw: dict) -> str | None:
+    """What is wrong with the file's sections as such (an empty one, a list where settings belong), if anything."""
+    for name, value in raw.items():
+        field = Config.model_fields.get(name)
+        if field is None or not isinstance(field.annotation, type) or not issubclass(field.annotation, BaseModel):
+            continue  # an unknown section: pydantic names it
+        if value is None:
+            return f"section {name} is empty; give it settings or remove it"
+        if not isinstance(value, dict):
+            return f"section {name} must be a mapping of settings (key: value), not a {type(value).__name__}"
+    return None
+
+
 def load_config(path: str | Path) -> Config:
     """Read and validate the YAML config; every problem becomes one ConfigError line.
 
@@ -416,14 +505,22 @@ def load_config(path: str | Path) -> Config:
     ``set_tracking_uri``, so it cannot say what the user asked for.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a folder; pass the YAML file in it, e.g. --config {path / 'driftloop.yaml'}")
     if not path.is_file():
         raise ConfigError(f"config file {path} not found: pass --config or create driftloop.yaml")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeys) or {}
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is invalid: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8") from None
+    except yaml.constructor.ConstructorError as exc:
+        raise ConfigError(f"config file {path} is invalid: {exc.problem}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}".replace("\n", " ")) from None
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {path} must hold a mapping of sections, got {type(raw).__name__}")
+    if problem := _sections(raw):
+        raise ConfigError(f"config file {path} is invalid: {problem}")
     if os.environ.get(TRACKING_URI_ENV) and isinstance(raw.get("registry"), dict):
         raw["registry"]["tracking_uri"] = os.environ[TRACKING_URI_ENV]
     if os.environ.get(DASK_ADDRESS_ENV) and isinstance(raw.setdefault("execution", {}), dict):

@@ -13,7 +13,10 @@ read: an id that is not a date (``week-01``, ``../labels/x``) never becomes a pa
 from __future__ import annotations
 
 import bisect
+import csv
+import errno
 import json
+import os
 import re
 import shutil
 from dataclasses import dataclass
@@ -30,13 +33,13 @@ from driftloop.config import DataConfig, SchemaConfig
 from driftloop.errors import DataError
 
 PARTITION = "batch_id"
-_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 LABEL_FORMATS = (".parquet", ".csv")
 
 
 def check_batch_id(batch_id: str) -> date:
     """The date a batch id names, or one DataError line: ids are ``YYYY-MM-DD``, the day the batch's period ends."""
-    if not isinstance(batch_id, str) or not _ISO_DATE.fullmatch(batch_id):
+    if not isinstance(batch_id, str) or not ISO_DATE.fullmatch(batch_id):
         raise DataError(f"batch id {batch_id!r} is not a date: name each batch YYYY-MM-DD, the day its period ends "
                         "(e.g. 2026-02-19); a re-sent batch replaces the file of the same id (README, 'Files and batches')")
     try:
@@ -55,7 +58,7 @@ def _misnamed(folder: Path, suffixes: tuple[str, ...], rule: str) -> None:
     if not folder.exists():
         return
     bad = sorted(p for p in folder.iterdir() if not p.name.startswith(".")
-                 and not (p.is_file() and p.suffix in suffixes and _ISO_DATE.fullmatch(p.stem)))
+                 and not (p.is_file() and p.suffix in suffixes and ISO_DATE.fullmatch(p.stem)))
     if bad:
         more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
         what = "a folder" if bad[0].is_dir() else "not named by the contract"
@@ -63,7 +66,13 @@ def _misnamed(folder: Path, suffixes: tuple[str, ...], rule: str) -> None:
 
 
 def check_folders(cfg: DataConfig, incoming: bool = True) -> None:
-    """Every label file (and, with ``incoming``, every batch file) named as the contract says, before anything is written."""
+    """Every data folder a folder (not a file), and every label file (and, with ``incoming``, every
+    batch file) named as the contract says, before anything is written."""
+    for setting in ("incoming", "labels", "quarantine", "predictions", "reports"):
+        folder = getattr(cfg, setting)
+        if folder.exists() and not folder.is_dir():
+            raise DataError(f"data.{setting} is {folder}, a file where a folder belongs; move the file aside or point "
+                            f"data.{setting} at a folder")
     _misnamed(cfg.labels, LABEL_FORMATS, "name label files <YYYY-MM-DD>.parquet or .csv, the day they arrived")
     if incoming:
         _misnamed(cfg.incoming, (f".{cfg.batch_format}",),
@@ -78,6 +87,8 @@ def incoming_batches(cfg: DataConfig) -> list[str]:
 
 def read_table(path: Path, missing: str = "check the batch id and the data.incoming folder") -> pd.DataFrame:
     """Read a parquet or CSV file; a wrong, empty or unreadable file is a one-line DataError (``missing``: the fix when it is absent)."""
+    if path.is_dir():
+        raise DataError(f"{path}: a folder where a file belongs; move it aside and put the file there")
     if not path.is_file():
         raise DataError(f"{path}: file not found; {missing}")
     if path.stat().st_size == 0:
@@ -85,8 +96,11 @@ def read_table(path: Path, missing: str = "check the batch id and the data.incom
     suffix = path.suffix.lower()
     try:
         if suffix == ".parquet":
+            _unique_header(path, pq.read_schema(path).names)
             frame = pd.read_parquet(path)
         elif suffix == ".csv":
+            with path.open(encoding="utf-8", newline="") as handle:
+                _unique_header(path, next(csv.reader(handle), []))
             frame = pd.read_csv(path, encoding="utf-8")
         else:
             raise DataError(f"{path}: unsupported file type {suffix!r}; write batches as .parquet or .csv")
@@ -94,12 +108,25 @@ def read_table(path: Path, missing: str = "check the batch id and the data.incom
         raise
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); re-encode the file as UTF-8") from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: file has no columns (no header line); re-export the batch with its header") from None
     except Exception as exc:  # pyarrow and the CSV parser raise many types for a corrupt file
         kind = "parquet" if suffix == ".parquet" else "CSV"
         raise DataError(f"{path}: not a readable {kind} file ({type(exc).__name__}); re-export it") from None
+    if len(frame.columns) == 0:
+        raise DataError(f"{path}: file has no columns; re-export the batch from its source")
     if frame.empty:
         raise DataError(f"{path}: file has no rows; re-export the batch from its source")
+    if len(frame.columns) == 1 and (separator := next((c for c in ";\t|" if c in str(frame.columns[0])), None)):
+        raise DataError(f"{path}: one column named {str(frame.columns[0])[:60]!r}: the file looks {separator!r}-separated; "
+                        "export it with commas")
     return frame
+
+
+def _unique_header(path: Path, names: list[str]) -> None:
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise DataError(f"{path}: column {twice[0]} appears {names.count(twice[0])} times in the header; keep one and re-export")
 
 
 def read_batch(cfg: DataConfig, batch_id: str) -> pd.DataFrame:
@@ -147,13 +174,37 @@ def check_batch(frame: pd.DataFrame, schema: SchemaConfig, source: Path | str) -
     if duplicated.any():
         raise DataError(f"{source}: {int(duplicated.sum())} rows share an id in {schema.id_column} (rows {_rows(duplicated)}); "
                         "deduplicate the export")
-    timestamps = pd.to_datetime(frame[schema.timestamp_column], errors="coerce", utc=True, format="mixed")
+    stamps = frame[schema.timestamp_column]
+    if pd.api.types.is_numeric_dtype(stamps) and not pd.api.types.is_bool_dtype(stamps):
+        if schema.timestamp_unit is None:
+            raise DataError(f"{source}: column {schema.timestamp_column} holds numbers (e.g. {stamps.dropna().iloc[0]!r}), not "
+                            "timestamps; set columns.timestamp_unit (s, ms, us or ns since 1970) or export ISO 8601")
+        timestamps = pd.to_datetime(stamps, errors="coerce", utc=True, unit=schema.timestamp_unit)
+    else:
+        timestamps = pd.to_datetime(stamps, errors="coerce", utc=True, format="mixed")
     unparseable = timestamps.isna() & frame[schema.timestamp_column].notna()
     if unparseable.any():
         example = frame[schema.timestamp_column][unparseable].iloc[0]
         raise DataError(f"{source}: column {schema.timestamp_column} has unparseable timestamps at rows {_rows(unparseable)} "
                         f"(e.g. {example!r}); write ISO 8601")
     return frame.assign(**{schema.timestamp_column: timestamps})
+
+
+def check_period(frame: pd.DataFrame, schema: SchemaConfig, cfg: DataConfig, batch_id: str, source: Path | str) -> None:
+    """Rows dated outside the batch's period (the ``data.cadence`` days up to its id, widened by
+    ``data.timestamp_tolerance_days``) are a DataError naming them: a file named for the wrong day,
+    or timestamps in the wrong unit, must not be monitored as that day."""
+    end = pd.Timestamp(check_batch_id(batch_id), tz="UTC") + pd.Timedelta(days=1)
+    start = end - pd.Timedelta(days=cfg.period_days)
+    slack = pd.Timedelta(days=cfg.timestamp_tolerance_days)
+    stamps = frame[schema.timestamp_column]
+    outside = (stamps < start - slack) | (stamps >= end + slack)
+    if outside.any():
+        first = stamps[outside].iloc[0]
+        raise DataError(f"{source}: {int(outside.sum())} rows have {schema.timestamp_column} outside the batch's period "
+                        f"{start.date()}..{(end - pd.Timedelta(days=1)).date()} (+/- {cfg.timestamp_tolerance_days} days, "
+                        f"data.timestamp_tolerance_days), rows {_rows(outside)}, e.g. {first}; name the file by the day its "
+                        "period ends, or fix the timestamps")
 
 
 def require_columns(frame: pd.DataFrame, columns, source: Path | str) -> None:
@@ -171,23 +222,67 @@ class QuarantinedBatch:
     path: Path
     report_json: Path
     report_markdown: Path
+    earlier: Path | None = None  # where an earlier quarantined file of the same id was kept
+
+
+def _write_atomic(path: Path, write) -> Path:
+    """``write(temporary path)``, then one rename: a reader never sees half a file, and a failed write
+    (a full disk) leaves the old file, no temporary one, and one line saying what happened."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        write(tmp)
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.errno == errno.ENOSPC:
+            raise DataError(f"no space left on the disk of {path.parent}; free space and rerun (nothing was half-written)") from None
+        reason = os.strerror(exc.errno) if exc.errno else type(exc).__name__
+        raise DataError(f"cannot write {path} ({reason}); check the folder and rerun (nothing was half-written)") from None
+    return path
+
+
+def _quarantined_files(cfg: DataConfig, batch_id: str) -> list[Path]:
+    return [p for p in cfg.quarantine.glob(f"{batch_id}.*") if ".attempt-" not in p.name and not p.name.endswith(".released")]
+
+
+def _keep_earlier(cfg: DataConfig, batch_id: str) -> Path | None:
+    """Move what an earlier quarantine of ``batch_id`` left (its file and reports) to ``<id>.attempt-<n>.*``,
+    so a second quarantine of the same id keeps both; returns the earlier batch file's new path."""
+    earlier = _quarantined_files(cfg, batch_id)
+    if not earlier:
+        return None
+    n = 1
+    while any(cfg.quarantine.glob(f"{batch_id}.attempt-{n}.*")):
+        n += 1
+    moved = {p: p.with_name(f"{batch_id}.attempt-{n}.{p.name.removeprefix(batch_id + '.')}") for p in earlier}
+    for old, new in moved.items():
+        old.rename(new)
+    return next((new for old, new in moved.items() if ".validation." not in old.name), None)
 
 
 def quarantine(cfg: DataConfig, batch_id: str, report: dict, markdown: str, page: str | None = None) -> QuarantinedBatch:
-    """Move the batch file, unchanged, into quarantine with its validation report beside it."""
+    """Move the batch file, unchanged, into quarantine with its validation report beside it; what an
+    earlier quarantine of the same id left is kept (``<id>.attempt-<n>.*``), never overwritten."""
     source = batch_path(cfg, batch_id)
     cfg.quarantine.mkdir(parents=True, exist_ok=True)
+    earlier = _keep_earlier(cfg, batch_id)
     target = cfg.quarantine / source.name
     report_json = cfg.quarantine / f"{batch_id}.validation.json"
     report_md = cfg.quarantine / f"{batch_id}.validation.md"
     # Reports first: if the move fails the batch stays in incoming and nothing is lost.
-    report_json.write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
-    report_md.write_text(markdown, encoding="utf-8")
+    _write_atomic(report_json, lambda tmp: tmp.write_text(json.dumps(report, indent=2, default=str), encoding="utf-8"))
+    _write_atomic(report_md, lambda tmp: tmp.write_text(markdown, encoding="utf-8"))
     if page is not None:
-        (cfg.quarantine / f"{batch_id}.validation.html").write_text(page, encoding="utf-8")
+        _write_atomic(cfg.quarantine / f"{batch_id}.validation.html", lambda tmp: tmp.write_text(page, encoding="utf-8"))
     if source.exists():
         shutil.move(str(source), target)
-    return QuarantinedBatch(batch_id, target, report_json, report_md)
+    return QuarantinedBatch(batch_id, target, report_json, report_md, earlier)
+
+
+def unquarantine(cfg: DataConfig, kept: QuarantinedBatch) -> None:
+    """Undo ``quarantine`` when what had to follow it (the ledger) failed: the file goes back to incoming."""
+    if kept.path.exists() and not batch_path(cfg, kept.batch_id).exists():
+        shutil.move(str(kept.path), batch_path(cfg, kept.batch_id))
 
 
 # --- prediction log -------------------------------------------------------------------
@@ -197,11 +292,7 @@ def write_predictions(cfg: DataConfig, batch_id: str, scored: pd.DataFrame) -> P
     """Write one batch's partition of the prediction log; a rerun replaces it, never duplicates."""
     folder = cfg.predictions / f"{PARTITION}={batch_id}"
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / "part-0.parquet.tmp"
-    scored.assign(**{PARTITION: batch_id}).to_parquet(tmp, index=False)
-    final = folder / "part-0.parquet"
-    tmp.replace(final)  # atomic: readers never see half a partition
-    return final
+    return _write_atomic(folder / "part-0.parquet", lambda tmp: scored.assign(**{PARTITION: batch_id}).to_parquet(tmp, index=False))
 
 
 def logged_batches(cfg: DataConfig) -> list[str]:
@@ -413,5 +504,5 @@ def write_report(cfg: DataConfig, name: str, report: dict, markdown: str, page: 
     if page is not None:
         written[cfg.reports / f"{name}.html"] = page
     for path, text in written.items():
-        path.write_text(text, encoding="utf-8")
+        _write_atomic(path, lambda tmp, text=text: tmp.write_text(text, encoding="utf-8"))
     return tuple(written)

@@ -318,12 +318,15 @@ class LabelStatus:
     p90_latency_days: float | None
     deadline_days: int
     since: str | None = None  # the oldest batch counted (the status covers a bounded horizon)
+    early: int = 0  # labels in files dated before their batch: not evaluated (a misnamed file), counted here
 
 
 def label_status(arrivals: LabelArrivals, as_of: date, deadline_days: int, since: str | None = None) -> LabelStatus:
     """Coverage, overdue predictions, labels for unknown ids and latency from ``arrivals``; ``since``: the
     oldest batch they cover, for the report."""
-    arrived = ~np.isnat(arrivals.arrival)
+    found = ~np.isnat(arrivals.arrival)
+    early = found & (arrivals.arrival < arrivals.batch_date)  # the matured window takes a batch's labels from its day on
+    arrived = found & ~early
     age = (np.datetime64(as_of, "D") - arrivals.batch_date).astype("int64")
     latency = (arrivals.arrival[arrived] - arrivals.batch_date[arrived]).astype("int64")
     n = len(arrivals.batch_date)
@@ -337,6 +340,7 @@ def label_status(arrivals: LabelArrivals, as_of: date, deadline_days: int, since
         p90_latency_days=float(np.quantile(latency, 0.9)) if len(latency) else None,
         deadline_days=deadline_days,
         since=since,
+        early=int(early.sum()),
     )
 
 

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+import socket
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -44,6 +46,17 @@ _transitions = sa.Table(
     sa.Column("detail", sa.Text, nullable=False, default=""),
 )
 
+
+# Who is processing a batch right now: one row per batch while a run holds it. Taking it is one
+# conditional statement (an insert, or an update of an expired or dead holder's row), so two runs
+# started for the same batch on SQLite or PostgreSQL never both get it.
+_claims = sa.Table(
+    "driftloop_claims", _metadata,
+    sa.Column("batch_id", sa.String(64), primary_key=True),
+    sa.Column("owner", sa.String(200), nullable=False),  # "<run>@<host>:<pid>"
+    sa.Column("claimed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+)
 
 RETRAIN_STATES = ("requested", "running", "registered", "failed")
 _retrains = sa.Table(
@@ -79,6 +92,33 @@ class Transition:
     state: str
     at: datetime
     detail: str
+
+
+@dataclass(frozen=True)
+class Claim:
+    batch_id: str
+    owner: str
+    claimed_at: datetime
+    expires_at: datetime
+
+
+def claim_owner(run: str) -> str:
+    """Who holds a claim: the run, and the process it runs in (a dead process's claim is taken over at once)."""
+    return f"{run}@{socket.gethostname()}:{os.getpid()}"
+
+
+def _dead_here(owner: str) -> bool:
+    """Whether ``owner`` was a process on this machine that no longer runs."""
+    host, _, pid = owner.rpartition("@")[2].rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False  # another machine's process: only its lease can say it is gone
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 @functools.lru_cache(maxsize=8)
@@ -130,6 +170,41 @@ class Ledger:
             rows = conn.execute(sa.select(_batches.c.batch_id).where(_batches.c.state.not_in(DONE)).order_by(_batches.c.batch_id))
             return [r.batch_id for r in rows]
 
+    # -- claims -----------------------------------------------------------------------
+
+    def claim(self, batch_id: str, owner: str, lease: timedelta) -> Claim | None:
+        """Take ``batch_id`` for ``owner`` until ``lease`` from now; None when another live holder has it.
+
+        A holder's claim ends when it releases it, when its lease expires, or (on the same machine)
+        as soon as its process is gone: a run killed mid-batch does not block the rerun."""
+        now = datetime.now(timezone.utc)
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(_claims.insert().values(batch_id=batch_id, owner=owner, claimed_at=now, expires_at=now + lease))
+            return Claim(batch_id, owner, now, now + lease)
+        except sa.exc.IntegrityError:
+            pass
+        held = self.holder(batch_id)
+        if held is None:  # released between our insert and our look: try once more
+            return self.claim(batch_id, owner, lease)
+        if held.owner == owner or _aware(held.expires_at) <= now or _dead_here(held.owner):
+            with self.engine.begin() as conn:  # conditional on the row we saw: of two takers, one wins
+                taken = conn.execute(_claims.update().where(
+                    (_claims.c.batch_id == batch_id) & (_claims.c.owner == held.owner) & (_claims.c.claimed_at == held.claimed_at)
+                ).values(owner=owner, claimed_at=now, expires_at=now + lease)).rowcount
+            if taken == 1:
+                return Claim(batch_id, owner, now, now + lease)
+        return None
+
+    def holder(self, batch_id: str) -> Claim | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(_claims).where(_claims.c.batch_id == batch_id)).first()
+        return Claim(row.batch_id, row.owner, row.claimed_at, row.expires_at) if row else None
+
+    def release(self, batch_id: str, owner: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(_claims.delete().where((_claims.c.batch_id == batch_id) & (_claims.c.owner == owner)))
+
     # -- retrains ---------------------------------------------------------------------
 
     def request_retrain(self, trigger: str, as_of: str, reasons: list[str] | tuple[str, ...] = (),
@@ -169,6 +244,11 @@ class Ledger:
         """The newest ``as_of`` of a retrain that is requested, running or registered (a failed one does not hold the next back)."""
         with self.engine.connect() as conn:
             return conn.execute(sa.select(sa.func.max(_retrains.c.as_of)).where(_retrains.c.state != "failed")).scalar()
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite gives back naive datetimes; every one the ledger writes is UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 def retrain_id(trigger: str, as_of: str) -> str:

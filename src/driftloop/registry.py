@@ -24,6 +24,7 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 import mlflow  # noqa: E402
 import pandas as pd  # noqa: E402
+import sqlalchemy  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 
@@ -94,8 +95,13 @@ class Registry:
         self.name = cfg.model_name
         if cfg.tracking_uri.startswith("sqlite:///"):
             Path(cfg.tracking_uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        # MLflow reads its HTTP retry budget from the environment on every request.
+        os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(cfg.http_retries)
+        os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = "1"
+        os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(cfg.http_timeout_seconds)
         mlflow.set_tracking_uri(cfg.tracking_uri)
-        self.client = MlflowClient(cfg.tracking_uri)
+        with self._errors(f"opening the MLflow store {cfg.tracking_uri}"):
+            self.client = MlflowClient(cfg.tracking_uri)
 
     # -- errors -------------------------------------------------------------------------
 
@@ -106,6 +112,10 @@ class Registry:
             yield
         except RegistryError:
             raise
+        except sqlalchemy.exc.DatabaseError as exc:  # the local store's file is damaged or not a database
+            reason = str(exc.orig).splitlines()[0] if exc.orig else type(exc).__name__
+            raise RegistryError(f"{doing}: the MLflow store {self.cfg.tracking_uri} cannot be read ({reason}); restore it from "
+                                "a backup, or point registry.tracking_uri at a new file") from None
         except MlflowException as exc:
             first = str(exc.message).splitlines()[0][:200]
             if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
@@ -121,6 +131,22 @@ class Registry:
                 ) from None
             raise RegistryUnavailable(
                 f"{doing}: MLflow at {self.cfg.tracking_uri} is unreachable ({type(exc).__name__}); start it (make up) or fix registry.tracking_uri"
+            ) from None
+
+    @contextmanager
+    def _missing_files(self, ref, alias: str) -> Iterator[None]:
+        """A version whose files were deleted from the artifact store is named, with what is gone and the fix
+        (MLflow says only "No such artifact: ''")."""
+        try:
+            yield
+        except (MlflowException, OSError) as exc:
+            message = str(getattr(exc, "message", exc))
+            if "No such artifact" not in message and "No such file" not in message and not isinstance(exc, FileNotFoundError):
+                raise
+            where = self.client.get_model_version_download_uri(self.name, ref.version)
+            raise RegistryError(
+                f"{self.name} v{ref.version} ({alias}) is registered but its files are missing from {where}; restore them, "
+                f"or promote another version (driftloop status lists them) or retrain"
             ) from None
 
     def experiment_id(self, name: str) -> str:
@@ -197,7 +223,7 @@ class Registry:
             raise RegistryError(
                 f"model {self.name!r} has no {alias!r} alias at {self.cfg.tracking_uri}; run the bootstrap flow first (make demo does)"
             )
-        with self._errors(f"loading {self.name}@{alias} (version {ref.version})"):
+        with self._errors(f"loading {self.name}@{alias} (version {ref.version})"), self._missing_files(ref, alias):
             model = mlflow.sklearn.load_model(f"models:/{self.name}/{ref.version}")
             with tempfile.TemporaryDirectory() as tmp:
                 path = mlflow.artifacts.download_artifacts(run_id=ref.run_id, artifact_path=PROFILE_ARTIFACT, dst_path=tmp)

@@ -117,10 +117,14 @@ def _suite_json(path: Path, mtime: float) -> str:
 
 def load_suite(cfg: ValidationConfig) -> dict:
     path = cfg.suite
+    if path.is_dir():
+        raise ConfigError(f"expectation suite {path} is a folder; set validation.suite to the JSON file in it")
     if not path.is_file():
         raise ConfigError(f"expectation suite {path} not found; set validation.suite in the config")
     try:
         suite = json.loads(_suite_json(path, path.stat().st_mtime))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"expectation suite {path} is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8") from None
     except json.JSONDecodeError as exc:
         raise ConfigError(f"expectation suite {path} is not valid JSON (line {exc.lineno}): fix or regenerate it") from None
     if not isinstance(suite, dict) or "expectations" not in suite:
@@ -169,11 +173,53 @@ def _exception_message(result) -> str | None:
     return None
 
 
+_COLUMN_KWARGS = ("column", "column_A", "column_B")
+_COLUMN_LIST_KWARGS = ("column_list", "column_set")
+
+
+def _check_expectations(suite: dict, path: Path, columns=None) -> None:
+    """A suite error, caught before any batch is judged by it: an expectation type GX does not know
+    (GX would drop it and report the rest as passed), or (given the ``columns`` a batch can have) a
+    column no batch has (every batch would fail it and be quarantined as if its data were bad)."""
+    from great_expectations.exceptions import ExpectationNotFoundError
+    from great_expectations.expectations.registry import get_expectation_impl
+
+    known = set(columns or ())
+    for number, expectation in enumerate(suite["expectations"]):
+        kind = expectation.get("type") if isinstance(expectation, dict) else None
+        where = f"expectation suite {path}, expectation {number} ({kind or 'no type'})"
+        if not isinstance(kind, str):
+            raise ConfigError(f"{where}: every expectation needs a 'type' such as expect_column_values_to_not_be_null; fix the suite")
+        try:
+            get_expectation_impl(kind)
+        except ExpectationNotFoundError:
+            raise ConfigError(f"{where}: GX has no expectation type {kind!r}; correct the name (GX Core 1.x names, e.g. "
+                              "expect_column_values_to_be_between) or remove it") from None
+        kwargs = expectation.get("kwargs") or {}
+        named = [kwargs[k] for k in _COLUMN_KWARGS if k in kwargs]
+        named += [c for k in _COLUMN_LIST_KWARGS for c in (kwargs.get(k) or [])]
+        unknown = [c for c in named if c not in known]
+        if columns is not None and unknown:
+            raise ConfigError(f"{where}: column {unknown[0]!r} is not a column of the batches ({', '.join(sorted(map(str, known)))}); "
+                              "fix the suite, or add the column to the config's columns section")
+
+
+def check_suite(cfg: ValidationConfig, schema: SchemaConfig) -> dict:
+    """The suite, loaded and checked against the columns a batch can have (``schema``): a ConfigError
+    line for a suite that cannot judge a batch, before any batch is read."""
+    suite = load_suite(cfg)
+    _check_expectations(suite, cfg.suite, (schema.id_column, schema.timestamp_column, schema.target, *schema.features,
+                                           *schema.passthrough))
+    return suite
+
+
 def validate(frame: pd.DataFrame, cfg: ValidationConfig, batch_id: str) -> ValidationReport:
-    """Validate a whole batch against the configured suite."""
+    """Validate a whole batch against the configured suite (its expectation types checked first;
+    ``check_suite`` also checks its columns against the schema)."""
     import great_expectations as gx
 
     suite_dict = load_suite(cfg)
+    _check_expectations(suite_dict, cfg.suite)
     suite = gx.ExpectationSuite(**{k: v for k, v in suite_dict.items() if k in ("name", "expectations", "meta", "notes", "id")})
     result = _batch_definition().get_batch(batch_parameters={"dataframe": frame}).validate(suite)
     outcomes = []

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import asdict, dataclass
-from datetime import date
+from datetime import date, timedelta
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact
@@ -14,8 +15,8 @@ from prefect.runtime import flow_run
 
 from driftloop import data, drift, evaluation, execution, stages, training, validation
 from driftloop.config import Config, load_config
-from driftloop.errors import BatchRejected, DataError
-from driftloop.ledger import DONE, Ledger
+from driftloop.errors import BatchRejected, DataError, DriftloopError
+from driftloop.ledger import DONE, Ledger, claim_owner
 from driftloop.policy import GateFailure, decide_retraining
 from driftloop.registry import CHAMPION, LoadedModel, Registry
 from driftloop.report import MonitorReport
@@ -60,22 +61,49 @@ def summarize(state) -> dict[str, str]:
 
 
 @io_task(name="ledger")
-def mark(cfg: Config, batch_id: str, state: str, detail: str = "") -> None:
-    Ledger(cfg.ledger).record(batch_id, state, detail)
+def mark_claimed(cfg: Config, batch_id: str, state: str, detail: str = "", *, owner: str) -> None:
+    """Record the batch's new state, renewing this run's claim on it (each step renews the lease)."""
+    ledger = Ledger(cfg.ledger)
+    if ledger.claim(batch_id, owner, timedelta(minutes=cfg.ledger.claim_lease_minutes)) is None:
+        holder = ledger.holder(batch_id)
+        raise DriftloopError(f"batch {batch_id} was taken over by {holder.owner if holder else 'another run'} after this run's "
+                             f"claim lapsed; raise ledger.claim_lease_minutes ({cfg.ledger.claim_lease_minutes}) above a batch's run time")
+    ledger.record(batch_id, state, detail)
 
 
-@io_task(name="ledger state")
-def ledger_state(cfg: Config, batch_id: str) -> str | None:
-    return Ledger(cfg.ledger).state(batch_id)
+@io_task(name="claim batch")
+def claim_batch(cfg: Config, batch_id: str, owner: str, force: bool) -> bool:
+    """Take the batch for this run, in one conditional write to the ledger: of two runs started for it
+    at once (two workers, a schedule and a person), exactly one processes it and the other ends
+    saying who has it. A batch already done is left alone unless ``force``."""
+    logger = get_run_logger()
+    ledger = Ledger(cfg.ledger)
+    if ledger.claim(batch_id, owner, timedelta(minutes=cfg.ledger.claim_lease_minutes)) is None:
+        held = ledger.holder(batch_id)
+        logger.info("batch %s is being processed by %s (claimed %s, lease until %s); leaving it to that run", batch_id,
+                    held.owner if held else "another run", held.claimed_at if held else "-", held.expires_at if held else "-")
+        return False
+    done = ledger.state(batch_id)
+    if done in DONE and not force:
+        ledger.release(batch_id, owner)
+        logger.info("batch %s is already %s in the ledger; run with force=True to process it again", batch_id, done)
+        return False
+    return True
+
+
+@io_task(name="release batch")
+def release_batch(cfg: Config, batch_id: str, owner: str) -> None:
+    Ledger(cfg.ledger).release(batch_id, owner)
 
 
 @io_task(name="check file names")
 def check_files(cfg: Config, batch_id: str | None) -> None:
-    """The file contract, before anything is read or written: the batch id, the label files and
-    (when every new batch is taken) the batch files' names."""
+    """The file contract, before anything is read or written: the batch id, the label files,
+    (when every new batch is taken) the batch files' names, and the expectation suite."""
     if batch_id is not None:
         data.check_batch_id(batch_id)
     data.check_folders(cfg.data, incoming=batch_id is None)
+    validation.check_suite(cfg.validation, cfg.columns)  # a suite error is the config's, never a batch's
 
 
 @io_task(name="connect to Dask")
@@ -114,12 +142,12 @@ def read_batch(cfg: Config, batch_id: str):
         return data.read_batch(cfg.data, batch_id)
     try:
         frame = data.check_batch(data.read_table(path), cfg.columns, path)
+        data.check_period(frame, cfg.columns, cfg.data, batch_id, path)
     except DataError as exc:
         # An unreadable or malformed batch is kept, byte for byte, in quarantine with the reason beside it.
-        kept = data.quarantine(cfg.data, batch_id, {"batch_id": batch_id, "passed": False, "error": str(exc)},
-                               f"# Batch {batch_id}: QUARANTINED before validation\n\n{exc}\n")
-        Ledger(cfg.ledger).record(batch_id, "quarantined", str(exc))
-        raise BatchRejected(f"{exc} (quarantined: {kept.path})") from None
+        kept = _quarantine(cfg, batch_id, str(exc), {"batch_id": batch_id, "passed": False, "error": str(exc)},
+                           f"# Batch {batch_id}: QUARANTINED before validation\n\n{exc}\n")
+        raise BatchRejected(f"{exc} (quarantined: {kept.path}{_kept_note(kept)})") from None
     Ledger(cfg.ledger).record(batch_id, "received", f"{len(frame)} rows from {path.name}")
     return frame
 
@@ -129,9 +157,25 @@ def validate_batch(cfg: Config, frame, batch_id: str) -> validation.ValidationRe
     return validation.validate(frame, cfg.validation, batch_id)
 
 
+def _quarantine(cfg: Config, batch_id: str, detail: str, report: dict, markdown: str, page: str | None = None) -> data.QuarantinedBatch:
+    """Move the batch to quarantine and say so in the ledger; if the ledger cannot be written, the
+    file goes back to incoming: it is always where the ledger says it is."""
+    kept = data.quarantine(cfg.data, batch_id, report, markdown, page)
+    try:
+        Ledger(cfg.ledger).record(batch_id, "quarantined", detail)
+    except Exception:
+        data.unquarantine(cfg.data, kept)
+        raise
+    return kept
+
+
+def _kept_note(kept: data.QuarantinedBatch) -> str:
+    return f"; the earlier quarantined file of this id is kept as {kept.earlier.name}" if kept.earlier else ""
+
+
 @io_task(name="quarantine batch")
 def quarantine_batch(cfg: Config, report: validation.ValidationReport) -> data.QuarantinedBatch:
-    return data.quarantine(cfg.data, report.batch_id, report.to_dict(), report.to_markdown(), report.to_html())
+    return _quarantine(cfg, report.batch_id, report.summary, report.to_dict(), report.to_markdown(), report.to_html())
 
 
 # Not a cached task: one model call per 250k rows costs less than hashing the batch for a key and
@@ -353,10 +397,19 @@ def monitor(
             logger.info("no new batch in %s", cfg.data.incoming)
             return []
         return monitor_each(waiting, config_path, retrain_inline, f"{len(waiting)} new batch(es) in {cfg.data.incoming}")
-    done = ledger_state(cfg, batch_id)
-    if done in DONE and not force:
-        logger.info("batch %s is already %s in the ledger; run with force=True to process it again", batch_id, done)
+    owner = claim_owner(f"monitor {flow_run.id}")
+    if not claim_batch(cfg, batch_id, owner, force):
         return None
+    try:
+        return _monitor_batch(cfg, batch_id, config_path, retrain_inline, started, owner)
+    finally:
+        release_batch(cfg, batch_id, owner)
+
+
+def _monitor_batch(cfg: Config, batch_id: str, config_path: str, retrain_inline: bool, started: int, owner: str) -> MonitorOutcome:
+    """The monitor flow's work on one batch its run has claimed."""
+    logger = get_run_logger()
+    mark = functools.partial(mark_claimed, owner=owner)
     if cfg.execution.dask_address:
         connect_cluster(cfg)
     frame = read_batch(cfg, batch_id)
@@ -364,8 +417,7 @@ def monitor(
     checked = validate_batch(cfg, frame, batch_id)
     if not checked.passed:
         kept = quarantine_batch(cfg, checked)
-        mark(cfg, batch_id, "quarantined", checked.summary)
-        raise BatchRejected(f"batch {batch_id} quarantined, {checked.summary}; report: {kept.report_markdown}")
+        raise BatchRejected(f"batch {batch_id} quarantined, {checked.summary}; report: {kept.report_markdown}{_kept_note(kept)}")
     mark(cfg, batch_id, "validated", checked.summary)
     for warning in checked.warnings:
         logger.warning("validation warning on %s: %s %s", warning.column, warning.expectation, warning.detail)

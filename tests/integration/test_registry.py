@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
+from pathlib import Path
 
 import mlflow
 import pytest
@@ -214,3 +216,25 @@ def test_a_teams_own_pipeline_is_registered_and_loads_back_with_the_trust_it_nee
         registry.register(model=local, input_example=candidate.input_example, profile=candidate.profile, params={},
                           metrics={}, artifacts={}, run_name="local", tags={}, description="", alias=CHALLENGER, why="test")
     assert [v.version for v in registry.versions()] == [version]  # nothing logged for it
+
+
+def test_a_damaged_mlflow_store_is_one_line_naming_it_and_the_fix(config_path, cfg, capsys):
+    store = cfg.registry.tracking_uri.removeprefix("sqlite:///")
+    Path(store).parent.mkdir(parents=True, exist_ok=True)
+    Path(store).write_bytes(b"this is not a database" * 100)
+    before = Path(store).read_bytes()
+    assert _cli(config_path, "status") == 2
+    err = capsys.readouterr().err
+    assert f"the MLflow store {cfg.registry.tracking_uri} cannot be read" in err and "restore it from a backup" in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert Path(store).read_bytes() == before  # not "repaired" into an empty store
+
+
+def test_a_version_whose_files_were_deleted_names_the_version_and_what_is_missing(cfg, registry, candidate):
+    version = register(registry, candidate, CHAMPION)
+    shutil.rmtree(Path(registry.client.get_model_version_download_uri(registry.name, version).removeprefix("file://")))
+    with pytest.raises(RegistryError) as raised:
+        registry.load(CHAMPION)
+    message = str(raised.value)
+    assert f"{registry.name} v{version} (champion) is registered but its files are missing from" in message
+    assert "No such artifact: ''" not in message and "\n" not in message

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from datetime import date
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import yaml
 
@@ -24,7 +27,7 @@ def clean(demo_project):
 
 def _run(cfg, path, capsys):
     config_path = cfg.data.incoming.parent.parent / "driftloop.yaml"
-    before = path.read_bytes() if path.exists() else None
+    before = path.read_bytes() if path.is_file() else None
     code = cli.main(["--config", str(config_path), "validate", str(path)])
     err = capsys.readouterr().err
     if before is not None:
@@ -237,3 +240,66 @@ def test_a_reference_whose_target_does_not_fit_the_task_is_one_line_at_bootstrap
     with pytest.raises(DataError, match=re.escape(message)) as caught:
         data.read_reference(cfg.data, cfg.columns)
     assert "\n" not in str(caught.value)
+
+
+def test_a_folder_where_a_batch_file_belongs_is_named_as_a_folder(clean, tmp_path, capsys):
+    cfg, _ = clean
+    folder = tmp_path / "2026-03-01.parquet"
+    folder.mkdir()
+    code, err = _run(cfg, folder, capsys)
+    assert code == 2 and f"{folder}: a folder where a file belongs" in err and err.count("\n") == 1
+
+
+def test_a_file_where_a_data_folder_belongs_is_one_line_naming_the_setting(demo_project):
+    cfg, _ = demo_project
+    shutil.rmtree(cfg.data.labels)
+    cfg.data.labels.write_text("not a folder")
+    with pytest.raises(DataError, match=f"data.labels is {cfg.data.labels}, a file where a folder belongs"):
+        data.check_folders(cfg.data)
+
+
+def test_integer_timestamps_need_a_declared_unit(clean, tmp_path, capsys):
+    cfg, frame = clean
+    day = frame["event_ts"].iloc[0].date().isoformat()
+    epoch = frame.assign(event_ts=frame["event_ts"].astype("int64") // 10**9)  # seconds since 1970, as many exports write them
+    code, err = _run(cfg, _write(epoch, tmp_path / f"{day}.parquet"), capsys)
+    assert code == 2 and "column event_ts holds numbers" in err and "set columns.timestamp_unit" in err and err.count("\n") == 1
+    parsed = data.check_batch(epoch, cfg.columns.model_copy(update={"timestamp_unit": "s"}), "b")
+    assert (parsed["event_ts"] == frame["event_ts"].dt.floor("s")).all()
+
+
+def test_rows_dated_outside_the_batch_period_are_named(clean, tmp_path, capsys):
+    cfg, frame = clean
+    day = frame["event_ts"].iloc[0].date()
+    moved = frame.assign(event_ts=frame["event_ts"].where(frame.index != 3, pd.Timestamp("2025-06-01", tz="UTC")))
+    code, err = _run(cfg, _write(moved, tmp_path / f"{day.isoformat()}.parquet"), capsys)
+    assert code == 2 and err.count("\n") == 1
+    assert f"1 rows have event_ts outside the batch's period {day}..{day} (+/- 1 days, data.timestamp_tolerance_days), rows 3" in err
+    code, err = _run(cfg, _write(frame, tmp_path / "2026-03-01.parquet"), capsys)  # a day's rows under another day's name
+    assert code == 2 and f"{len(frame)} rows have event_ts outside the batch's period 2026-03-01..2026-03-01" in err
+
+
+def _duplicated_age_parquet(frame, path):
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    pq.write_table(table.append_column("age", table.column("age")), path)
+    return path
+
+
+FILE_CASES = {
+    "semicolon-separated CSV": (lambda f, p: f.to_csv(p, sep=";", index=False), "2026-03-01.csv",
+                                "the file looks ';'-separated; export it with commas"),
+    "CSV header with a column twice": (lambda f, p: pd.concat([f, f[["age"]]], axis=1).to_csv(p, index=False), "2026-03-01.csv",
+                                       "column age appears 2 times in the header; keep one"),
+    "parquet with a column twice": (_duplicated_age_parquet, "2026-03-01.parquet", "column age appears 2 times in the header"),
+    "lines but no columns": (lambda f, p: p.write_text("\n\n\n"), "2026-03-01.csv", "file has no columns (no header line)"),
+}
+
+
+@pytest.mark.parametrize("case", list(FILE_CASES))
+def test_a_file_of_the_wrong_shape_names_the_actual_problem(clean, tmp_path, capsys, case):
+    cfg, frame = clean
+    write, name, message = FILE_CASES[case]
+    path = tmp_path / name
+    write(frame, path)
+    code, err = _run(cfg, path, capsys)
+    assert code == 2 and message in err and err.count("\n") == 1, err

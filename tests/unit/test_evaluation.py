@@ -83,7 +83,14 @@ def test_label_status_counts_coverage_latency_overdue_and_unknown_ids():
                              label_ids=3, matched_ids=2)
     status = label_status(arrivals, date(2026, 2, 10), deadline_days=7, since="2026-02-01")
     assert (status.n_labelled, status.coverage, status.overdue, status.unknown_ids) == (2, 0.5, 1, 1)
-    assert status.median_latency_days == 1.5
+    assert status.median_latency_days == 1.5 and status.early == 0
+
+
+def test_a_label_in_a_file_dated_before_its_batch_is_counted_as_early_not_as_labelled():
+    arrivals = LabelArrivals(batch_date=np.array(["2026-02-05"] * 3, dtype="datetime64[D]"),
+                             arrival=np.array(["2026-02-04", "2026-02-06", "NaT"], dtype="datetime64[D]"), label_ids=2, matched_ids=2)
+    status = label_status(arrivals, date(2026, 2, 6), deadline_days=7)
+    assert (status.early, status.n_labelled, status.median_latency_days) == (1, 1, 1.0)
 
 
 def test_estimated_accuracy_lies_in_the_interval_of_realized_accuracy_on_a_clean_window(rng):

@@ -1,8 +1,13 @@
+import socket
+import subprocess
+import sys
+from datetime import timedelta
+
 import pytest
 
 from driftloop.config import LedgerConfig
 from driftloop.errors import ConfigError
-from driftloop.ledger import Ledger
+from driftloop.ledger import Ledger, claim_owner
 
 
 def test_transitions_are_kept_in_order_and_the_current_state_follows(tmp_path):
@@ -45,3 +50,37 @@ def test_a_retrain_started_by_hand_gets_its_ledger_entry(tmp_path):
     ledger.retrain_state("manual", "2026-03-01", "running")
     ledger.retrain_state("manual", "2026-03-01", "registered", version="7")
     assert [(r.trigger_id, r.state, r.version) for r in ledger.retrains()] == [("manual@2026-03-01", "registered", "7")]
+
+
+def _ledger(tmp_path) -> Ledger:
+    return Ledger(LedgerConfig(url=f"sqlite:///{tmp_path / 'ledger.db'}"))
+
+
+def test_a_batch_held_by_a_live_run_is_refused_to_another_until_released(tmp_path):
+    ledger, hour = _ledger(tmp_path), timedelta(hours=1)
+    first, second = claim_owner("run-a"), claim_owner("run-b")  # this process: alive
+    assert ledger.claim("2026-02-01", first, hour).owner == first
+    assert ledger.claim("2026-02-01", second, hour) is None
+    assert ledger.holder("2026-02-01").owner == first
+    assert ledger.claim("2026-02-01", first, hour) is not None  # the holder renews its lease
+    ledger.release("2026-02-01", first)
+    assert ledger.claim("2026-02-01", second, hour).owner == second
+
+
+def test_an_expired_lease_is_taken_over(tmp_path):
+    ledger = _ledger(tmp_path)
+    elsewhere = "run-a@another-machine:1"  # its process cannot be checked from here: only the lease speaks for it
+    assert ledger.claim("2026-02-01", elsewhere, timedelta(hours=1)) is not None
+    assert ledger.claim("2026-02-01", claim_owner("run-b"), timedelta(hours=1)) is None
+    ledger.release("2026-02-01", elsewhere)
+    assert ledger.claim("2026-02-01", elsewhere, timedelta(seconds=-1)) is not None  # a lease already over
+    assert ledger.claim("2026-02-01", claim_owner("run-b"), timedelta(hours=1)).owner == claim_owner("run-b")
+
+
+def test_the_claim_of_a_process_that_is_gone_is_taken_over_at_once(tmp_path):
+    ledger = _ledger(tmp_path)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    dead = f"run-a@{socket.gethostname()}:{gone.pid}"
+    assert ledger.claim("2026-02-01", dead, timedelta(hours=1)) is not None
+    assert ledger.claim("2026-02-01", claim_owner("run-b"), timedelta(hours=1)).owner == claim_owner("run-b")
