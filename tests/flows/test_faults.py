@@ -120,14 +120,16 @@ def test_two_runs_started_for_one_batch_at_once_process_it_exactly_once(tmp_path
     assert bootstrap(config_path=str(path), return_state=True).is_completed()
     code = (f"from driftloop_flows.monitor import monitor; state = monitor(batch_id={batch!r}, config_path={str(path)!r}, "
             "return_state=True); print('FINAL', state.type.value, 'outcome' if state.result() else 'none')")
-    workers = [subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=os.environ | {"PREFECT_API_URL": PREFECT_API_URL.value()},
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    env = os.environ | {"PREFECT_API_URL": PREFECT_API_URL.value(), "PREFECT_LOGGING_LEVEL": "INFO"}  # the loser says why at INFO
+    workers = [subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True) for _ in range(2)]
     outputs = sorted(worker.communicate(timeout=300)[0] for worker in workers)
 
     assert [t.state for t in Ledger(cfg.ledger).history(batch)] == ["received", "validated", "scored", "evaluated"]
     finals = sorted(line for out in outputs for line in out.splitlines() if line.startswith("FINAL"))
     assert finals == ["FINAL COMPLETED none", "FINAL COMPLETED outcome"], outputs
-    assert any(f"batch {batch} is being processed by monitor" in out or f"batch {batch} is already evaluated" in out for out in outputs)
+    assert any(f"batch {batch} is being processed by monitor" in out or f"batch {batch} is already evaluated" in out
+               for out in outputs), outputs
     client = MlflowClient(cfg.registry.tracking_uri)
     experiment = client.get_experiment_by_name(f"{cfg.registry.experiment}-monitoring")
     assert len(client.search_runs([experiment.experiment_id], f"tags.`driftloop.batch_id` = '{batch}'")) == 1
