@@ -72,7 +72,8 @@ def score_batch(model, frame: pd.DataFrame, schema: SchemaConfig, threshold: flo
     ``run`` replaces the runner ``cfg`` names, cutting partitions of ``cfg.partition_rows`` all the same."""
     run, rows, where = runner(cfg) if run is None else (run, cfg.partition_rows, "in process")
     rows = rows or max(len(frame), 1)
-    parts = [frame.iloc[start:start + rows] for start in range(0, max(len(frame), 1), rows)]
+    features = frame[list(schema.features)]  # all a partition needs: ids, timestamps and passthrough stay here
+    parts = [features.iloc[start:start + rows] for start in range(0, max(len(frame), 1), rows)]
     found = run(score_partition, parts, model=model, schema=schema, threshold=threshold, profile=profile, columns=columns)
     outputs = pd.concat([scoring.frame for scoring, _ in found], ignore_index=True) if len(found) > 1 else found[0][0].frame
     return ScoredBatch(
