@@ -402,15 +402,25 @@ def match_ids(keys, values) -> np.ndarray | None:
     return pc.index_in(both[0], value_set=both[1]).fill_null(-1).to_numpy()
 
 
-def join_labels(predictions: pd.DataFrame, labels: pd.DataFrame, schema: SchemaConfig) -> pd.DataFrame:
+def _ids_of_two_types(schema: SchemaConfig, log_ids, label_ids, log: str, labels: str) -> DataError:
+    """Ids are compared as the type they have in both places: integers in one and text in the other
+    would match nothing and silently leave every label unknown."""
+    kind = lambda ids: "text" if pa.types.is_string(t := pa.array(ids, from_pandas=True).type) or pa.types.is_large_string(t) else str(t)  # noqa: E731
+    return DataError(f"{schema.id_column} holds {kind(log_ids)} ids in {log} but {kind(label_ids)} ids in {labels}; export ids "
+                     "as one type in batches and label files (in CSV, ids that look like numbers are read as numbers: use parquet "
+                     "or a non-numeric prefix)")
+
+
+def join_labels(predictions: pd.DataFrame, labels: pd.DataFrame, schema: SchemaConfig,
+                sources: tuple[str, str] = ("the prediction log", "the label files")) -> pd.DataFrame:
     """Predictions that have their ground truth, with the label as the target column: an id's first
-    row in ``labels`` (one per id, or every row newest first)."""
+    row in ``labels`` (one per id, or every row newest first); ``sources`` name the two for an error."""
     if predictions.empty or labels.empty:
         return predictions.iloc[0:0].assign(**{schema.target: pd.Series(dtype=_target_dtype(schema))})
     # one to one: a batch's ids are checked unique when it arrives, and each id's first label is taken
     position = match_ids(predictions[schema.id_column], labels[schema.id_column])
-    if position is None:  # ids of two types: pandas says which (a one-line check is issue 14's)
-        return predictions.merge(labels.drop_duplicates(schema.id_column), on=schema.id_column, how="inner")
+    if position is None:
+        raise _ids_of_two_types(schema, predictions[schema.id_column], labels[schema.id_column], *sources)
     found = position >= 0
     return pd.concat([predictions[found].reset_index(drop=True),
                       labels.drop(columns=schema.id_column).iloc[position[found]].reset_index(drop=True)], axis=1)
@@ -444,7 +454,10 @@ def label_arrivals(cfg: DataConfig, schema: SchemaConfig, batch_ids: list[str], 
     label_ids = pa.array(pd.concat(labels, ignore_index=True), from_pandas=True) if labels else pa.array([], pa.large_string())
     both = _comparable(pa.chunked_array(chunks, type=chunks[0].type).combine_chunks(), label_ids) if chunks and labels else None
     arrival = np.full(len(batch_date), np.datetime64("NaT", "D"))
-    if both is None:  # nothing to match, or ids of another type than the log's: none of them labels a prediction
+    if chunks and labels and both is None:
+        raise _ids_of_two_types(schema, chunks[0], label_ids, f"the prediction log ({cfg.predictions})",
+                                f"the label files from {files[0][1].name} to {files[-1][1].name}")
+    if both is None:  # nothing to match
         return LabelArrivals(batch_date, arrival, int(pc.count_distinct(label_ids).as_py()), 0)
     position = pc.index_in(both[0], value_set=both[1]).fill_null(-1).to_numpy()
     found = position >= 0
@@ -480,7 +493,8 @@ def labelled_batches(cfg: DataConfig, schema: SchemaConfig, as_of: date, n_batch
             older = _read_label_files(files[first_new:unread], schema, newest_first=True)
             labels = pd.concat([labels, older], ignore_index=True)
             unread = first_new
-        joined = join_labels(read_predictions(cfg, [batch], columns), labels, schema)
+        joined = join_labels(read_predictions(cfg, [batch], columns), labels, schema,
+                             (f"the prediction log of {batch}", f"the label files in {cfg.labels}"))
         if not joined.empty:
             found.append(joined.sort_values(schema.timestamp_column, kind="stable", ignore_index=True))
         if len(found) == n_batches:

@@ -303,3 +303,20 @@ def test_a_file_of_the_wrong_shape_names_the_actual_problem(clean, tmp_path, cap
     write(frame, path)
     code, err = _run(cfg, path, capsys)
     assert code == 2 and message in err and err.count("\n") == 1, err
+
+
+def test_ids_of_another_type_in_the_labels_are_one_line_naming_both_not_silently_unknown(demo_project):
+    cfg, generated = demo_project
+    first = generated.days[0]
+    data.write_predictions(cfg.data, first.batch_id, data.read_batch(cfg.data, first.batch_id).assign(probability=0.5))
+    label_file = cfg.data.labels / f"{first.labels_arrive}.parquet"
+    labels = pd.read_parquet(label_file)
+    pd.DataFrame({"customer_id": range(len(labels)), "churned": labels["churned"]}).to_parquet(label_file, index=False)
+    as_of = date.fromisoformat(first.labels_arrive)
+    with pytest.raises(DataError) as in_window:
+        data.labelled_batches(cfg.data, cfg.columns, as_of, n_batches=3)
+    message = str(in_window.value)
+    assert f"customer_id holds text ids in the prediction log of {first.batch_id} but int64 ids in the label files in" in message
+    assert "\n" not in message
+    with pytest.raises(DataError, match="customer_id holds text ids in the prediction log .* but int64 ids in the label files from"):
+        data.label_arrivals(cfg.data, cfg.columns, [first.batch_id], as_of)
