@@ -432,6 +432,7 @@ class LabelArrivals:
     arrival: np.ndarray  # datetime64[D] its label's first arrival, NaT while none has arrived
     label_ids: int  # distinct ids among the labels read
     matched_ids: int  # of which label a logged prediction
+    conflicts: int = 0  # ids labelled twice, differently, within one file
 
 
 def label_arrivals(cfg: DataConfig, schema: SchemaConfig, batch_ids: list[str], as_of: date) -> LabelArrivals:
@@ -449,7 +450,8 @@ def label_arrivals(cfg: DataConfig, schema: SchemaConfig, batch_ids: list[str], 
                         f"({', '.join(sorted({str(c.type) for c in chunks}))}); export ids as one type in every batch")
     batch_date = np.repeat(np.array(batch_ids, dtype="datetime64[D]"), [len(column) for column in logged])
     files = _label_files(cfg, as_of, date.fromisoformat(batch_ids[0]) if batch_ids else as_of)
-    labels = [check_labels(read_table(path), schema, path)[schema.id_column] for _, path in files]
+    frames = [check_labels(read_table(path), schema, path)[[schema.id_column, schema.target]] for _, path in files]
+    labels = [frame[schema.id_column] for frame in frames]
     label_arrival = np.repeat(np.array([day.isoformat() for day, _ in files], dtype="datetime64[D]"), [len(f) for f in labels])
     label_ids = pa.array(pd.concat(labels, ignore_index=True), from_pandas=True) if labels else pa.array([], pa.large_string())
     both = _comparable(pa.chunked_array(chunks, type=chunks[0].type).combine_chunks(), label_ids) if chunks and labels else None
@@ -457,14 +459,26 @@ def label_arrivals(cfg: DataConfig, schema: SchemaConfig, batch_ids: list[str], 
     if chunks and labels and both is None:
         raise _ids_of_two_types(schema, chunks[0], label_ids, f"the prediction log ({cfg.predictions})",
                                 f"the label files from {files[0][1].name} to {files[-1][1].name}")
+    distinct = int(pc.count_distinct(label_ids).as_py())
+    conflicts = _conflicts(frames, schema) if distinct < len(label_ids) else 0  # no id twice: nothing to look for
     if both is None:  # nothing to match
-        return LabelArrivals(batch_date, arrival, int(pc.count_distinct(label_ids).as_py()), 0)
+        return LabelArrivals(batch_date, arrival, distinct, 0, conflicts)
     position = pc.index_in(both[0], value_set=both[1]).fill_null(-1).to_numpy()
     found = position >= 0
     arrival[found] = label_arrival[position[found]]
     first = np.zeros(len(label_ids), dtype=bool)
     first[position[found]] = True  # each matched id at its first occurrence among the labels
-    return LabelArrivals(batch_date, arrival, int(pc.count_distinct(both[1]).as_py()), int(first.sum()))
+    return LabelArrivals(batch_date, arrival, distinct, int(first.sum()), conflicts)
+
+
+def _conflicts(frames: list[pd.DataFrame], schema: SchemaConfig) -> int:
+    """Ids given two different labels within one label file (its last row is the one used)."""
+    found = 0
+    for frame in frames:
+        twice = frame[frame[schema.id_column].duplicated(keep=False)]
+        if len(twice):
+            found += int((twice.groupby(schema.id_column)[schema.target].nunique() > 1).sum())
+    return found
 
 
 def labelled_batches(cfg: DataConfig, schema: SchemaConfig, as_of: date, n_batches: int | None = None,

@@ -319,6 +319,7 @@ class LabelStatus:
     deadline_days: int
     since: str | None = None  # the oldest batch counted (the status covers a bounded horizon)
     early: int = 0  # labels in files dated before their batch: not evaluated (a misnamed file), counted here
+    conflicts: int = 0  # ids labelled twice with different labels within one file: the last row is used, counted here
 
 
 def label_status(arrivals: LabelArrivals, as_of: date, deadline_days: int, since: str | None = None) -> LabelStatus:
@@ -341,6 +342,7 @@ def label_status(arrivals: LabelArrivals, as_of: date, deadline_days: int, since
         deadline_days=deadline_days,
         since=since,
         early=int(early.sum()),
+        conflicts=arrivals.conflicts,
     )
 
 

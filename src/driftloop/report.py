@@ -96,7 +96,8 @@ class MonitorReport:
                        "failed_share": self.health.failed_share}
         if self.labels is not None:
             values |= {"label_coverage": self.labels.coverage, "labels_overdue": float(self.labels.overdue),
-                       "labels_unknown_ids": float(self.labels.unknown_ids), "labels_early": float(self.labels.early)}
+                       "labels_unknown_ids": float(self.labels.unknown_ids), "labels_early": float(self.labels.early),
+                       "labels_conflicts": float(self.labels.conflicts)}
         return values
 
     def to_dict(self) -> dict:
@@ -160,6 +161,9 @@ class MonitorReport:
                       f"predictions labelled ({lb.coverage:.0%}), "
                       f"{lb.overdue} overdue (older than {lb.deadline_days} days, no label), {lb.unknown_ids} labels for unknown ids, "
                       f"latency median {_fmt(lb.median_latency_days, 1)} days."]
+            if lb.conflicts:
+                lines += [f"{lb.conflicts} ids were labelled twice with different labels within one label file: the file's "
+                          "last row for each is used; fix the export if that is not the truth."]
             if lb.early:
                 lines += [f"{lb.early} labels came in files dated before their batch: left out of evaluation; a label file "
                           "is named by the day it arrived, so check those files' names."]

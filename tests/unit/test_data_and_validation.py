@@ -146,3 +146,15 @@ def test_label_arrivals_match_the_logs_ids_to_the_first_arrival_of_their_label(c
     assert found.batch_date.astype(str).tolist() == ["2026-02-01"] * 3 + ["2026-02-02"] * 2
     assert found.arrival.astype(str).tolist() == ["2026-02-03", "2026-02-05", "NaT", "2026-02-03", "NaT"]
     assert (found.label_ids, found.matched_ids) == (4, 3)  # a, b, d matched; zz unknown
+
+
+def test_an_id_labelled_twice_differently_in_one_file_uses_its_last_row_and_is_counted(cfg):
+    data.write_predictions(cfg.data, "2026-02-01", pd.DataFrame({"customer_id": ["a", "b", "c"], "probability": 0.5,
+                                                                 "event_ts": pd.Timestamp("2026-02-01", tz="UTC")}))
+    cfg.data.labels.mkdir(parents=True, exist_ok=True)
+    # "a" twice with two labels (a conflict); "b" twice with the same label (a repeat, not a conflict)
+    pd.DataFrame({"customer_id": ["a", "b", "a", "b", "c"], "churned": [0, 1, 1, 1, 0]}).to_parquet(cfg.data.labels / "2026-02-02.parquet")
+    found = data.label_arrivals(cfg.data, cfg.columns, ["2026-02-01"], date(2026, 2, 2))
+    assert found.conflicts == 1 and (found.label_ids, found.matched_ids) == (3, 3)
+    window = data.labelled_batches(cfg.data, cfg.columns, date(2026, 2, 2), n_batches=1)
+    assert dict(zip(window["customer_id"], window["churned"])) == {"a": 1, "b": 1, "c": 0}  # the file's last row for "a"
