@@ -213,17 +213,20 @@ def cmd_demo_data(args) -> int:
 # -- running the loop ---------------------------------------------------------------------
 
 
-def _exit_on_sigterm(signum, frame) -> None:
-    raise SystemExit(128 + signum)
+def exit_on_sigterm() -> None:
+    """SIGTERM (a supervisor stopping the command, `kill`) becomes a normal exit, so the run ends and
+    the local Prefect API this process started is stopped with it (Python's default would leave
+    that server process running, orphaned)."""
+    def leave(signum, frame) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, leave)
 
 
 def _prepare_prefect() -> None:
-    """Before prefect is imported: its per-task INFO lines are for the UI, not this terminal.
-
-    SIGTERM (a supervisor stopping the command, `kill`) becomes a normal exit, so the run ends and
-    the local Prefect API this process started is stopped with it (Python's default would leave
-    that server process running, orphaned)."""
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    """Before prefect is imported: its per-task INFO lines are for the UI, not this terminal; and
+    SIGTERM ends the run cleanly (``exit_on_sigterm``)."""
+    exit_on_sigterm()
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     if not os.environ.get("PREFECT_API_URL"):
         # A throwaway API in this process: no telemetry (its heartbeat races the run for the SQLite

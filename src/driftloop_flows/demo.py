@@ -16,6 +16,7 @@ from pathlib import Path
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from driftloop import demo
+from driftloop.cli import exit_on_sigterm
 from driftloop.config import Config, load_config
 from driftloop.errors import DriftloopError
 from driftloop.registry import CHALLENGER, CHAMPION, Registry
@@ -130,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the previous demo's data and MLflow store")
     args = parser.parse_args(argv)
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # our table says what it would
+    exit_on_sigterm()
     try:
         return run(args.config, args.keep)
     except DriftloopError as exc:
