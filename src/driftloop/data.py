@@ -435,12 +435,32 @@ class LabelArrivals:
     conflicts: int = 0  # ids labelled twice, differently, within one file
 
 
-def label_arrivals(cfg: DataConfig, schema: SchemaConfig, batch_ids: list[str], as_of: date) -> LabelArrivals:
-    """When the label of each logged prediction of ``batch_ids`` arrived, from the label files that arrived
-    between the oldest of those batches and ``as_of`` (a label never arrives before its batch).
+@dataclass(frozen=True)
+class LabelMatches:
+    """The logged predictions of ``batch_ids``, oldest batch first, matched once against every label file
+    that arrived from the oldest of them to ``as_of``: the label status counts ``arrivals``, and the
+    matured window takes its labels from here instead of joining the same ids again."""
+    batch_ids: tuple[str, ...]
+    as_of: date
+    arrivals: LabelArrivals
+    newest: np.ndarray  # int32 per prediction: its label's row in ``labels``, from a file dated from its batch on; -1 if none
+    labels: pd.DataFrame  # the target and label_arrived of every label row read, newest first
 
-    Ids stay in Arrow and are matched in one hash lookup: no table of millions of Python strings,
-    no merge, no de-duplication pass (a corrected label counts from its first arrival)."""
+    def of_batch(self, batch_id: str) -> np.ndarray:
+        """``newest`` for the predictions of one of ``batch_ids``, in log order."""
+        start = int(np.searchsorted(self.arrivals.batch_date, np.datetime64(batch_id, "D"), side="left"))
+        stop = int(np.searchsorted(self.arrivals.batch_date, np.datetime64(batch_id, "D"), side="right"))
+        return self.newest[start:stop]
+
+
+def match_labels(cfg: DataConfig, schema: SchemaConfig, batch_ids: list[str], as_of: date) -> LabelMatches:
+    """Each logged prediction of ``batch_ids`` matched against the label files that arrived between the
+    oldest of those batches and ``as_of`` (a label never arrives before its batch), in one hash lookup.
+
+    Ids stay in Arrow: no table of millions of Python strings, no merge. The labels are put newest
+    first (the latest file first, a file's last row first), so each id's first match is the label
+    the window uses; its first arrival, which the status counts, takes a second lookup only when
+    an id has more than one label."""
     large = lambda a: a.cast(pa.large_string()) if pa.types.is_string(a.type) else a  # noqa: E731
     logged = [pq.read_table(cfg.predictions / f"{PARTITION}={b}" / "part-0.parquet", columns=[schema.id_column]).column(0)
               for b in batch_ids]
@@ -451,24 +471,55 @@ def label_arrivals(cfg: DataConfig, schema: SchemaConfig, batch_ids: list[str], 
     batch_date = np.repeat(np.array(batch_ids, dtype="datetime64[D]"), [len(column) for column in logged])
     files = _label_files(cfg, as_of, date.fromisoformat(batch_ids[0]) if batch_ids else as_of)
     frames = [check_labels(read_table(path), schema, path)[[schema.id_column, schema.target]] for _, path in files]
-    labels = [frame[schema.id_column] for frame in frames]
-    label_arrival = np.repeat(np.array([day.isoformat() for day, _ in files], dtype="datetime64[D]"), [len(f) for f in labels])
-    label_ids = pa.array(pd.concat(labels, ignore_index=True), from_pandas=True) if labels else pa.array([], pa.large_string())
-    both = _comparable(pa.chunked_array(chunks, type=chunks[0].type).combine_chunks(), label_ids) if chunks and labels else None
-    arrival = np.full(len(batch_date), np.datetime64("NaT", "D"))
-    if chunks and labels and both is None:
+    ids = [large(pa.array(frame[schema.id_column], from_pandas=True)) for frame in frames]
+    if len({a.type for a in ids}) > 1:
+        raise DataError(f"the label files in {cfg.labels} hold {schema.id_column} values of several types "
+                        f"({', '.join(sorted({str(a.type) for a in ids}))}); export ids as one type in every label file")
+    # Newest first is the files' rows read backwards: the latest file first, and within a file its last row first.
+    backwards = np.arange(sum(map(len, frames)) - 1, -1, -1)
+    # (pandas hands its Arrow text over as chunked arrays; concatenating their chunks copies once, quickly)
+    label_ids = pa.concat_arrays([c for a in ids for c in getattr(a, "chunks", [a])]).take(backwards) if frames else pa.array([], pa.large_string())
+    labels = _read_label_files([], schema).drop(columns=schema.id_column) if not frames else pd.DataFrame({
+        schema.target: pd.concat([frame[schema.target] for frame in frames], ignore_index=True).iloc[backwards].reset_index(drop=True),
+        "label_arrived": np.repeat(np.array([day for day, _ in files], dtype="datetime64[us]"), list(map(len, frames)))[backwards],
+    })
+    both = _comparable(pa.chunked_array(chunks, type=chunks[0].type), label_ids) if chunks and frames else None
+    if chunks and frames and both is None:
         raise _ids_of_two_types(schema, chunks[0], label_ids, f"the prediction log ({cfg.predictions})",
                                 f"the label files from {files[0][1].name} to {files[-1][1].name}")
-    distinct = int(pc.count_distinct(label_ids).as_py())
-    conflicts = _conflicts(frames, schema) if distinct < len(label_ids) else 0  # no id twice: nothing to look for
+    arrival = np.full(len(batch_date), np.datetime64("NaT", "D"))
     if both is None:  # nothing to match
-        return LabelArrivals(batch_date, arrival, distinct, 0, conflicts)
-    position = pc.index_in(both[0], value_set=both[1]).fill_null(-1).to_numpy()
-    found = position >= 0
-    arrival[found] = label_arrival[position[found]]
-    first = np.zeros(len(label_ids), dtype=bool)
-    first[position[found]] = True  # each matched id at its first occurrence among the labels
-    return LabelArrivals(batch_date, arrival, distinct, int(first.sum()), conflicts)
+        distinct = int(pc.count_distinct(label_ids).as_py())
+        conflicts = _conflicts(frames, schema) if distinct < len(label_ids) else 0
+        return LabelMatches(tuple(batch_ids), as_of, LabelArrivals(batch_date, arrival, distinct, 0, conflicts),
+                            np.full(len(batch_date), -1, dtype=np.int32), labels)
+    newest = pc.index_in(both[0], value_set=both[1]).fill_null(-1).to_numpy()
+    found = newest >= 0
+    matched = np.zeros(len(label_ids), dtype=bool)
+    matched[newest[found]] = True  # one row per matched id: its newest label
+    # Every other label row is an older label of a matched id or the label of an id never scored: counting the
+    # distinct ids hashes only those rows (none on clean data), not all the labels again.
+    others = pc.unique(label_ids.filter(pa.array(~matched)))
+    repeated = int(pc.sum(pc.is_in(label_ids.filter(pa.array(matched)), value_set=others)).as_py() or 0) if len(others) else 0
+    distinct = int(matched.sum()) + len(others) - repeated
+    conflicts = _conflicts(frames, schema) if distinct < len(label_ids) else 0  # no id twice: nothing to look for
+    label_day = labels["label_arrived"].to_numpy().astype("datetime64[D]")
+    first = newest
+    if distinct < len(label_ids):  # an id labelled more than once: its first arrival is its match in the oldest-first order
+        last = len(label_ids) - 1
+        first = pc.index_in(both[0], value_set=both[1].take(np.arange(last, -1, -1))).fill_null(-1).to_numpy()
+        first = np.where(first >= 0, last - first, -1)
+    arrival[found] = label_day[first[found]]
+    # The window takes a batch's labels from its day on: an id whose newest label is in an earlier file has none there.
+    early = np.zeros(len(batch_date), dtype=bool)
+    early[found] = label_day[newest[found]] < batch_date[found]
+    return LabelMatches(tuple(batch_ids), as_of, LabelArrivals(batch_date, arrival, distinct, int(matched.sum()), conflicts),
+                        np.where(early, -1, newest).astype(np.int32), labels)
+
+
+def label_arrivals(cfg: DataConfig, schema: SchemaConfig, batch_ids: list[str], as_of: date) -> LabelArrivals:
+    """When the label of each logged prediction of ``batch_ids`` first arrived (``match_labels``)."""
+    return match_labels(cfg, schema, batch_ids, as_of).arrivals
 
 
 def _conflicts(frames: list[pd.DataFrame], schema: SchemaConfig) -> int:
@@ -482,14 +533,15 @@ def _conflicts(frames: list[pd.DataFrame], schema: SchemaConfig) -> int:
 
 
 def labelled_batches(cfg: DataConfig, schema: SchemaConfig, as_of: date, n_batches: int | None = None,
-                     columns: list[str] | None = None) -> pd.DataFrame:
+                     columns: list[str] | None = None, matches: LabelMatches | None = None) -> pd.DataFrame:
     """Logged predictions whose label has arrived by ``as_of``, oldest batch first: those of the
     ``n_batches`` newest batches that have any, or of every batch; only the log's ``columns``, given
     (the id and the batch are always read).
 
     Walks back from ``as_of`` and stops there, so a run's cost follows the window, not the
     history. A label never arrives before the batch it labels, so batch ``b`` needs only the
-    label files that arrived from ``b`` on, read as the walk reaches them.
+    label files that arrived from ``b`` on, read as the walk reaches them. The newest batches
+    that ``matches`` (as of the same day) covers take their labels from it, with no join.
     """
     batches = [b for b in logged_batches(cfg) if date.fromisoformat(b) <= as_of]
     files = _label_files(cfg, as_of)
@@ -500,7 +552,12 @@ def labelled_batches(cfg: DataConfig, schema: SchemaConfig, as_of: date, n_batch
         return joined.sort_values([PARTITION, schema.timestamp_column], kind="stable", ignore_index=True)
     arrivals = [arrived for arrived, _ in files]
     labels, unread, found = _read_label_files([], schema), len(files), []
-    for batch in reversed(batches):
+    if matches is not None:
+        if matches.as_of != as_of:
+            raise ValueError(f"label matches as of {matches.as_of} cannot serve a window as of {as_of}")
+        found = _matched_batches(cfg, matches, columns, n_batches, schema.timestamp_column)
+    unmatched = [b for b in batches if matches is None or not matches.batch_ids or b < matches.batch_ids[0]]
+    for batch in reversed(unmatched if len(found) < n_batches else []):
         first_new = bisect.bisect_left(arrivals, date.fromisoformat(batch))
         if first_new < unread:
             # newest first, so a corrected label that arrived later is the one matched
@@ -516,6 +573,22 @@ def labelled_batches(cfg: DataConfig, schema: SchemaConfig, as_of: date, n_batch
     if not found:  # no labels yet: an empty frame with the log's columns
         return join_labels(read_predictions(cfg, batches[-1:], columns), labels.iloc[0:0], schema)
     return pd.concat(found[::-1], ignore_index=True)  # oldest batch first, each in time order
+
+
+def _matched_batches(cfg: DataConfig, matches: LabelMatches, columns: list[str] | None, n_batches: int,
+                     timestamp: str) -> list[pd.DataFrame]:
+    """Up to ``n_batches`` of the newest batches of ``matches`` with any label, newest first, each in time order."""
+    found = []
+    for batch in reversed(matches.batch_ids):
+        newest = matches.of_batch(batch)
+        labelled = newest >= 0
+        if labelled.any():
+            logged = read_predictions(cfg, [batch], columns)[labelled].reset_index(drop=True)
+            joined = pd.concat([logged, matches.labels.iloc[newest[labelled]].reset_index(drop=True)], axis=1)
+            found.append(joined.sort_values(timestamp, kind="stable", ignore_index=True))
+        if len(found) == n_batches:
+            break
+    return found
 
 
 def last_batches(frame: pd.DataFrame, n_batches: int, skip_latest: int = 0) -> pd.DataFrame:

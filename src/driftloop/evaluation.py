@@ -26,7 +26,7 @@ from sklearn.linear_model import LogisticRegression
 from driftloop.comparison import (
     BLOCK_CELLS, BOOTSTRAP_MAX_ROWS, METRIC_DIRECTION, bootstrap_intervals, predicted_class, weighted_multiclass_metrics,
 )
-from driftloop.intervals import analytic_intervals, influence, z_score
+from driftloop.intervals import analytic_intervals, influences, z_score
 from driftloop.config import EvaluationConfig, MetricThreshold, Task
 from driftloop.data import LabelArrivals
 
@@ -216,8 +216,7 @@ def _measure(task: Task, y: np.ndarray, output: np.ndarray, cfg: EvaluationConfi
     """Every metric of the task with its interval (and, given ``classes``, every class's): analytic above
     ``cfg.bootstrap_max_rows`` rows, where the values come with their influence; the bootstrap below."""
     if len(y) > cfg.bootstrap_max_rows:
-        found = influence(task, y, output, cfg.decision_threshold, classes)
-        return {m: f.value for m, f in found.items()}, analytic_intervals(found, cfg.confidence)
+        return analytic_intervals(influences(task, y, output, cfg.decision_threshold, classes), cfg.confidence)
     return (task_metrics(task, y, output, cfg.decision_threshold, classes),
             bootstrap_intervals(task, y, output, cfg.decision_threshold, cfg.n_bootstrap, cfg.confidence, rng, classes))
 

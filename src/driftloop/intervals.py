@@ -15,6 +15,7 @@ millions of rows take seconds, where a bootstrap takes replicates x rows.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,25 +55,38 @@ def _mean(values: np.ndarray) -> Influence:
 def _roc_auc(positive: np.ndarray, score: np.ndarray) -> Influence:
     """DeLong: each positive's share of negatives scored below it (ties half), each negative's share of
     positives scored above it; the AUC is the mean of either, its variance theirs over their counts.
-    One sort: rows with equal scores form a group, and a group's counts give every member's placement."""
+    One sort: rows with equal scores form a group, and a group's counts give every member's placement.
+    Written to hold a few row vectors at a time (a window has millions of rows)."""
     is_pos = positive.astype(bool)
     n_pos = int(is_pos.sum())
     n_neg = len(score) - n_pos
     if n_pos == 0 or n_neg == 0:
         return Influence(float("nan"), np.full(len(score), np.nan))
     order = np.argsort(score, kind="stable")
-    sorted_score, sorted_pos = score[order], is_pos[order]
-    starts = np.flatnonzero(np.r_[True, sorted_score[1:] != sorted_score[:-1]])
-    group = np.cumsum(np.r_[True, sorted_score[1:] != sorted_score[:-1]]) - 1
-    pos_in = np.add.reduceat(sorted_pos.astype("int64"), starts)
+    sorted_score = score[order]
+    starts_group = np.empty(len(score), dtype=bool)
+    starts_group[0] = True
+    np.not_equal(sorted_score[1:], sorted_score[:-1], out=starts_group[1:])
+    del sorted_score
+    sorted_pos = is_pos[order]
+    starts = np.flatnonzero(starts_group)
+    group = np.cumsum(starts_group, dtype=np.int64)
+    group -= 1
+    del starts_group
+    pos_in = np.add.reduceat(sorted_pos, starts, dtype=np.int64)
     neg_in = np.diff(np.r_[starts, len(score)]) - pos_in
-    neg_below = np.cumsum(neg_in) - neg_in
-    pos_above = n_pos - np.cumsum(pos_in)
-    placement = np.where(sorted_pos, (neg_below + 0.5 * neg_in)[group] / n_neg, (pos_above + 0.5 * pos_in)[group] / n_pos)
+    del starts
+    # a positive's placement: the negatives below its group and half its group's; a negative's: the positives above
+    placement = ((n_pos - np.cumsum(pos_in) + 0.5 * pos_in) / n_pos)[group]
+    placement[sorted_pos] = ((np.cumsum(neg_in) - 0.5 * neg_in) / n_neg)[group[sorted_pos]]
+    del group, pos_in, neg_in
     auc = placement[sorted_pos].mean()
     share = n_pos / len(score)
+    placement -= auc
+    placement[sorted_pos] /= share
+    placement[~sorted_pos] /= 1 - share
     influence = np.empty(len(score))
-    influence[order] = np.where(sorted_pos, (placement - auc) / share, (placement - auc) / (1 - share))
+    influence[order] = placement
     return Influence(float(auc), influence)
 
 
@@ -80,20 +94,19 @@ def _f1(picked: np.ndarray, actual: np.ndarray) -> Influence:
     return _ratio(2 * picked * actual, picked + actual)
 
 
-def binary_influence(y: np.ndarray, probability: np.ndarray, threshold: float) -> dict[str, Influence]:
+def binary_influence(y: np.ndarray, probability: np.ndarray, threshold: float) -> Iterator[tuple[str, Influence]]:
+    """Each metric in turn, so a caller that reduces them one by one holds one row vector at a time."""
     y = np.asarray(y, dtype="float64")
     probability = np.asarray(probability, dtype="float64")
     picked = (probability >= threshold).astype("float64")
+    yield "roc_auc", _roc_auc(y, probability)
+    yield "accuracy", _rate((picked == y).astype("float64"), np.ones(len(y)))
+    yield "f1", _f1(picked, y)
+    yield "precision", _rate(y, picked)
+    yield "recall", _rate(picked, y)
     clipped = np.clip(probability, 1e-15, 1 - 1e-15)
-    return {
-        "roc_auc": _roc_auc(y, probability),
-        "accuracy": _rate((picked == y).astype("float64"), np.ones(len(y))),
-        "f1": _f1(picked, y),
-        "precision": _rate(y, picked),
-        "recall": _rate(picked, y),
-        "log_loss": _mean(-(y * np.log(clipped) + (1 - y) * np.log(1 - clipped))),
-        "brier": _mean((probability - y) ** 2),
-    }
+    yield "log_loss", _mean(-(y * np.log(clipped) + (1 - y) * np.log(1 - clipped)))
+    yield "brier", _mean((probability - y) ** 2)
 
 
 def class_metric_key(metric: str, name: str) -> str:
@@ -158,12 +171,19 @@ def regression_influence(y: np.ndarray, prediction: np.ndarray) -> dict[str, Inf
     }
 
 
-def influence(task: str, y: np.ndarray, output: np.ndarray, threshold: float, classes: tuple[str, ...] = ()) -> dict[str, Influence]:
+def influences(task: str, y: np.ndarray, output: np.ndarray, threshold: float,
+               classes: tuple[str, ...] = ()) -> Iterator[tuple[str, Influence]]:
+    """(metric, its influence) for every metric of the task, computed as they are taken."""
     if task == "regression":
-        return regression_influence(y, output)
-    if task == "multiclass_classification":
-        return multiclass_influence(y, output, classes)
-    return binary_influence(y, output, threshold)
+        yield from regression_influence(y, output).items()
+    elif task == "multiclass_classification":
+        yield from multiclass_influence(y, output, classes).items()
+    else:
+        yield from binary_influence(y, output, threshold)
+
+
+def influence(task: str, y: np.ndarray, output: np.ndarray, threshold: float, classes: tuple[str, ...] = ()) -> dict[str, Influence]:
+    return dict(influences(task, y, output, threshold, classes))
 
 
 def z_score(confidence: float) -> float:
@@ -184,17 +204,20 @@ def wilson(successes: int, trials: int, confidence: float) -> tuple[float, float
     return (float(centre - half), float(centre + half))
 
 
-def analytic_intervals(found: dict[str, Influence], confidence: float) -> dict[str, tuple[float, float]]:
-    """Each metric's interval: Wilson's for a plain rate, value +- z standard errors otherwise."""
+def analytic_intervals(found: dict[str, Influence] | Iterable[tuple[str, Influence]],
+                       confidence: float) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
+    """Each metric's value and interval: Wilson's for a plain rate, value +- z standard errors otherwise.
+    Given ``influences(...)``, each metric's row vector is dropped as soon as its interval is known."""
     z = z_score(confidence)
-    intervals = {}
-    for metric, f in found.items():
+    values, intervals = {}, {}
+    for metric, f in found.items() if isinstance(found, dict) else found:
+        values[metric] = f.value
         if f.trials is not None:
             intervals[metric] = wilson(f.successes, f.trials, confidence)
         else:
             half = z * _standard_error(f.influence)
             intervals[metric] = (f.value - half, f.value + half)
-    return intervals
+    return values, intervals
 
 
 def paired_interval(new: Influence, old: Influence, sign: float, confidence: float) -> tuple[float, float]:

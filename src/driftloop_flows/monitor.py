@@ -198,14 +198,26 @@ def log_predictions(cfg: Config, batch_id: str, scored, version: str):
     return data.write_predictions(cfg.data, batch_id, scored.assign(model_version=version))
 
 
+@io_task(name="match labels")
+def match_labels(cfg: Config, batch_id: str) -> data.LabelMatches:
+    """The logged predictions of the newest ``2 * evaluation.label_deadline_batches`` batches, matched once
+    against the label files: every prediction turns overdue inside that horizon, so a run reads a bounded
+    slice of the log (ids only) and of the label files however long the history grows. The label status
+    and the matured window both read it."""
+    as_of = date.fromisoformat(batch_id)
+    horizon = [b for b in data.logged_batches(cfg.data) if date.fromisoformat(b) <= as_of][-2 * cfg.evaluation.label_deadline_batches:]
+    return data.match_labels(cfg.data, cfg.columns, horizon, as_of)
+
+
 @io_task(name="read matured window")
-def matured_window(cfg: Config, batch_id: str):
+def matured_window(cfg: Config, batch_id: str, matches: data.LabelMatches):
     """Logged predictions of the newest ``evaluation.window_batches`` batches whose labels have arrived:
     the columns evaluation reads, not the features."""
     columns = cfg.columns
     window = data.labelled_batches(
         cfg.data, columns, date.fromisoformat(batch_id), n_batches=cfg.evaluation.window_batches,
-        columns=[columns.timestamp_column, *training.output_columns(columns), *columns.segments, *cfg.evaluation.fairness_columns])
+        columns=[columns.timestamp_column, *training.output_columns(columns), *columns.segments, *cfg.evaluation.fairness_columns],
+        matches=matches)
     return window[window[training.output_columns(columns)].notna().all(axis=1)]  # rows that failed to score have nothing to evaluate
 
 
@@ -226,15 +238,11 @@ def evaluate_matured(cfg: Config, window, reference_metrics: dict) -> evaluation
     )
 
 
-@io_task(name="label status")
-def read_label_status(cfg: Config, batch_id: str) -> evaluation.LabelStatus:
-    """Coverage, latency and overdue labels of the newest ``2 * evaluation.label_deadline_batches`` logged
-    batches: every prediction turns overdue inside that horizon, and a run reads a bounded slice of
-    the log (ids only) and of the label files however long the history grows."""
-    as_of = date.fromisoformat(batch_id)
-    horizon = [b for b in data.logged_batches(cfg.data) if date.fromisoformat(b) <= as_of][-2 * cfg.evaluation.label_deadline_batches:]
-    return evaluation.label_status(data.label_arrivals(cfg.data, cfg.columns, horizon, as_of), as_of,
-                                   cfg.evaluation.label_deadline_batches * cfg.data.period_days, horizon[0] if horizon else None)
+@compute_task(name="label status")
+def read_label_status(cfg: Config, batch_id: str, matches: data.LabelMatches) -> evaluation.LabelStatus:
+    """Coverage, latency and overdue labels of the batches ``matches`` covers."""
+    return evaluation.label_status(matches.arrivals, date.fromisoformat(batch_id), cfg.evaluation.label_deadline_batches * cfg.data.period_days,
+                                   matches.batch_ids[0] if matches.batch_ids else None)
 
 
 @compute_task(name="estimate performance")
@@ -258,12 +266,12 @@ def estimate(cfg: Config, champion: LoadedModel, scored, window, batch_id: str, 
 
 
 @compute_task(name="measure drift")
-def measure_drift(cfg: Config, champion: LoadedModel, scored: execution.ScoredBatch, window) -> tuple[drift.DriftReport, drift.DriftReport | None, drift.DriftReport | None]:
-    """Features, predictions and (on matured labels) the target, each a family of its own."""
+def measure_drift(cfg: Config, champion: LoadedModel, summary: drift.DriftSummary, window) -> tuple[drift.DriftReport, drift.DriftReport | None, drift.DriftReport | None]:
+    """Features, predictions (both from the batch's ``summary``) and, on matured labels, the target, each a family of its own."""
     profile = champion.profile
-    features = drift.test_summary(profile, scored.drift, cfg.columns.features, cfg.drift)
+    features = drift.test_summary(profile, summary, cfg.columns.features, cfg.drift)
     outputs = profile.known((training.PROBABILITY, training.PREDICTION))
-    predictions = drift.test_summary(profile, scored.drift, outputs, cfg.drift) if outputs else None
+    predictions = drift.test_summary(profile, summary, outputs, cfg.drift) if outputs else None
     has_target = (cfg.columns.target in profile.categorical or cfg.columns.target in profile.numeric) and not window.empty
     target = drift.detect_drift(profile, window, (cfg.columns.target,), cfg.drift) if has_target else None
     return features, predictions, target
@@ -424,21 +432,26 @@ def _monitor_batch(cfg: Config, batch_id: str, config_path: str, retrain_inline:
 
     champion = load_model(cfg, CHAMPION)
     scoring = score_batch(cfg, champion, frame)
-    scored = scoring.frame
-    log_predictions(cfg, batch_id, scored, champion.ref.version)
+    log_predictions(cfg, batch_id, scoring.frame, champion.ref.version)
     mark(cfg, batch_id, "scored", f"champion v{champion.ref.version}")
+    rows, summary = len(frame), scoring.drift
+    health = evaluation.service_health(scoring.frame["scored"].to_numpy(), scoring.seconds, scoring.model_calls,
+                                       cfg.evaluation.max_failed_share, batch_id, scoring.where, scoring.partitions)
+    scored = scoring.frame[[*training.output_columns(cfg.columns), "scored"]]
+    del frame, scoring  # logged and summarised: the batch's features are not held through evaluation
 
-    window = matured_window(cfg, batch_id)
+    matches = match_labels(cfg, batch_id)
+    labels = read_label_status(cfg, batch_id, matches)
+    window = matured_window(cfg, batch_id, matches)
+    del matches  # its arrays grow with the horizon's predictions: not held through evaluation
     performance = evaluate_matured(cfg, window, champion.reference_metrics)
     estimated, estimated_checks, estimated_matured = estimate(cfg, champion, scored, window, batch_id, champion.reference_metrics)
-    features, predictions, target = measure_drift(cfg, champion, scoring, window)
-    health = evaluation.service_health(scored["scored"].to_numpy(), scoring.seconds, scoring.model_calls,
-                                       cfg.evaluation.max_failed_share, batch_id, scoring.where, scoring.partitions)
+    features, predictions, target = measure_drift(cfg, champion, summary, window)
     since, gate_failure = retrain_history(cfg, batch_id, performance.window[-1] if performance and performance.window else None)
     decision = decide_retraining(features, performance, predictions, target, since, cfg.policy,
                                  estimated=estimated_checks, health=health, batch_id=batch_id, gate_failure=gate_failure)
-    report = MonitorReport(batch_id, champion.ref.version, len(frame), checked.summary, features, predictions, target,
-                           performance, decision, read_label_status(cfg, batch_id), estimated, estimated_checks, estimated_matured,
+    report = MonitorReport(batch_id, champion.ref.version, rows, checked.summary, features, predictions, target,
+                           performance, decision, labels, estimated, estimated_checks, estimated_matured,
                            health)
     run_id = publish_report(cfg, report, checked, task_seconds(started))
     publish_artifacts(cfg, report, run_id)

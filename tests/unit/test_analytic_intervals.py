@@ -5,7 +5,7 @@ import pytest
 
 from driftloop.comparison import METRIC_DIRECTION, bootstrap_intervals, paired_differences
 from driftloop.evaluation import Calibration, estimate_performance, task_metrics
-from driftloop.intervals import analytic_intervals, influence, wilson
+from driftloop.intervals import analytic_intervals, influence, influences, wilson
 
 CLASSES = ("keep", "upgrade", "downgrade")
 # 200 windows put a coverage of 95% within about +-3 points (binomial sd 1.5): the seeds are fixed, so a
@@ -52,7 +52,7 @@ def _coverage(task, draw, classes=()):
     hits = dict.fromkeys(truth, 0)
     for _ in range(N_WINDOWS):
         y, output = draw(rng, WINDOW_ROWS)[:2]
-        intervals = analytic_intervals(influence(task, y, output, 0.5, classes), 0.95)
+        intervals = analytic_intervals(influences(task, y, output, 0.5, classes), 0.95)[1]
         for metric, (low, high) in intervals.items():
             hits[metric] += low <= truth[metric] <= high
     return {metric: count / N_WINDOWS for metric, count in hits.items()}
@@ -105,7 +105,8 @@ def test_analytic_values_are_the_metrics_and_intervals_match_the_bootstrap(task,
     expected = task_metrics(task, y, output, 0.5, classes)
     assert set(found) == set(expected)
     assert {m: f.value for m, f in found.items()} == pytest.approx(expected, rel=1e-9)
-    analytic = analytic_intervals(found, 0.95)
+    values, analytic = analytic_intervals(found, 0.95)
+    assert values == {m: f.value for m, f in found.items()}
     bootstrap = bootstrap_intervals(task, y, output, 0.5, 400, 0.95, np.random.default_rng(0), classes)
     for metric, (low, high) in analytic.items():
         b_low, b_high = bootstrap[metric]

@@ -121,6 +121,24 @@ def test_a_corrected_label_arriving_later_wins_in_the_matured_window(cfg):
     assert dict(zip(window["customer_id"], window["churned"])) == {"2026-02-01-0": 1, "2026-02-03-0": 1}
 
 
+@pytest.mark.parametrize("horizon", [0, 1, 3, 7])
+def test_the_window_taken_from_label_matches_equals_the_walk_whatever_batches_they_cover(cfg, horizon):
+    days = [f"2026-02-0{d}" for d in range(1, 8)]
+    labels = {f"2026-02-0{d + 2}": {f"2026-02-0{d}-{i}": d % 2 for i in range(3)} for d in (1, 2, 3, 5)}
+    labels["2026-02-06"] = {"2026-02-01-0": 0, "2026-02-06-1": 1}  # a correction of day 1; day 6's own label, on its day
+    labels["2026-02-02"] = {"2026-02-04-2": 1}  # dated before the batch it names: early, never in that batch's window
+    labels["2026-02-07"] |= {"nobody": 1}  # an id never scored
+    _log_days(cfg, days, labels)
+    as_of = date(2026, 2, 7)
+    for n_batches in (1, 3, 6):
+        walked = data.labelled_batches(cfg.data, cfg.columns, as_of, n_batches=n_batches)
+        matches = data.match_labels(cfg.data, cfg.columns, days[len(days) - horizon:], as_of)
+        taken = data.labelled_batches(cfg.data, cfg.columns, as_of, n_batches=n_batches, matches=matches)
+        pd.testing.assert_frame_equal(taken, walked)
+    assert dict(zip(walked["customer_id"], walked["churned"]))["2026-02-01-0"] == 0  # the correction, in both
+    assert "2026-02-04-2" not in set(walked["customer_id"])
+
+
 def test_a_window_without_labels_is_empty_but_has_the_log_columns(cfg):
     _log_days(cfg, ["2026-02-01"], {})
     window = data.labelled_batches(cfg.data, cfg.columns, date(2026, 2, 1), n_batches=3)
