@@ -477,8 +477,9 @@ def match_labels(cfg: DataConfig, schema: SchemaConfig, batch_ids: list[str], as
                         f"({', '.join(sorted({str(a.type) for a in ids}))}); export ids as one type in every label file")
     # Newest first is the files' rows read backwards: the latest file first, and within a file its last row first.
     backwards = np.arange(sum(map(len, frames)) - 1, -1, -1)
-    # (pandas hands its Arrow text over as chunked arrays; concatenating their chunks copies once, quickly)
-    label_ids = pa.concat_arrays([c for a in ids for c in getattr(a, "chunks", [a])]).take(backwards) if frames else pa.array([], pa.large_string())
+    # pandas hands its Arrow text over as chunked arrays: concatenating their chunks copies once, quickly
+    label_ids = (pa.concat_arrays([c for a in ids for c in getattr(a, "chunks", [a])]).take(backwards) if frames
+                 else pa.array([], pa.large_string()))
     labels = _read_label_files([], schema).drop(columns=schema.id_column) if not frames else pd.DataFrame({
         schema.target: pd.concat([frame[schema.target] for frame in frames], ignore_index=True).iloc[backwards].reset_index(drop=True),
         "label_arrived": np.repeat(np.array([day for day, _ in files], dtype="datetime64[us]"), list(map(len, frames)))[backwards],

@@ -239,9 +239,10 @@ def evaluate_matured(cfg: Config, window, reference_metrics: dict) -> evaluation
 
 
 @compute_task(name="label status")
-def read_label_status(cfg: Config, batch_id: str, matches: data.LabelMatches) -> evaluation.LabelStatus:
+def count_labels(cfg: Config, batch_id: str, matches: data.LabelMatches) -> evaluation.LabelStatus:
     """Coverage, latency and overdue labels of the batches ``matches`` covers."""
-    return evaluation.label_status(matches.arrivals, date.fromisoformat(batch_id), cfg.evaluation.label_deadline_batches * cfg.data.period_days,
+    deadline_days = cfg.evaluation.label_deadline_batches * cfg.data.period_days
+    return evaluation.label_status(matches.arrivals, date.fromisoformat(batch_id), deadline_days,
                                    matches.batch_ids[0] if matches.batch_ids else None)
 
 
@@ -441,7 +442,7 @@ def _monitor_batch(cfg: Config, batch_id: str, config_path: str, retrain_inline:
     del frame, scoring  # logged and summarised: the batch's features are not held through evaluation
 
     matches = match_labels(cfg, batch_id)
-    labels = read_label_status(cfg, batch_id, matches)
+    labels = count_labels(cfg, batch_id, matches)
     window = matured_window(cfg, batch_id, matches)
     del matches  # its arrays grow with the horizon's predictions: not held through evaluation
     performance = evaluate_matured(cfg, window, champion.reference_metrics)
