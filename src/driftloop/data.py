@@ -292,6 +292,7 @@ def write_predictions(cfg: DataConfig, batch_id: str, scored: pd.DataFrame) -> P
     """Write one batch's partition of the prediction log; a rerun replaces it, never duplicates."""
     folder = cfg.predictions / f"{PARTITION}={batch_id}"
     folder.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(folder / MATCHES, ignore_errors=True)  # what its labels matched belongs to the rows it replaces
     return _write_atomic(folder / "part-0.parquet", lambda tmp: scored.assign(**{PARTITION: batch_id}).to_parquet(tmp, index=False))
 
 
@@ -430,92 +431,258 @@ def join_labels(predictions: pd.DataFrame, labels: pd.DataFrame, schema: SchemaC
 class LabelArrivals:
     batch_date: np.ndarray  # datetime64[D], one per logged prediction
     arrival: np.ndarray  # datetime64[D] its label's first arrival, NaT while none has arrived
-    label_ids: int  # distinct ids among the labels read
-    matched_ids: int  # of which label a logged prediction
+    unknown_ids: int  # ids in the counted label files that no logged prediction of the batches has
     conflicts: int = 0  # ids labelled twice, differently, within one file
 
 
 @dataclass(frozen=True)
 class LabelMatches:
-    """The logged predictions of ``batch_ids``, oldest batch first, matched once against every label file
-    that arrived from the oldest of them to ``as_of``: the label status counts ``arrivals``, and the
-    matured window takes its labels from here instead of joining the same ids again."""
+    """The logged predictions of ``batch_ids`` (oldest batch first) matched against the label files that
+    arrived from the oldest of them to ``as_of``: the label status counts ``arrivals``, and the matured
+    window takes ``window`` instead of joining the same ids again."""
     batch_ids: tuple[str, ...]
     as_of: date
     arrivals: LabelArrivals
-    newest: np.ndarray  # int32 per prediction: its label's row in ``labels``, from a file dated from its batch on; -1 if none
-    labels: pd.DataFrame  # the target and label_arrived of every label row read, newest first
-
-    def of_batch(self, batch_id: str) -> np.ndarray:
-        """``newest`` for the predictions of one of ``batch_ids``, in log order."""
-        start = int(np.searchsorted(self.arrivals.batch_date, np.datetime64(batch_id, "D"), side="left"))
-        stop = int(np.searchsorted(self.arrivals.batch_date, np.datetime64(batch_id, "D"), side="right"))
-        return self.newest[start:stop]
+    window: dict[str, pd.DataFrame]  # newest first, the newest ``keep`` batches with a label from their day on:
+    keep: int  # their labelled log rows (``row``), each with its newest such label and when it arrived
 
 
-def match_labels(cfg: DataConfig, schema: SchemaConfig, batch_ids: list[str], as_of: date) -> LabelMatches:
+# Beside each batch's log partition: one file per label file matched against it, written once.
+MATCHES = "_labels"
+LABEL_FACTS = "_label_files"
+
+
+def _fingerprint(path: Path) -> list[int]:
+    stat = path.stat()
+    return [stat.st_size, stat.st_mtime_ns]
+
+
+def _as_large(ids):
+    return ids.cast(pa.large_string()) if pa.types.is_string(ids.type) else ids
+
+
+def _chunked(ids) -> pa.ChunkedArray:
+    """Ids as one chunked array, text as large_string, whether pandas or parquet handed them over."""
+    return pa.chunked_array([_as_large(c) for c in (ids.chunks if isinstance(ids, pa.ChunkedArray) else [ids])])
+
+
+class _LabelFile:
+    """One label file as matching reads it: its ids, and its checked labels only when they are needed. A
+    parquet file checked by an earlier run (its facts are kept) gives its ids alone."""
+
+    def __init__(self, path: Path, schema: SchemaConfig, checked: bool):
+        self.path, self._schema, self._frame = path, schema, None
+        if checked and path.suffix == ".parquet":
+            ids = pq.read_table(path, columns=[schema.id_column]).column(0)
+        else:
+            ids = pa.array(self.frame[schema.id_column], from_pandas=True)
+        self.ids = _chunked(ids)
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        if self._frame is None:
+            columns = [self._schema.id_column, self._schema.target]
+            self._frame = check_labels(read_table(self.path), self._schema, self.path)[columns].reset_index(drop=True)
+        return self._frame
+
+    @property
+    def target(self) -> pd.Series:
+        return self.frame[self._schema.target]
+
+
+def _pair_path(cfg: DataConfig, batch_id: str, label_file: Path) -> Path:
+    return cfg.predictions / f"{PARTITION}={batch_id}" / MATCHES / f"{label_file.name}.parquet"
+
+
+def _read_pair(path: Path, stamp: dict) -> pa.Table | None:
+    """What an earlier run matched for this batch and label file, unless either has changed since (or
+    the file is damaged: it is matched again)."""
+    try:
+        table = pq.read_table(path)
+        return table if json.loads(table.schema.metadata[b"driftloop"]) == stamp else None
+    except (OSError, ValueError, KeyError, TypeError, pa.ArrowException):
+        return None
+
+
+def _write_pair(cfg: DataConfig, batch_id: str, found: _LabelFile, rows: np.ndarray, label_rows: np.ndarray, stamp: dict) -> pa.Table:
+    table = pa.table({"row": pa.array(rows, pa.int32()), "label_row": pa.array(label_rows, pa.int32()),
+                      # (no label: the labels themselves are not read)
+                      "target": pa.array(found.target.iloc[label_rows], from_pandas=True) if len(label_rows) else pa.nulls(0)})
+    table = table.replace_schema_metadata({"driftloop": json.dumps(stamp)})
+    path = _pair_path(cfg, batch_id, found.path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomic(path, lambda tmp: pq.write_table(table, tmp))
+    return table
+
+
+def _facts_path(cfg: DataConfig, label_file: Path) -> Path:
+    return cfg.predictions / LABEL_FACTS / f"{label_file.name}.json"
+
+
+def _read_facts(cfg: DataConfig, label_file: Path) -> dict | None:
+    """Rows and conflicts (ids labelled twice, differently) of a label file, kept when a run first checked
+    it; None when no run has, or the file changed since."""
+    try:
+        facts = json.loads(_facts_path(cfg, label_file).read_text(encoding="utf-8"))
+        return facts if facts["labels"] == _fingerprint(label_file) else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _write_facts(cfg: DataConfig, schema: SchemaConfig, found: _LabelFile) -> dict:
+    facts = {"labels": _fingerprint(found.path), "rows": len(found.frame), "conflicts": _conflicts([found.frame], schema)}
+    path = _facts_path(cfg, found.path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomic(path, lambda tmp: tmp.write_text(json.dumps(facts), encoding="utf-8"))
+    return facts
+
+
+def _match_new_pairs(cfg: DataConfig, schema: SchemaConfig, missing: list[tuple[str, date, Path]], stamps: dict,
+                     log_ids, read) -> dict[tuple[str, str], pa.Table]:
+    """Match each (batch, label file) pair no earlier run matched, hashing the smaller side once: a new
+    label file against every batch (one lookup), a new batch against every older label file (one lookup)."""
+    by_file: dict[Path, list[str]] = {}
+    for batch, _, path in missing:
+        by_file.setdefault(path, []).append(batch)
+    by_batch: dict[str, list[Path]] = {}
+    found: dict[tuple[str, str], pa.Table] = {}
+    for path, batches in by_file.items():
+        if len(batches) == 1:
+            by_batch.setdefault(batches[0], []).append(path)
+            continue
+        labels = read(path)
+        last = len(labels.ids) - 1
+        backwards = labels.ids.take(np.arange(last, -1, -1)).combine_chunks()  # an id twice in one file: its last row is its label
+        keys = [log_ids(b) for b in batches]
+        both = _comparable_ids(cfg, schema, pa.chunked_array([c for k in keys for c in k.chunks]), backwards, path)
+        position = pc.index_in(both[0], value_set=both[1]).fill_null(-1).to_numpy()
+        start = 0
+        for batch, key in zip(batches, keys):
+            part = position[start:start + len(key)]
+            start += len(key)
+            rows = np.flatnonzero(part >= 0)
+            found[(batch, path.name)] = _write_pair(cfg, batch, labels, rows, last - part[rows], stamps[(batch, path.name)])
+    for batch, paths in by_batch.items():
+        key = log_ids(batch).combine_chunks()
+        labels = [read(path) for path in paths]
+        both = _comparable_ids(cfg, schema, key, pa.chunked_array([c for f in labels for c in f.ids.chunks]), paths[0])
+        position = pc.index_in(both[1], value_set=both[0]).fill_null(-1).to_numpy()
+        start = 0
+        for found_file in labels:
+            part = position[start:start + len(found_file.ids)]
+            start += len(found_file.ids)
+            label_rows = np.flatnonzero(part >= 0)[::-1]  # last row first: np.unique keeps an id's last label
+            rows, first = np.unique(part[label_rows], return_index=True)
+            found[(batch, found_file.path.name)] = _write_pair(cfg, batch, found_file, rows, label_rows[first],
+                                                               stamps[(batch, found_file.path.name)])
+    return found
+
+
+def _comparable_ids(cfg: DataConfig, schema: SchemaConfig, logged, labels, path: Path):
+    both = _comparable(logged, labels)
+    if both is None:
+        raise _ids_of_two_types(schema, logged, labels, f"the prediction log ({cfg.predictions})", f"the label file {path.name}")
+    return both
+
+
+def match_labels(cfg: DataConfig, schema: SchemaConfig, batch_ids: list[str], as_of: date, keep: int = 0,
+                 unknown_from: date | None = None) -> LabelMatches:
     """Each logged prediction of ``batch_ids`` matched against the label files that arrived between the
-    oldest of those batches and ``as_of`` (a label never arrives before its batch), in one hash lookup.
+    oldest of those batches and ``as_of`` (a label never arrives before its batch).
 
-    Ids stay in Arrow: no table of millions of Python strings, no merge. The labels are put newest
-    first (the latest file first, a file's last row first), so each id's first match is the label
-    the window uses; its first arrival, which the status counts, takes a second lookup only when
-    an id has more than one label."""
-    large = lambda a: a.cast(pa.large_string()) if pa.types.is_string(a.type) else a  # noqa: E731
-    logged = [pq.read_table(cfg.predictions / f"{PARTITION}={b}" / "part-0.parquet", columns=[schema.id_column]).column(0)
-              for b in batch_ids]
-    chunks = [large(chunk) for column in logged for chunk in column.chunks]
-    if len({chunk.type for chunk in chunks}) > 1:
-        raise DataError(f"the prediction log in {cfg.predictions} holds {schema.id_column} values of several types "
-                        f"({', '.join(sorted({str(c.type) for c in chunks}))}); export ids as one type in every batch")
-    batch_date = np.repeat(np.array(batch_ids, dtype="datetime64[D]"), [len(column) for column in logged])
+    Incremental: what a (batch, label file) pair matched is kept beside the batch's log (``_labels/``)
+    and reused while neither file changes, so a run matches only the new label files against the
+    batches and the new batches against the label files, whatever the horizon. Ids stay in Arrow:
+    no table of millions of Python strings, no merge. ``keep``: how many of the newest batches with
+    labels the window takes; ``unknown_from``: count labels for unknown ids only in files from that day on.
+    """
     files = _label_files(cfg, as_of, date.fromisoformat(batch_ids[0]) if batch_ids else as_of)
-    frames = [check_labels(read_table(path), schema, path)[[schema.id_column, schema.target]] for _, path in files]
-    ids = [large(pa.array(frame[schema.id_column], from_pandas=True)) for frame in frames]
-    if len({a.type for a in ids}) > 1:
-        raise DataError(f"the label files in {cfg.labels} hold {schema.id_column} values of several types "
-                        f"({', '.join(sorted({str(a.type) for a in ids}))}); export ids as one type in every label file")
-    # Newest first is the files' rows read backwards: the latest file first, and within a file its last row first.
-    backwards = np.arange(sum(map(len, frames)) - 1, -1, -1)
-    # pandas hands its Arrow text over as chunked arrays: concatenating their chunks copies once, quickly
-    label_ids = (pa.concat_arrays([c for a in ids for c in getattr(a, "chunks", [a])]).take(backwards) if frames
-                 else pa.array([], pa.large_string()))
-    labels = _read_label_files([], schema).drop(columns=schema.id_column) if not frames else pd.DataFrame({
-        schema.target: pd.concat([frame[schema.target] for frame in frames], ignore_index=True).iloc[backwards].reset_index(drop=True),
-        "label_arrived": np.repeat(np.array([day for day, _ in files], dtype="datetime64[us]"), list(map(len, frames)))[backwards],
-    })
-    both = _comparable(pa.chunked_array(chunks, type=chunks[0].type), label_ids) if chunks and frames else None
-    if chunks and frames and both is None:
-        raise _ids_of_two_types(schema, chunks[0], label_ids, f"the prediction log ({cfg.predictions})",
-                                f"the label files from {files[0][1].name} to {files[-1][1].name}")
+    logs = {b: cfg.predictions / f"{PARTITION}={b}" / "part-0.parquet" for b in batch_ids}
+    stamps = {(b, path.name): {"log": _fingerprint(logs[b]), "labels": _fingerprint(path)} for b in batch_ids for _, path in files}
+    pairs = {(b, path.name): _read_pair(_pair_path(cfg, b, path), stamps[(b, path.name)]) for b in batch_ids for _, path in files}
+    facts = {path.name: _read_facts(cfg, path) for _, path in files}
+    read_files: dict[Path, _LabelFile] = {}
+
+    def read(path: Path) -> _LabelFile:
+        if path not in read_files:
+            found = _LabelFile(path, schema, checked=facts[path.name] is not None)
+            if read_files and found.ids.type != (seen := next(iter(read_files.values())).ids).type:
+                raise DataError(f"the label files in {cfg.labels} hold {schema.id_column} values of several types ({seen.type} "
+                                f"and {found.ids.type} in {path.name}); export ids as one type in every label file")
+            read_files[path] = found
+        return read_files[path]
+
+    read_logs: dict[str, pa.ChunkedArray] = {}
+
+    def log_ids(batch: str) -> pa.ChunkedArray:
+        if batch not in read_logs:
+            read_logs[batch] = pa.chunked_array([_as_large(c) for c in pq.read_table(logs[batch], columns=[schema.id_column]).column(0).chunks])
+        return read_logs[batch]
+
+    missing = [(b, day, path) for b in batch_ids for day, path in files if pairs[(b, path.name)] is None]
+    if len({log_ids(b).type for b, _, _ in missing}) > 1:
+        raise DataError(f"the prediction log in {cfg.predictions} holds {schema.id_column} values of several types "
+                        f"({', '.join(sorted({str(log_ids(b).type) for b, _, _ in missing}))}); export ids as one type in every batch")
+    pairs |= _match_new_pairs(cfg, schema, missing, stamps, log_ids, read)
+    facts = {path.name: facts[path.name] or _write_facts(cfg, schema, read(path)) for _, path in files}
+    read_files.clear()  # the ids and labels read to match new pairs: not held while the matches are summed up
+    read_logs.clear()
+
+    sizes = [pq.ParquetFile(logs[b]).metadata.num_rows for b in batch_ids]
+    batch_date = np.repeat(np.array(batch_ids, dtype="datetime64[D]"), sizes)
     arrival = np.full(len(batch_date), np.datetime64("NaT", "D"))
-    if both is None:  # nothing to match
-        distinct = int(pc.count_distinct(label_ids).as_py())
-        conflicts = _conflicts(frames, schema) if distinct < len(label_ids) else 0
-        return LabelMatches(tuple(batch_ids), as_of, LabelArrivals(batch_date, arrival, distinct, 0, conflicts),
-                            np.full(len(batch_date), -1, dtype=np.int32), labels)
-    newest = pc.index_in(both[0], value_set=both[1]).fill_null(-1).to_numpy()
-    found = newest >= 0
-    matched = np.zeros(len(label_ids), dtype=bool)
-    matched[newest[found]] = True  # one row per matched id: its newest label
-    # Every other label row is an older label of a matched id or the label of an id never scored: counting the
-    # distinct ids hashes only those rows (none on clean data), not all the labels again.
-    others = pc.unique(label_ids.filter(pa.array(~matched)))
-    repeated = int(pc.sum(pc.is_in(label_ids.filter(pa.array(matched)), value_set=others)).as_py() or 0) if len(others) else 0
-    distinct = int(matched.sum()) + len(others) - repeated
-    conflicts = _conflicts(frames, schema) if distinct < len(label_ids) else 0  # no id twice: nothing to look for
-    label_day = labels["label_arrived"].to_numpy().astype("datetime64[D]")
-    first = newest
-    if distinct < len(label_ids):  # an id labelled more than once: its first arrival is its match in the oldest-first order
-        last = len(label_ids) - 1
-        first = pc.index_in(both[0], value_set=both[1].take(np.arange(last, -1, -1))).fill_null(-1).to_numpy()
-        first = np.where(first >= 0, last - first, -1)
-    arrival[found] = label_day[first[found]]
-    # The window takes a batch's labels from its day on: an id whose newest label is in an earlier file has none there.
-    early = np.zeros(len(batch_date), dtype=bool)
-    early[found] = label_day[newest[found]] < batch_date[found]
-    return LabelMatches(tuple(batch_ids), as_of, LabelArrivals(batch_date, arrival, distinct, int(matched.sum()), conflicts),
-                        np.where(early, -1, newest).astype(np.int32), labels)
+    days = np.array([day for day, _ in files], dtype="datetime64[D]")
+    counted = {path.name: np.zeros(facts[path.name]["rows"], dtype=bool)
+               for day, path in files if unknown_from is None or day >= unknown_from}
+    window: dict[str, pd.DataFrame] = {}
+    offsets = np.r_[0, np.cumsum(sizes)]
+    for i in reversed(range(len(batch_ids))):
+        batch, tables = batch_ids[i], [pairs.pop((batch_ids[i], path.name)) for _, path in files]
+        for (_, path), table in zip(files, tables):
+            if path.name in counted:
+                counted[path.name][table.column("label_row").to_numpy()] = True
+        rows = np.concatenate([t.column("row").to_numpy() for t in tables]) if tables else np.array([], dtype=np.int32)
+        if not len(rows):
+            continue
+        file_of = np.repeat(np.arange(len(tables)), [t.num_rows for t in tables])
+        first = np.full(sizes[i], np.iinfo(np.int64).max)
+        np.minimum.at(first, rows, days.astype("int64")[file_of])
+        labelled = first < np.iinfo(np.int64).max
+        arrival[offsets[i]:offsets[i + 1]][labelled] = first[labelled].astype("datetime64[D]")
+        if len(window) < keep:
+            window_labels = _newest_labels(schema, batch, tables, rows, file_of, days)
+            if window_labels is not None:
+                window[batch] = window_labels
+    unknown = sum(_unknown_ids(read(path).ids, matched) for path, matched in
+                  ((p, counted[p.name]) for _, p in files if p.name in counted) if not matched.all())
+    return LabelMatches(tuple(batch_ids), as_of, LabelArrivals(batch_date, arrival, unknown, sum(f["conflicts"] for f in facts.values())),
+                        window, keep)
+
+
+def _newest_labels(schema: SchemaConfig, batch: str, tables: list[pa.Table], rows: np.ndarray, file_of: np.ndarray,
+                   days: np.ndarray) -> pd.DataFrame | None:
+    """The batch's labelled rows with their newest label from a file dated from the batch's day on (an
+    earlier file's label is early: counted, never used), or None when it has none."""
+    entry = np.arange(len(rows), dtype=np.int64)
+    proper = days[file_of] >= np.datetime64(batch, "D")
+    if not proper.any():
+        return None
+    best = np.full(int(rows.max()) + 1, -1, dtype=np.int64)
+    np.maximum.at(best, rows[proper], (file_of[proper].astype(np.int64) << 32) | entry[proper])  # the newest file wins
+    labelled = np.flatnonzero(best >= 0)
+    chosen = best[labelled] & 0xFFFFFFFF
+    targets = pd.concat([t.column("target").to_pandas() for t in tables if t.num_rows], ignore_index=True)
+    return pd.DataFrame({"row": labelled,
+                         schema.target: targets.iloc[chosen].reset_index(drop=True).astype(_target_dtype(schema)),
+                         "label_arrived": days[file_of[chosen]].astype("datetime64[us]")})
+
+
+def _unknown_ids(ids: pa.ChunkedArray, matched: np.ndarray) -> int:
+    """Distinct ids among the rows no logged prediction matched, less those matched through another row."""
+    others = pc.unique(ids.filter(pa.array(~matched)))
+    if not matched.any() or not len(others):
+        return len(others)
+    return len(others) - int(pc.sum(pc.is_in(others, value_set=ids.filter(pa.array(matched)).combine_chunks())).as_py() or 0)
 
 
 def label_arrivals(cfg: DataConfig, schema: SchemaConfig, batch_ids: list[str], as_of: date) -> LabelArrivals:
@@ -554,8 +721,9 @@ def labelled_batches(cfg: DataConfig, schema: SchemaConfig, as_of: date, n_batch
     arrivals = [arrived for arrived, _ in files]
     labels, unread, found = _read_label_files([], schema), len(files), []
     if matches is not None:
-        if matches.as_of != as_of:
-            raise ValueError(f"label matches as of {matches.as_of} cannot serve a window as of {as_of}")
+        if matches.as_of != as_of or matches.keep < n_batches:
+            raise ValueError(f"label matches as of {matches.as_of} for {matches.keep} batches cannot serve a window of "
+                             f"{n_batches} as of {as_of}")
         found = _matched_batches(cfg, matches, columns, n_batches, schema.timestamp_column)
     unmatched = [b for b in batches if matches is None or not matches.batch_ids or b < matches.batch_ids[0]]
     for batch in reversed(unmatched if len(found) < n_batches else []):
@@ -580,15 +748,10 @@ def _matched_batches(cfg: DataConfig, matches: LabelMatches, columns: list[str] 
                      timestamp: str) -> list[pd.DataFrame]:
     """Up to ``n_batches`` of the newest batches of ``matches`` with any label, newest first, each in time order."""
     found = []
-    for batch in reversed(matches.batch_ids):
-        newest = matches.of_batch(batch)
-        labelled = newest >= 0
-        if labelled.any():
-            logged = read_predictions(cfg, [batch], columns)[labelled].reset_index(drop=True)
-            joined = pd.concat([logged, matches.labels.iloc[newest[labelled]].reset_index(drop=True)], axis=1)
-            found.append(joined.sort_values(timestamp, kind="stable", ignore_index=True))
-        if len(found) == n_batches:
-            break
+    for batch, labels in list(matches.window.items())[:n_batches]:
+        logged = read_predictions(cfg, [batch], columns).iloc[labels["row"].to_numpy()].reset_index(drop=True)
+        joined = pd.concat([logged, labels.drop(columns="row")], axis=1)
+        found.append(joined.sort_values(timestamp, kind="stable", ignore_index=True))
     return found
 
 

@@ -312,7 +312,7 @@ class LabelStatus:
     n_labelled: int
     coverage: float  # share of logged predictions with a label
     overdue: int  # predictions older than the deadline with no label: reported, never silently dropped
-    unknown_ids: int  # labels for ids that were never scored
+    unknown_ids: int  # ids in recent label files (a deadline after the horizon starts) that no prediction of the horizon has
     median_latency_days: float | None
     p90_latency_days: float | None
     deadline_days: int
@@ -335,7 +335,7 @@ def label_status(arrivals: LabelArrivals, as_of: date, deadline_days: int, since
         n_labelled=int(arrived.sum()),
         coverage=float(arrived.mean()) if n else 0.0,
         overdue=int(((~arrived) & (age > deadline_days)).sum()),
-        unknown_ids=arrivals.label_ids - arrivals.matched_ids,
+        unknown_ids=arrivals.unknown_ids,
         median_latency_days=float(np.median(latency)) if len(latency) else None,
         p90_latency_days=float(np.quantile(latency, 0.9)) if len(latency) else None,
         deadline_days=deadline_days,

@@ -205,8 +205,13 @@ def match_labels(cfg: Config, batch_id: str) -> data.LabelMatches:
     slice of the log (ids only) and of the label files however long the history grows. The label status
     and the matured window both read it."""
     as_of = date.fromisoformat(batch_id)
-    horizon = [b for b in data.logged_batches(cfg.data) if date.fromisoformat(b) <= as_of][-2 * cfg.evaluation.label_deadline_batches:]
-    return data.match_labels(cfg.data, cfg.columns, horizon, as_of)
+    logged = [b for b in data.logged_batches(cfg.data) if date.fromisoformat(b) <= as_of]
+    horizon = logged[-2 * cfg.evaluation.label_deadline_batches:]
+    # Once batches have left the horizon, a label file from its first days labels them too: their ids
+    # are not unknown, so only files from a deadline after its start are searched for unknown ids.
+    unknown_from = (date.fromisoformat(horizon[0]) + timedelta(days=cfg.evaluation.label_deadline_batches * cfg.data.period_days)
+                    if len(logged) > len(horizon) else None)
+    return data.match_labels(cfg.data, cfg.columns, horizon, as_of, keep=cfg.evaluation.window_batches, unknown_from=unknown_from)
 
 
 @io_task(name="read matured window")

@@ -318,5 +318,5 @@ def test_ids_of_another_type_in_the_labels_are_one_line_naming_both_not_silently
     message = str(in_window.value)
     assert f"customer_id holds text ids in the prediction log of {first.batch_id} but int64 ids in the label files in" in message
     assert "\n" not in message
-    with pytest.raises(DataError, match="customer_id holds text ids in the prediction log .* but int64 ids in the label files from"):
+    with pytest.raises(DataError, match=f"customer_id holds text ids in the prediction log .* but int64 ids in the label file {first.labels_arrive}.parquet;"):
         data.label_arrivals(cfg.data, cfg.columns, [first.batch_id], as_of)

@@ -80,7 +80,7 @@ def test_fairness_gaps_compare_segments_with_their_threshold(rng):
 def test_label_status_counts_coverage_latency_overdue_and_unknown_ids():
     arrivals = LabelArrivals(batch_date=np.array(["2026-02-01"] * 2 + ["2026-02-09"] * 2, dtype="datetime64[D]"),
                              arrival=np.array(["2026-02-03", "NaT", "2026-02-10", "NaT"], dtype="datetime64[D]"),
-                             label_ids=3, matched_ids=2)
+                             unknown_ids=1)
     status = label_status(arrivals, date(2026, 2, 10), deadline_days=7, since="2026-02-01")
     assert (status.n_labelled, status.coverage, status.overdue, status.unknown_ids) == (2, 0.5, 1, 1)
     assert status.median_latency_days == 1.5 and status.early == 0
@@ -88,7 +88,7 @@ def test_label_status_counts_coverage_latency_overdue_and_unknown_ids():
 
 def test_a_label_in_a_file_dated_before_its_batch_is_counted_as_early_not_as_labelled():
     arrivals = LabelArrivals(batch_date=np.array(["2026-02-05"] * 3, dtype="datetime64[D]"),
-                             arrival=np.array(["2026-02-04", "2026-02-06", "NaT"], dtype="datetime64[D]"), label_ids=2, matched_ids=2)
+                             arrival=np.array(["2026-02-04", "2026-02-06", "NaT"], dtype="datetime64[D]"), unknown_ids=0)
     status = label_status(arrivals, date(2026, 2, 6), deadline_days=7)
     assert (status.early, status.n_labelled, status.median_latency_days) == (1, 1, 1.0)
 
