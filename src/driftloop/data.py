@@ -228,7 +228,7 @@ class QuarantinedBatch:
 def _write_atomic(path: Path, write) -> Path:
     """``write(temporary path)``, then one rename: a reader never sees half a file, and a failed write
     (a full disk) leaves the old file, no temporary one, and one line saying what happened."""
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # two runs writing one file never share a temporary
     try:
         write(tmp)
         tmp.replace(path)
@@ -505,9 +505,8 @@ def _read_pair(path: Path, stamp: dict) -> pa.Table | None:
 
 
 def _write_pair(cfg: DataConfig, batch_id: str, found: _LabelFile, rows: np.ndarray, label_rows: np.ndarray, stamp: dict) -> pa.Table:
-    table = pa.table({"row": pa.array(rows, pa.int32()), "label_row": pa.array(label_rows, pa.int32()),
-                      # (no label: the labels themselves are not read)
-                      "target": pa.array(found.target.iloc[label_rows], from_pandas=True) if len(label_rows) else pa.nulls(0)})
+    target = pa.array(found.target.iloc[label_rows], from_pandas=True) if len(label_rows) else pa.nulls(0)  # none: not read
+    table = pa.table({"row": pa.array(rows, pa.int32()), "label_row": pa.array(label_rows, pa.int32()), "target": target})
     table = table.replace_schema_metadata({"driftloop": json.dumps(stamp)})
     path = _pair_path(cfg, batch_id, found.path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -537,12 +536,13 @@ def _write_facts(cfg: DataConfig, schema: SchemaConfig, found: _LabelFile) -> di
     return facts
 
 
-def _match_new_pairs(cfg: DataConfig, schema: SchemaConfig, missing: list[tuple[str, date, Path]], stamps: dict,
+def _match_new_pairs(cfg: DataConfig, schema: SchemaConfig, missing: list[tuple[str, Path]], stamps: dict,
                      log_ids, read) -> dict[tuple[str, str], pa.Table]:
-    """Match each (batch, label file) pair no earlier run matched, hashing the smaller side once: a new
-    label file against every batch (one lookup), a new batch against every older label file (one lookup)."""
+    """Match each (batch, label file) pair no earlier run matched, each side hashed once: a label file
+    new to several batches (today's) against all of them in one lookup, then a batch new to the
+    remaining files (today's batch, against the older files) against all of those in one lookup."""
     by_file: dict[Path, list[str]] = {}
-    for batch, _, path in missing:
+    for batch, path in missing:
         by_file.setdefault(path, []).append(batch)
     by_batch: dict[str, list[Path]] = {}
     found: dict[tuple[str, str], pa.Table] = {}
@@ -619,10 +619,10 @@ def match_labels(cfg: DataConfig, schema: SchemaConfig, batch_ids: list[str], as
             read_logs[batch] = pa.chunked_array([_as_large(c) for c in pq.read_table(logs[batch], columns=[schema.id_column]).column(0).chunks])
         return read_logs[batch]
 
-    missing = [(b, day, path) for b in batch_ids for day, path in files if pairs[(b, path.name)] is None]
-    if len({log_ids(b).type for b, _, _ in missing}) > 1:
+    missing = [(b, path) for b in batch_ids for _, path in files if pairs[(b, path.name)] is None]
+    if len(types := {str(log_ids(b).type) for b, _ in missing}) > 1:
         raise DataError(f"the prediction log in {cfg.predictions} holds {schema.id_column} values of several types "
-                        f"({', '.join(sorted({str(log_ids(b).type) for b, _, _ in missing}))}); export ids as one type in every batch")
+                        f"({', '.join(sorted(types))}); export ids as one type in every batch")
     pairs |= _match_new_pairs(cfg, schema, missing, stamps, log_ids, read)
     facts = {path.name: facts[path.name] or _write_facts(cfg, schema, read(path)) for _, path in files}
     read_files.clear()  # the ids and labels read to match new pairs: not held while the matches are summed up
