@@ -443,8 +443,10 @@ class LabelMatches:
     batch_ids: tuple[str, ...]
     as_of: date
     arrivals: LabelArrivals
-    window: dict[str, pd.DataFrame]  # newest first, the newest ``keep`` batches with a label from their day on:
-    keep: int  # their labelled log rows (``row``), each with its newest such label and when it arrived
+    # The newest ``keep`` batches with a label from their day on, newest first: each one's labelled log
+    # rows (``row``), with the newest such label and the day it arrived.
+    window: dict[str, pd.DataFrame]
+    keep: int
 
 
 # Beside each batch's log partition: one file per label file matched against it, written once.
@@ -598,7 +600,8 @@ def match_labels(cfg: DataConfig, schema: SchemaConfig, batch_ids: list[str], as
     """
     files = _label_files(cfg, as_of, date.fromisoformat(batch_ids[0]) if batch_ids else as_of)
     logs = {b: cfg.predictions / f"{PARTITION}={b}" / "part-0.parquet" for b in batch_ids}
-    stamps = {(b, path.name): {"log": _fingerprint(logs[b]), "labels": _fingerprint(path)} for b in batch_ids for _, path in files}
+    log_stamps, label_stamps = {b: _fingerprint(p) for b, p in logs.items()}, {path.name: _fingerprint(path) for _, path in files}
+    stamps = {(b, name): {"log": log_stamps[b], "labels": label_stamps[name]} for b in batch_ids for name in label_stamps}
     pairs = {(b, path.name): _read_pair(_pair_path(cfg, b, path), stamps[(b, path.name)]) for b in batch_ids for _, path in files}
     facts = {path.name: _read_facts(cfg, path) for _, path in files}
     read_files: dict[Path, _LabelFile] = {}
@@ -653,8 +656,8 @@ def match_labels(cfg: DataConfig, schema: SchemaConfig, batch_ids: list[str], as
             window_labels = _newest_labels(schema, batch, tables, rows, file_of, days)
             if window_labels is not None:
                 window[batch] = window_labels
-    unknown = sum(_unknown_ids(read(path).ids, matched) for path, matched in
-                  ((p, counted[p.name]) for _, p in files if p.name in counted) if not matched.all())
+    unknown = sum(_unknown_ids(read(path).ids, counted[path.name]) for _, path in files
+                  if path.name in counted and not counted[path.name].all())
     return LabelMatches(tuple(batch_ids), as_of, LabelArrivals(batch_date, arrival, unknown, sum(f["conflicts"] for f in facts.values())),
                         window, keep)
 

@@ -204,13 +204,12 @@ def wilson(successes: int, trials: int, confidence: float) -> tuple[float, float
     return (float(centre - half), float(centre + half))
 
 
-def analytic_intervals(found: dict[str, Influence] | Iterable[tuple[str, Influence]],
-                       confidence: float) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
+def analytic_intervals(found: Iterable[tuple[str, Influence]], confidence: float) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
     """Each metric's value and interval: Wilson's for a plain rate, value +- z standard errors otherwise.
     Given ``influences(...)``, each metric's row vector is dropped as soon as its interval is known."""
     z = z_score(confidence)
     values, intervals = {}, {}
-    for metric, f in found.items() if isinstance(found, dict) else found:
+    for metric, f in found:
         values[metric] = f.value
         if f.trials is not None:
             intervals[metric] = wilson(f.successes, f.trials, confidence)

@@ -105,7 +105,7 @@ def test_analytic_values_are_the_metrics_and_intervals_match_the_bootstrap(task,
     expected = task_metrics(task, y, output, 0.5, classes)
     assert set(found) == set(expected)
     assert {m: f.value for m, f in found.items()} == pytest.approx(expected, rel=1e-9)
-    values, analytic = analytic_intervals(found, 0.95)
+    values, analytic = analytic_intervals(found.items(), 0.95)
     assert values == {m: f.value for m, f in found.items()}
     bootstrap = bootstrap_intervals(task, y, output, 0.5, 400, 0.95, np.random.default_rng(0), classes)
     for metric, (low, high) in analytic.items():
