@@ -4,12 +4,16 @@ The flows measure every task with :func:`measure`; the monitor logs each run's t
 MLflow run (``seconds.<task>``), `make bench-cycle` reads the stages back, and the debug log has
 every one. Peak RSS is the process's high-water mark during the
 stage (Linux resets it per stage through /proc/self/clear_refs; elsewhere it is the peak so far).
+Stages may overlap (tasks submitted side by side): the high-water mark is then reset only when no
+other stage is running, so a stage's peak is never lost, and CPU seconds, being the process's,
+count the work of every stage running at the time.
 """
 
 from __future__ import annotations
 
 import logging
 import resource
+import threading
 import time
 from collections import deque
 from contextlib import contextmanager
@@ -22,6 +26,7 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Stage:
     name: str
+    started: float  # time.perf_counter() at its start: overlapping stages are told apart
     wall_seconds: float
     cpu_seconds: float  # of the whole process: every thread's work during the stage
     peak_rss_mb: float
@@ -30,6 +35,8 @@ class Stage:
 # The newest stages of this process; bounded, so a long-lived worker does not grow with its runs.
 RECORDED: deque[Stage] = deque(maxlen=10_000)
 _counted = 0  # stages ever recorded in this process
+_running = 0  # stages measured right now, in any thread
+_lock = threading.Lock()
 
 
 def mark() -> int:
@@ -62,13 +69,18 @@ def peak_rss_mb() -> float:
 
 @contextmanager
 def measure(name: str):
-    global _counted
-    reset_peak_rss()
+    global _counted, _running
+    with _lock:
+        if not _running:
+            reset_peak_rss()
+        _running += 1
     wall, cpu = time.perf_counter(), time.process_time()
     try:
         yield
     finally:
-        stage = Stage(name, time.perf_counter() - wall, time.process_time() - cpu, peak_rss_mb())
-        RECORDED.append(stage)
-        _counted += 1
+        stage = Stage(name, wall, time.perf_counter() - wall, time.process_time() - cpu, peak_rss_mb())
+        with _lock:
+            _running -= 1
+            RECORDED.append(stage)
+            _counted += 1
         logger.debug("%s: %.2f s wall, %.2f s CPU, peak RSS %.0f MB", name, stage.wall_seconds, stage.cpu_seconds, stage.peak_rss_mb)

@@ -98,12 +98,20 @@ def release_batch(cfg: Config, batch_id: str, owner: str) -> None:
 
 @io_task(name="check file names")
 def check_files(cfg: Config, batch_id: str | None) -> None:
-    """The file contract, before anything is read or written: the batch id, the label files,
-    (when every new batch is taken) the batch files' names, and the expectation suite."""
+    """The file contract, before anything is read or written: the batch id, the label files and
+    (when every new batch is taken) the batch files' names and the expectation suite. A run of one
+    batch checks its suite in `check suite`, while its champion loads."""
     if batch_id is not None:
         data.check_batch_id(batch_id)
     data.check_folders(cfg.data, incoming=batch_id is None)
-    validation.check_suite(cfg.validation, cfg.columns)  # a suite error is the config's, never a batch's
+    if batch_id is None:
+        validation.check_suite(cfg.validation, cfg.columns)
+
+
+@io_task(name="check suite")
+def check_suite(cfg: Config) -> None:
+    """A suite error is the config's, never a batch's: checked before the batch is received."""
+    validation.check_suite(cfg.validation, cfg.columns)
 
 
 @io_task(name="connect to Dask")
@@ -148,7 +156,6 @@ def read_batch(cfg: Config, batch_id: str):
         kept = _quarantine(cfg, batch_id, str(exc), {"batch_id": batch_id, "passed": False, "error": str(exc)},
                            f"# Batch {batch_id}: QUARANTINED before validation\n\n{exc}\n")
         raise BatchRejected(f"{exc} (quarantined: {kept.path}{_kept_note(kept)})") from None
-    Ledger(cfg.ledger).record(batch_id, "received", f"{len(frame)} rows from {path.name}")
     return frame
 
 
@@ -426,7 +433,14 @@ def _monitor_batch(cfg: Config, batch_id: str, config_path: str, retrain_inline:
     mark = functools.partial(mark_claimed, owner=owner)
     if cfg.execution.dask_address:
         connect_cluster(cfg)
+    # The champion loads (the MLflow store and skops imports, about 2 s) while the batch is read and
+    # the suite checked, and scores while the batch is validated: on two cores that overlap saves
+    # seconds. Its output is used, and the prediction log written, only for a batch that passed.
+    loading = load_model.submit(cfg, CHAMPION)
     frame = read_batch(cfg, batch_id)
+    check_suite(cfg)
+    mark(cfg, batch_id, "received", f"{len(frame)} rows from {data.batch_path(cfg.data, batch_id).name}")
+    scoring = score_batch.submit(cfg, loading, frame)
 
     checked = validate_batch(cfg, frame, batch_id)
     if not checked.passed:
@@ -436,8 +450,8 @@ def _monitor_batch(cfg: Config, batch_id: str, config_path: str, retrain_inline:
     for warning in checked.warnings:
         logger.warning("validation warning on %s: %s %s", warning.column, warning.expectation, warning.detail)
 
-    champion = load_model(cfg, CHAMPION)
-    scoring = score_batch(cfg, champion, frame)
+    champion = loading.result()  # first: a missing champion says so, not that scoring lacked its input
+    scoring = scoring.result()
     log_predictions(cfg, batch_id, scoring.frame, champion.ref.version)
     mark(cfg, batch_id, "scored", f"champion v{champion.ref.version}")
     rows, summary = len(frame), scoring.drift
@@ -450,9 +464,11 @@ def _monitor_batch(cfg: Config, batch_id: str, config_path: str, retrain_inline:
     labels = count_labels(cfg, batch_id, matches)
     window = matured_window(cfg, batch_id, matches)
     del matches  # its arrays grow with the horizon's predictions: not held through evaluation
-    performance = evaluate_matured(cfg, window, champion.reference_metrics)
-    estimated, estimated_checks, estimated_matured = estimate(cfg, champion, scored, window, batch_id, champion.reference_metrics)
+    # Drift beside evaluation; the estimate after it (both beside would peak above 1.5 GB at 1M rows).
+    evaluating = evaluate_matured.submit(cfg, window, champion.reference_metrics)
     features, predictions, target = measure_drift(cfg, champion, summary, window)
+    performance = evaluating.result()
+    estimated, estimated_checks, estimated_matured = estimate(cfg, champion, scored, window, batch_id, champion.reference_metrics)
     since, gate_failure = retrain_history(cfg, batch_id, performance.window[-1] if performance and performance.window else None)
     decision = decide_retraining(features, performance, predictions, target, since, cfg.policy,
                                  estimated=estimated_checks, health=health, batch_id=batch_id, gate_failure=gate_failure)

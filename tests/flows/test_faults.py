@@ -90,7 +90,7 @@ def test_a_run_without_a_batch_id_takes_every_batch_not_done_oldest_first(projec
     assert again.is_completed() and again.result() == []  # nothing new: an ok run, not a failure
 
 
-def test_a_suite_naming_an_unknown_column_fails_the_run_before_any_batch_is_read(tmp_path):
+def test_a_suite_naming_an_unknown_column_fails_the_run_before_any_batch_is_received(tmp_path):
     """A suite error is the config's: no batch is received, quarantined or judged by it."""
     suite = json.loads((ROOT / "expectations" / "churn_batch.json").read_text())
     suite["expectations"].append({"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "incme"}})

@@ -79,10 +79,11 @@ def test_a_reviewer_approves_the_challenger_in_the_prefect_ui(made_up, project, 
         page.goto(f"{made_up['api'].removesuffix('/api')}/runs/flow-run/{run.id}")
         page.get_by_role("button", name="Resume").click()
         form = page.get_by_role("dialog")
-        assert form.get_by_text(f"Review churn-classifier v{version}: gate PASSED").is_visible()
-        assert form.get_by_text("(Optional)").count() == 3  # comment, override, override reason; decision and reviewer are required
+        # expect() waits for the dialog to render (a loaded machine lags); is_visible() would look once
+        expect(form.get_by_text(f"Review churn-classifier v{version}: gate PASSED")).to_be_visible()
+        expect(form.get_by_text("(Optional)")).to_have_count(3)  # comment, override, override reason; decision and reviewer are required
         form.get_by_role("button", name="Submit").click()  # an empty form is refused in the browser, nothing is sent
-        assert form.get_by_text("'reviewer' is a required property").is_visible()
+        expect(form.get_by_text("'reviewer' is a required property")).to_be_visible()
         pick(page, "Decision", "approve")
         write(page, "Reviewer", "dana")
         write(page, "Comment", "recovers AUC on every segment")
