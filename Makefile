@@ -13,7 +13,7 @@ export GX_ANALYTICS_ENABLED ?= false
 # A new machine's first ephemeral Prefect API creates its database: give it longer than the 20 s default.
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 
-.PHONY: install lock browser demo test test-unit test-flows test-integration bench-drift bench-window bench-evaluate bench-cycle mlflow-ui up down ps clean
+.PHONY: install lock browser prometheus demo test test-unit test-flows test-integration bench-drift bench-window bench-evaluate bench-cycle mlflow-ui up down ps clean
 
 install: $(VENV)/.installed
 
@@ -40,6 +40,12 @@ browser:
 	@test -x $(CHROMIUM) || { echo "installing Debian's chromium for the browser tests (needs root: apt-get)"; \
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 
+# The Prometheus test scrapes `driftloop serve-metrics` with Debian's prometheus (its service is not started: the test runs its own).
+PROMETHEUS ?= /usr/bin/prometheus
+prometheus:
+	@test -x $(PROMETHEUS) || { echo "installing Debian's prometheus for the metrics test (needs root: apt-get)"; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus; }
+
 # The demo's flow runs go to a throwaway Prefect API of their own: its events never reach
 # the automations of the `make up` server. SCENARIO=loans runs examples/loans (weekly CSV, own model).
 SCENARIO ?= churn
@@ -50,7 +56,7 @@ demo: install
 	@mkdir -p $(CURDIR)/.prefect/demo  # Prefect makes only the last folder of PREFECT_HOME
 	PREFECT_HOME=$(CURDIR)/.prefect/demo PREFECT_LOGGING_LEVEL=WARNING $(BIN)/python -m driftloop_flows.demo --config $(DEMO_CONFIG_$(SCENARIO))
 
-test: install browser
+test: install browser prometheus
 	$(BIN)/python -m pytest
 
 test-unit: install
@@ -59,7 +65,7 @@ test-unit: install
 test-flows: install
 	$(BIN)/python -m pytest tests/flows
 
-test-integration: install browser
+test-integration: install browser prometheus
 	$(BIN)/python -m pytest tests/integration
 
 # Seconds and peak memory of the drift engine against a plain scipy loop (a few minutes).

@@ -1,8 +1,10 @@
 """`make up` / `make down` / `make ps`: run driftloop as a team does on one machine.
 
 `up` starts, on 127.0.0.1, a Prefect server (SQLite under .prefect/), an MLflow tracking
-server (SQLite mlruns/mlflow.db, artifacts in mlruns/artifacts) and a Prefect process
-worker, creates the work pool, deploys prefect.yaml and prints both UI addresses.
+server (SQLite mlruns/mlflow.db, artifacts in mlruns/artifacts), a Prefect process worker and
+the Prometheus metrics endpoint (`driftloop serve-metrics` on the config's monitoring history,
+port 9753 or DRIFTLOOP_METRICS_PORT), creates the work pool, deploys prefect.yaml and prints
+the addresses.
 `down` stops exactly the processes `up` started (their PIDs are in .run/).
 
 External servers: set PREFECT_API_URL and/or DRIFTLOOP_TRACKING_URI before `make up` and
@@ -23,11 +25,12 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from driftloop.config import TRACKING_URI_ENV
+from driftloop.config import METRICS_PORT, TRACKING_URI_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 POOL = "driftloop"
+SERVICES = ("prefect-worker", "metrics", "mlflow-server", "prefect-server")  # in the order `down` stops them
 _CHILDREN: dict[int, subprocess.Popen] = {}
 
 
@@ -173,6 +176,11 @@ def start_worker(env: dict, run_dir: Path) -> Service:
     return start("prefect-worker", [str(BIN / "prefect"), "worker", "start", "--pool", POOL, "--type", "process"], env, run_dir)
 
 
+def start_metrics(env: dict, run_dir: Path, config: Path, port: int) -> Service:
+    command = [str(BIN / "driftloop"), "serve-metrics", "--config", str(config), "--port", str(port)]
+    return start("metrics", command, env, run_dir, f"http://127.0.0.1:{port}/metrics")
+
+
 def deploy(env: dict) -> None:
     """Create the process pool and register every deployment of prefect.yaml (with its triggers)."""
     prefect = str(BIN / "prefect")
@@ -183,8 +191,19 @@ def deploy(env: dict) -> None:
         raise RuntimeError(f"prefect deploy failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
 
 
-def up(run_dir: Path, prefect_port: int, mlflow_port: int, env: dict | None = None, mlflow_store: Path = ROOT / "mlruns") -> dict:
-    """Start what is not already given by the environment, deploy, start the worker; returns the
+def install_alerts(env: dict, config: Path) -> None:
+    """The notification block and automations of the config's `alerts` (driftloop_flows.alerts)."""
+    result = subprocess.run([str(BIN / "python"), "-m", "driftloop_flows.alerts", "--config", str(config)], cwd=ROOT, env=env,
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"creating the alert automations failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    print(result.stdout.strip())
+
+
+def up(run_dir: Path, prefect_port: int, mlflow_port: int, env: dict | None = None, mlflow_store: Path = ROOT / "mlruns",
+       config: Path | None = None, metrics_port: int | None = None) -> dict:
+    """Start what is not already given by the environment, deploy, start the worker and, given a
+    ``config``, create its alert automations and (on ``metrics_port``) serve its metrics; returns the
     environment that points a client at the stack (tests call this exactly as `make up` does)."""
     env = base_env() if env is None else env
     began = time.monotonic()
@@ -203,11 +222,16 @@ def up(run_dir: Path, prefect_port: int, mlflow_port: int, env: dict | None = No
         waits.append((mlflow, f"{mlflow.url}/health"))
     # Flows read DRIFTLOOP_TRACKING_URI; the mlflow CLI reads MLFLOW_TRACKING_URI.
     env[TRACKING_URI_ENV] = env["MLFLOW_TRACKING_URI"] = external
+    if config is not None and metrics_port is not None:
+        endpoint = start_metrics(env, run_dir, config, metrics_port)
+        waits.append((endpoint, endpoint.url))
     for service, health in waits:
         seconds = wait_until_up(health, pid=service.pid)
         print(f"{service.name} answering at {service.url} after {time.monotonic() - began:.1f}s (its own wait {seconds:.1f}s)")
     deploy(env)
     print("work pool 'driftloop' created and prefect.yaml deployed")
+    if config is not None:
+        install_alerts(env, config)
     start_worker(env, run_dir)
     (run_dir / "env").write_text(
         f"export PREFECT_API_URL={env['PREFECT_API_URL']}\nexport {TRACKING_URI_ENV}={external}\nexport MLFLOW_TRACKING_URI={external}\n"
@@ -215,12 +239,14 @@ def up(run_dir: Path, prefect_port: int, mlflow_port: int, env: dict | None = No
     print()
     print(f"Prefect UI:  {env['PREFECT_API_URL'].removesuffix('/api')}   (deployments, schedules, runs, the review form)")
     print(f"MLflow UI:   {env['MLFLOW_TRACKING_URI']}   (registered model, versions, gate tables)")
+    if config is not None and metrics_port is not None:
+        print(f"Metrics:     http://127.0.0.1:{metrics_port}/metrics   (driftloop_* series for Prometheus to scrape)")
     print(f"everything up in {time.monotonic() - began:.1f}s; `source .run/env` points the CLI at these servers; `make down` stops them")
     return env
 
 
 def down(run_dir: Path) -> int:
-    for name in ("prefect-worker", "mlflow-server", "prefect-server"):
+    for name in SERVICES:
         print(f"{name}: {'stopped' if stop(run_dir, name) else 'not running'}")
     return 0
 
@@ -239,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=("up", "down", "ps"))
     parser.add_argument("--prefect-port", type=int, default=int(os.environ.get("DRIFTLOOP_PREFECT_PORT", 4200)))
     parser.add_argument("--mlflow-port", type=int, default=int(os.environ.get("DRIFTLOOP_MLFLOW_PORT", 5000)))
+    parser.add_argument("--metrics-port", type=int, default=int(os.environ.get("DRIFTLOOP_METRICS_PORT", METRICS_PORT)))
     args = parser.parse_args(argv)
     run_dir = ROOT / ".run"
     if args.command == "up":
@@ -246,7 +273,8 @@ def main(argv: list[str] | None = None) -> int:
             print("already up (PID files in .run/); `make down` first", file=sys.stderr)
             return 2
         try:
-            up(run_dir, args.prefect_port, args.mlflow_port)
+            config = Path(os.environ.get("DRIFTLOOP_CONFIG") or ROOT / "driftloop.yaml")
+            up(run_dir, args.prefect_port, args.mlflow_port, config=config, metrics_port=args.metrics_port)
             return 0
         except (RuntimeError, TimeoutError, subprocess.CalledProcessError) as exc:
             print(f"make up failed: {exc}; stopping what was started", file=sys.stderr)

@@ -125,8 +125,9 @@ def postgres_url():
     with psycopg.connect(host="127.0.0.1", user="postgres", dbname="test", autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
     yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    from driftloop.ledger import _engine
+    from driftloop import history, ledger
 
-    _engine.cache_clear()  # release pooled connections before the database is dropped
+    for engines in (ledger.engine, history._engine):  # release pooled connections before the database is dropped
+        engines.cache_clear()
     with psycopg.connect(host="127.0.0.1", user="postgres", dbname="test", autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

@@ -18,7 +18,7 @@ import signal
 import sys
 from pathlib import Path
 
-from driftloop.config import TASK_METRICS, load_config
+from driftloop.config import METRICS_PORT, TASK_METRICS, load_config
 from driftloop.errors import BatchRejected, DriftloopError
 
 
@@ -108,6 +108,8 @@ def cmd_rollback(args) -> int:
 
 
 def cmd_history(args) -> int:
+    if args.metrics:
+        return _metric_history(args)
     registry = _registry(args)
     entries = registry.history()
     if not entries:
@@ -117,6 +119,77 @@ def cmd_history(args) -> int:
     for e in entries:
         print(f"{e.at:<25} {e.action:<9} {e.alias:<11} {e.from_version or '-':>5} {e.to_version or '-':>5}  {e.who[:28]:<28} {e.why}")
     _warn_unaudited(registry)
+    return 0
+
+
+def _metric_history(args) -> int:
+    """The model's trend, a batch per line: each thresholded metric with its interval (* past its
+    threshold), the headline estimate, drift share, label coverage and the decision."""
+    from driftloop.history import ESTIMATED, REALIZED, History
+
+    cfg = load_config(args.config)
+    history = History(cfg.ledger, cfg.registry.model_name)
+    runs = history.runs(last=args.last)
+    if not runs:
+        print(f"no monitor run of {cfg.registry.model_name} recorded in {cfg.ledger.url} yet: run the monitor flow")
+        return 0
+    values = {(m.batch_id, m.source, m.metric): m for m in history.metrics(last=args.last)}
+    thresholded = list(cfg.evaluation.thresholds)
+    headline = TASK_METRICS[cfg.columns.task][0]
+
+    def shown(m) -> str:
+        if m is None or m.value is None:
+            return "-"
+        interval = f" [{m.low:.3f}, {m.high:.3f}]" if m.low is not None and m.high is not None else ""
+        return f"{m.value:.3f}{interval}{'*' if m.breached else ''}"
+
+    header = ["batch", "version", *(f"{m} (matured)" for m in thresholded), f"{headline} (estimated)", "drift share",
+              "label coverage", "decision", "reasons"]
+    rows = [[r.batch_id, r.model_version, *(shown(values.get((r.batch_id, REALIZED, m))) for m in thresholded),
+             shown(values.get((r.batch_id, ESTIMATED, headline))), f"{r.drift_share:.0%}",
+             "-" if r.label_coverage is None else f"{r.label_coverage:.0%}", r.decision, "; ".join(r.reasons)[:100]]
+            for r in runs]
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header) - 1)]
+    for row in [header, *rows]:
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)), row[-1])
+    print(f"* past its threshold (the whole interval). Matured: realized on the labelled window the batch's run evaluated; "
+          f"{len(runs)} batch(es) from {cfg.ledger.url}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    """The model's page: status, trends, the newest drift and the version timeline, one offline HTML file."""
+    import tempfile
+
+    from driftloop import charts, page
+    from driftloop.history import History
+
+    cfg = load_config(args.config)
+    registry = _registry(args)
+    history = History(cfg.ledger, cfg.registry.model_name)
+    runs = history.runs(last=args.last)
+    with tempfile.TemporaryDirectory() as folder:
+        drawn = [charts.metric_trends(history.metrics(last=args.last), list(cfg.evaluation.thresholds), Path(folder) / "metrics.png"),
+                 charts.drift_heatmap(history.drift(last=args.last, family="features"), Path(folder) / "drift.png"),
+                 charts.coverage_trend(runs, Path(folder) / "labels.png")]
+        text = page.model_page(cfg.registry.model_name, runs, history.drift(last=1), registry.versions(), registry.history(),
+                               [p for p in drawn if p is not None], f"{cfg.ledger.url} and {cfg.registry.tracking_uri}")
+    try:
+        args.out.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise DriftloopError(f"cannot write {args.out} ({exc.strerror or exc}); pick another --out") from None
+    print(f"wrote {args.out} ({len(text) // 1024} KB): {len(runs)} monitored batch(es), {len(registry.versions())} version(s)")
+    return 0
+
+
+def cmd_serve_metrics(args) -> int:
+    from driftloop import exporter
+
+    cfg = load_config(args.config)
+    try:
+        exporter.serve(cfg.ledger, cfg.registry.model_name, args.host, args.port)
+    except OSError as exc:  # the port is taken, or the address is not this machine's
+        raise DriftloopError(f"cannot serve metrics on {args.host}:{args.port} ({exc.strerror or exc}); pick another --port") from None
     return 0
 
 
@@ -375,7 +448,21 @@ def build_parser() -> argparse.ArgumentParser:
     rollback.add_argument("--reviewer", default=getpass.getuser())
     rollback.set_defaults(run=cmd_rollback)
 
-    add(sub, "history", help="every alias move: who, when, from which version to which, and why").set_defaults(run=cmd_history)
+    history = add(sub, "history", help="every alias move: who, when, from which version to which, and why; "
+                                        "--metrics: the model's monitoring trend, a batch per line")
+    history.add_argument("--metrics", action="store_true", help="each monitored batch's metrics, intervals, drift and decision")
+    history.add_argument("--last", type=int, default=30, help="with --metrics: the newest N batches (default 30)")
+    history.set_defaults(run=cmd_history)
+
+    report = add(sub, "report", help="write the model's page (status, trends, newest drift, versions) as one offline HTML file")
+    report.add_argument("--out", type=Path, default=Path("model.html"), help="where to write it (default: model.html)")
+    report.add_argument("--last", type=int, default=30, help="the newest N monitored batches in the trends (default 30)")
+    report.set_defaults(run=cmd_report)
+
+    serve = add(sub, "serve-metrics", help="serve the monitoring history as Prometheus driftloop_* metrics")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
+    serve.add_argument("--port", type=int, default=METRICS_PORT, help=f"port (default: {METRICS_PORT})")
+    serve.set_defaults(run=cmd_serve_metrics)
 
     validate = add(sub, "validate", help="check and validate a batch file against the suite (nothing is moved)")
     validate.add_argument("path", type=Path)

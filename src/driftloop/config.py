@@ -20,6 +20,8 @@ from driftloop.errors import ConfigError
 
 TRACKING_URI_ENV = "DRIFTLOOP_TRACKING_URI"
 DASK_ADDRESS_ENV = "DRIFTLOOP_DASK_ADDRESS"
+ALERT_WEBHOOK_ENV = "DRIFTLOOP_ALERT_WEBHOOK"
+METRICS_PORT = 9753  # `driftloop serve-metrics`: Prometheus scrapes 127.0.0.1:9753/metrics
 
 
 class _Strict(BaseModel):
@@ -331,6 +333,23 @@ class ExecutionConfig(_Strict):
     connect_timeout_seconds: float = Field(10.0, gt=0, description="how long to wait for the scheduler before failing the run")
 
 
+class ReportsConfig(_Strict):
+    """The charts each monitor run draws (logged with its MLflow run, linked from its Prefect report)."""
+
+    charts: bool = Field(True, description="draw the charts at all")
+    trend_batches: int = Field(30, ge=2, description="the newest monitored batches each trend chart covers")
+    max_drift_charts: int = Field(8, ge=0, description="distribution charts per run: the drifted columns whose distance "
+                                  "is largest relative to its max_distance")
+
+
+class AlertsConfig(_Strict):
+    """Where `make up`'s automations send a person's notifications (driftloop_flows.alerts)."""
+
+    webhook_url: str | None = Field(None, description="a Slack incoming-webhook URL, or any endpoint taking a JSON POST; "
+                                    "none: no notifications (DRIFTLOOP_ALERT_WEBHOOK replaces it)")
+    kind: Literal["webhook", "slack"] = Field("webhook", description="webhook: POST {subject, body, text} as JSON; slack: a Slack message")
+
+
 class DemoConfig(_Strict):
     """A shipped scenario facing a quality incident, covariate and concept drift: churn (daily
     parquet batches) or loans (weekly CSV exports, a boolean feature, passthrough columns)."""
@@ -371,6 +390,8 @@ class Config(_Strict):
     registry: RegistryConfig
     ledger: LedgerConfig = LedgerConfig()
     execution: ExecutionConfig = ExecutionConfig()
+    reports: ReportsConfig = ReportsConfig()
+    alerts: AlertsConfig = AlertsConfig()
     demo: DemoConfig = DemoConfig()
 
     @model_validator(mode="before")
@@ -500,7 +521,8 @@ def load_config(path: str | Path) -> Config:
 
     ``DRIFTLOOP_TRACKING_URI``, when set, replaces ``registry.tracking_uri``: the same file then
     works against an MLflow server (``make up`` sets it, or point it at a team's server).
-    ``DRIFTLOOP_DASK_ADDRESS`` likewise replaces ``execution.dask_address``.
+    ``DRIFTLOOP_DASK_ADDRESS`` likewise replaces ``execution.dask_address``, and
+    ``DRIFTLOOP_ALERT_WEBHOOK`` ``alerts.webhook_url``.
     Not ``MLFLOW_TRACKING_URI``: MLflow itself rewrites that one in-process on every
     ``set_tracking_uri``, so it cannot say what the user asked for.
     """
@@ -525,6 +547,8 @@ def load_config(path: str | Path) -> Config:
         raw["registry"]["tracking_uri"] = os.environ[TRACKING_URI_ENV]
     if os.environ.get(DASK_ADDRESS_ENV) and isinstance(raw.setdefault("execution", {}), dict):
         raw["execution"]["dask_address"] = os.environ[DASK_ADDRESS_ENV]
+    if os.environ.get(ALERT_WEBHOOK_ENV) and isinstance(raw.setdefault("alerts", {}), dict):
+        raw["alerts"]["webhook_url"] = os.environ[ALERT_WEBHOOK_ENV]
     try:
         return Config.model_validate(_resolve(raw, path.parent.resolve()))
     except ValidationError as exc:

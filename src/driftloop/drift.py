@@ -64,6 +64,9 @@ class ReferenceProfile:
     numeric: dict[str, NumericProfile] = field(default_factory=dict)
     categorical: dict[str, CategoricalProfile] = field(default_factory=dict)
     calibration: tuple[np.ndarray, np.ndarray] | None = None  # isotonic knots (score -> rate), for estimated performance
+    # Per feature, how much the model's headline metric worsened on its holdout with that feature
+    # shuffled (permutation importance, at training time): drift in a feature it relies on matters more.
+    importance: dict[str, float] = field(default_factory=dict)
 
     def known(self, columns: tuple[str, ...]) -> tuple[str, ...]:
         """Those of ``columns`` the profile has a reference for."""
@@ -71,7 +74,8 @@ class ReferenceProfile:
 
     def merge(self, other: "ReferenceProfile") -> "ReferenceProfile":
         return ReferenceProfile(self.n_rows, self.numeric | other.numeric, self.categorical | other.categorical,
-                                self.calibration if other.calibration is None else other.calibration)
+                                self.calibration if other.calibration is None else other.calibration,
+                                self.importance | other.importance)
 
     def save(self, path: Path) -> Path:
         arrays = {}
@@ -84,6 +88,7 @@ class ReferenceProfile:
             "n_rows": self.n_rows,
             "numeric": {c: {"null_share": p.null_share, "std": p.std} for c, p in self.numeric.items()},
             "categorical": {c: {"null_share": p.null_share, "levels": list(p.levels)} for c, p in self.categorical.items()},
+            "importance": self.importance,
         }
         arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
         np.savez_compressed(path, **arrays)
@@ -101,7 +106,7 @@ class ReferenceProfile:
                 c: CategoricalProfile(tuple(m["levels"]), data[f"cat::{c}"], m["null_share"]) for c, m in meta["categorical"].items()
             }
             calibration = (data["calibration::x"], data["calibration::y"]) if "calibration::x" in data else None
-        return cls(meta["n_rows"], numeric, categorical, calibration)
+        return cls(meta["n_rows"], numeric, categorical, calibration, meta.get("importance", {}))  # none in profiles saved before
 
 
 def _numeric_values(series: pd.Series) -> np.ndarray:

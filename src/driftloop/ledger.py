@@ -122,21 +122,22 @@ def _dead_here(owner: str) -> bool:
 
 
 @functools.lru_cache(maxsize=8)
-def _engine(url: str) -> sa.Engine:
-    """One engine (and one create_all) per URL and process, however many Ledger objects are made."""
+def engine(url: str) -> sa.Engine:
+    """One engine (and one create_all) per URL and process, however many Ledger objects are made;
+    the monitoring history (driftloop.history) keeps its tables in the same database."""
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     try:
-        engine = sa.create_engine(url)
-        _metadata.create_all(engine)
+        opened = sa.create_engine(url)
+        _metadata.create_all(opened)
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, sa.exc.OperationalError) as exc:
         raise ConfigError(f"ledger at {url} cannot be opened ({type(exc).__name__}); fix ledger.url") from None
-    return engine
+    return opened
 
 
 class Ledger:
     def __init__(self, cfg: LedgerConfig):
-        self.engine = _engine(cfg.url)
+        self.engine = engine(cfg.url)
 
     def record(self, batch_id: str, state: str, detail: str = "") -> None:
         if state not in STATES:

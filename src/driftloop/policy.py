@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 from driftloop.comparison import Comparison
 from driftloop.config import GateConfig, PolicyConfig
@@ -11,6 +11,7 @@ from driftloop.drift import DriftReport
 from driftloop.evaluation import MetricCheck, PerformanceReport, ServiceHealth
 
 Action = Literal["ok", "watch", "hold", "retrain"]
+ACTIONS: tuple[Action, ...] = get_args(Action)
 
 
 @dataclass(frozen=True)

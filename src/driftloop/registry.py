@@ -57,6 +57,11 @@ class LoadedModel:
     reference_metrics: dict[str, float]  # the metrics the version earned on its own holdout
 
 
+# Loaded versions of this process, oldest first: (tracking URI, model, version, run) -> LoadedModel.
+_LOADED: dict[tuple[str, str, str, str], LoadedModel] = {}
+_KEEP_LOADED = 3
+
+
 def _loadable(type_name: str) -> bool:
     """Whether a class named in a skops file can be imported back where the model is loaded."""
     module, _, name = type_name.rpartition(".")
@@ -223,6 +228,9 @@ class Registry:
             raise RegistryError(
                 f"model {self.name!r} has no {alias!r} alias at {self.cfg.tracking_uri}; run the bootstrap flow first (make demo does)"
             )
+        key = (self.cfg.tracking_uri, self.name, ref.version, ref.run_id)
+        if key in _LOADED:  # a version's files never change: a long-lived worker loads each once
+            return replace(_LOADED[key], ref=ref)  # with the aliases and tags as they are now
         with self._errors(f"loading {self.name}@{alias} (version {ref.version})"), self._missing_files(ref, alias):
             model = mlflow.sklearn.load_model(f"models:/{self.name}/{ref.version}")
             with tempfile.TemporaryDirectory() as tmp:
@@ -230,7 +238,10 @@ class Registry:
                 profile = ReferenceProfile.load(Path(path))
             run_metrics = self.client.get_run(ref.run_id).data.metrics
         reference = {k.removeprefix("holdout_"): v for k, v in run_metrics.items() if k.startswith("holdout_")}
-        return LoadedModel(ref, model, profile, reference)
+        loaded = _LOADED[key] = LoadedModel(ref, model, profile, reference)
+        while len(_LOADED) > _KEEP_LOADED:  # the champion, a challenger under review and the one before
+            _LOADED.pop(next(iter(_LOADED)))
+        return loaded
 
     # -- writing ------------------------------------------------------------------------
 
@@ -309,6 +320,12 @@ class Registry:
                 for path in artifacts:
                     mlflow.log_artifact(str(path))
             return run.info.run_id
+
+    def log_charts(self, run_id: str, paths: list[Path]) -> None:
+        """Charts beside a run's other artifacts, under ``charts/`` (the MLflow UI previews PNGs)."""
+        with self._errors(f"logging the charts of run {run_id}"):
+            for path in paths:
+                self.client.log_artifact(run_id, str(path), artifact_path="charts")
 
     # -- people moving aliases -------------------------------------------------------
 

@@ -9,6 +9,7 @@ from driftloop.comparison import Comparison
 from driftloop.drift import ColumnDrift, DriftReport
 from driftloop.evaluation import EstimatedPerformance, LabelStatus, MetricCheck, PerformanceReport, ServiceHealth
 from driftloop.policy import GateRule, GateVerdict, RetrainDecision
+from driftloop.rootcause import RootCause
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
@@ -36,6 +37,7 @@ class MonitorReport:
     estimated_checks: tuple[MetricCheck, ...] = ()
     estimated_matured: EstimatedPerformance | None = None  # the matured window, to check the estimate against reality
     health: ServiceHealth | None = None
+    root_cause: RootCause | None = None  # what most likely explains the signals, first in the report
 
     @property
     def drift_verdict(self) -> str:
@@ -117,6 +119,7 @@ class MonitorReport:
             "estimated_matured": asdict(self.estimated_matured) if self.estimated_matured else None,
             "service_health": asdict(self.health) if self.health else None,
             "decision": {"action": self.decision.action, "reasons": list(self.decision.reasons)},
+            "root_cause": asdict(self.root_cause) if self.root_cause else None,
         }
 
     def to_markdown(self) -> str:
@@ -129,6 +132,7 @@ class MonitorReport:
             "",
             *[f"- {r}" for r in self.decision.reasons or ("no threshold crossed",)],
             "",
+            *root_cause_lines(self.root_cause),
             "## Performance on the matured window",
             "",
         ]
@@ -172,6 +176,22 @@ class MonitorReport:
                   "drifts when its adjusted p-value is below alpha and its distance is above max_distance.", "",
                   drift_table(self.all_drift)]
         return "\n".join(lines) + "\n"
+
+
+def root_cause_lines(cause: RootCause | None) -> list[str]:
+    """The report's opening section: what most likely explains it, suspects and costly segments ranked."""
+    if cause is None:
+        return []
+    lines = ["## What most likely explains it", "", cause.summary, ""]
+    if cause.suspects:
+        lines += ["| drifted feature | drift / max_distance | champion's importance | rank score | why |", "|---|---|---|---|---|"]
+        lines += [f"| {s.column} | {s.drift_ratio:.1f}x | {_fmt(s.importance)} | {_fmt(s.score)} | {s.why} |" for s in cause.suspects]
+        lines.append("")
+    if cause.segments:
+        lines += ["| segment | metric | share of rows | loss vs its holdout | contribution (share x loss) |", "|---|---|---|---|---|"]
+        lines += [f"| {g.segment} | {g.metric} | {g.share:.0%} | {_fmt(g.loss)} | {_fmt(g.contribution)} |" for g in cause.segments]
+        lines.append("")
+    return lines
 
 
 # Label-free signals first: they can fire the day a batch arrives; the last two wait for its labels.

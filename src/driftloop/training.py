@@ -14,10 +14,12 @@ import numpy as np
 import pandas as pd
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+from sklearn.inspection import permutation_importance
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OrdinalEncoder
 
-from driftloop.config import DriftConfig, SchemaConfig, TrainingConfig
+from driftloop.comparison import METRIC_DIRECTION
+from driftloop.config import TASK_METRICS, DriftConfig, SchemaConfig, TrainingConfig
 from driftloop.drift import ReferenceProfile, fit_reference
 from driftloop.errors import ConfigError, DataError
 from driftloop.evaluation import fit_calibration, segment_metrics, task_metrics
@@ -252,6 +254,21 @@ class Candidate:
     input_example: pd.DataFrame
 
 
+def permutation_importances(model: Pipeline, holdout: pd.DataFrame, schema: SchemaConfig, threshold: float, seed: int,
+                            max_rows: int = 5_000, repeats: int = 3) -> dict[str, float]:
+    """Per feature, how much the headline metric (``TASK_METRICS``' first) worsens on the holdout when
+    that feature's values are shuffled: what root-cause analysis weighs each drifted feature by."""
+    headline = TASK_METRICS[schema.task][0]
+    sign = 1.0 if METRIC_DIRECTION[headline] else -1.0  # an importance is positive when shuffling hurts
+
+    def quality(estimator, frame: pd.DataFrame, y: np.ndarray) -> float:
+        return sign * task_metrics(schema.task, y, predict_output(estimator, frame, schema), threshold, schema.classes)[headline]
+
+    found = permutation_importance(model, holdout[list(schema.features)], truth(holdout, schema), scoring=quality,
+                                   n_repeats=repeats, random_state=seed, max_samples=min(len(holdout), max_rows))
+    return {column: float(v) for column, v in zip(schema.features, found.importances_mean)}
+
+
 def train_candidate(
     train: pd.DataFrame,
     holdout: pd.DataFrame,
@@ -282,6 +299,7 @@ def train_candidate(
         calibration = fit_calibration(y, output)  # for estimated performance while labels are missing
         profile = replace(features.merge(fit_reference(scored, (PROBABILITY,), (PREDICTION,), drift_cfg)),
                           calibration=(calibration.x, calibration.y))
+    profile = replace(profile, importance=permutation_importances(model, holdout, schema, threshold, cfg.random_state))
     return Candidate(
         model=model,
         holdout_metrics=metrics,

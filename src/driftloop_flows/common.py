@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import gc
 import hashlib
 import logging
 from datetime import timedelta
@@ -87,6 +88,15 @@ def training_key(kind: str, cfg: Config, *frames) -> str:
 
 # Expensive, deterministic tasks: a retried or rerun flow picks the stored result up by key.
 cached_task = _measured_task(persist_result=True, cache_expiration=timedelta(days=7))
+
+
+def freeze_what_is_loaded() -> None:
+    """After a process's first flow run, move every object then alive (the imports of Prefect, GX,
+    MLflow, scikit-learn: millions) out of the cyclic collector's reach. In a long-lived worker a
+    full collection otherwise scans them all, a 0.5 s pause in about one run in five of a 2,000-row
+    batch; frozen, later collections scan only what later runs create. Once per process."""
+    if not gc.get_freeze_count():
+        gc.freeze()
 
 
 def fails_cleanly(fn):

@@ -108,15 +108,18 @@ def run(config_path: Path, keep: bool = False) -> int:
     quarantined = sorted(p.name for p in cfg.data.quarantine.glob("*.validation.md")) if cfg.data.quarantine.exists() else []
     if quarantined:
         print(f"quarantined: {', '.join(quarantined)} in {cfg.data.quarantine}")
+    cli = ".venv/bin/driftloop" + ("" if config_path == Path("driftloop.yaml") else f" --config {config_path}")
     print()
-    print("Review the models in the MLflow UI:")
+    print("Review the models in the MLflow UI (each monitor run's charts are under its charts/):")
     print(f"  .venv/bin/mlflow ui --backend-store-uri {cfg.registry.tracking_uri} --host 127.0.0.1 --port 5000")
+    print("See the trend without a server:")
+    print(f"  {cli} history --metrics            # a batch per line: metrics with intervals, drift, coverage, decision")
+    print(f"  {cli} report --out model.html      # one offline page: status, trends, newest drift, versions")
     if chall:
         gate = chall.tags.get("driftloop.gate_verdict", "not run")
         print(f"The challenger v{chall.version} {'passed' if gate == 'passed' else 'did not pass'} the promotion gate "
               f"(its MLflow version page lists every rule). Approve it (moves the champion alias), or reject it:")
         override = "" if gate == "passed" else " --override --reason '...'"
-        cli = ".venv/bin/driftloop" + ("" if config_path == Path("driftloop.yaml") else f" --config {config_path}")
         print(f"  {cli} promote {chall.version} --reviewer $USER{override}")
         print(f"  {cli} reject {chall.version} --reviewer $USER --reason '...'")
         print(f"  {cli} rollback --reason '...'    # later: champion back to the one it replaced")

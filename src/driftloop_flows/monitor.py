@@ -9,23 +9,20 @@ from datetime import date, timedelta
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact
-from prefect.events import emit_event
 from prefect.exceptions import MissingResult
 from prefect.runtime import flow_run
 
-from driftloop import data, drift, evaluation, execution, stages, training, validation
+from driftloop import charts, data, drift, evaluation, execution, rootcause, stages, training, validation
 from driftloop.config import Config, load_config
 from driftloop.errors import BatchRejected, DataError, DriftloopError
+from driftloop.history import History
 from driftloop.ledger import DONE, Ledger, claim_owner
 from driftloop.policy import GateFailure, decide_retraining
 from driftloop.registry import CHAMPION, LoadedModel, Registry
 from driftloop.report import MonitorReport
-from driftloop_flows.common import compute_task, fails_cleanly, io_task, load_model
+from driftloop_flows.common import compute_task, fails_cleanly, freeze_what_is_loaded, io_task, load_model
+from driftloop_flows.events import announce_degradation, announce_overdue, announce_watch
 from driftloop_flows.retrain import RetrainResult, retrain
-
-
-DEGRADED = "driftloop.model.degraded"
-WATCH = "driftloop.model.watch"  # a signal below the retrain bar, or a retrain held back: for a person
 
 
 @dataclass(frozen=True)
@@ -337,16 +334,36 @@ def publish_report(cfg: Config, report: MonitorReport, checked: validation.Valid
     )
 
 
+@io_task(name="record history")
+def record_history(cfg: Config, report: MonitorReport, run_id: str) -> None:
+    """The run's figures into the monitoring history beside the ledger (a rerun replaces them)."""
+    History(cfg.ledger, cfg.registry.model_name).record(report, run_id)
+
+
+@io_task(name="draw charts")
+def draw_charts(cfg: Config, champion: LoadedModel, summary: drift.DriftSummary, report: MonitorReport, run_id: str) -> list[str]:
+    """The run's charts (drifted columns, trends from the history), logged with its MLflow run."""
+    history = History(cfg.ledger, cfg.registry.model_name)
+    paths = charts.monitor_charts(report, champion.profile, summary, history, cfg.reports, list(cfg.evaluation.thresholds),
+                                  cfg.data.reports / f"{report.batch_id}.charts")
+    Registry(cfg.registry).log_charts(run_id, paths)
+    return [path.name for path in paths]
+
+
 @io_task(name="publish artifacts")
-def publish_artifacts(cfg: Config, report: MonitorReport, run_id: str) -> None:
+def publish_artifacts(cfg: Config, report: MonitorReport, run_id: str, drawn: list[str]) -> None:
     """What a person reads on the flow run page of the Prefect UI."""
     registry = Registry(cfg.registry)
     page = f"{report.batch_id}.validation.html"
     url = registry.ui_url(run_id=run_id)
     if url:  # the MLflow UI serves the page over http; a browser blocks file:// links from an http page
         link = f"[MLflow run]({url}); validation page: [{page}]({registry.ui_url(run_id=run_id, artifact=page)})"
+        if drawn:
+            link += "; charts: " + ", ".join(f"[{name}]({registry.ui_url(run_id=run_id, artifact='charts/' + name)})" for name in drawn)
     else:
         link = f"MLflow run `{run_id}` in {cfg.registry.tracking_uri}; validation page: `{cfg.data.reports / page}`"
+        if drawn:
+            link += f"; charts ({', '.join(drawn)}): `{cfg.data.reports / (report.batch_id + '.charts')}` and the run's `charts/`"
     create_markdown_artifact(
         key="monitor-report",
         markdown=f"{report.to_markdown()}\n{link}\n",
@@ -358,33 +375,6 @@ def publish_artifacts(cfg: Config, report: MonitorReport, run_id: str) -> None:
     shown = lambda v: float(f"{v:.4g}") if isinstance(v, float) else v  # noqa: E731
     create_table_artifact(key="feature-drift", table=[{c: shown(r[c]) for c in columns} for r in rows],
                           description=f"drift of batch {report.batch_id} against the champion's reference")
-
-
-def announce_degradation(cfg: Config, report: MonitorReport, trigger: str, run_id: str, config_path: str, inline: bool) -> None:
-    """The event an automation in prefect.yaml turns into a retrain deployment run.
-
-    Its `driftloop.retrain` label says who retrains: the automation matches only
-    `deployment`, so a retrain already running inline is never started twice.
-    """
-    emit_event(
-        event=DEGRADED,
-        resource={"prefect.resource.id": f"driftloop.model.{cfg.registry.model_name}",
-                  "prefect.resource.name": cfg.registry.model_name,
-                  "driftloop.retrain": "inline" if inline else "deployment"},
-        payload={"as_of": report.batch_id, "trigger": trigger, "reasons": list(report.decision.reasons),
-                 "monitor_run_id": run_id, "config_path": config_path},
-    )
-
-
-def announce_watch(cfg: Config, report: MonitorReport, run_id: str) -> None:
-    """An event a Prefect automation can turn into a notification: a label-free signal does not wait for labels."""
-    emit_event(
-        event=WATCH,
-        resource={"prefect.resource.id": f"driftloop.model.{cfg.registry.model_name}",
-                  "prefect.resource.name": cfg.registry.model_name},
-        payload={"as_of": report.batch_id, "action": report.decision.action, "reasons": list(report.decision.reasons),
-                 "signals": {name: list(fired) for name, fired in report.signals.items() if fired}, "monitor_run_id": run_id},
-    )
 
 
 def _run_name() -> str:
@@ -425,6 +415,7 @@ def monitor(
         return _monitor_batch(cfg, batch_id, config_path, retrain_inline, started, owner)
     finally:
         release_batch(cfg, batch_id, owner)
+        freeze_what_is_loaded()
 
 
 def _monitor_batch(cfg: Config, batch_id: str, config_path: str, retrain_inline: bool, started: int, owner: str) -> MonitorOutcome:
@@ -472,11 +463,16 @@ def _monitor_batch(cfg: Config, batch_id: str, config_path: str, retrain_inline:
     since, gate_failure = retrain_history(cfg, batch_id, performance.window[-1] if performance and performance.window else None)
     decision = decide_retraining(features, performance, predictions, target, since, cfg.policy,
                                  estimated=estimated_checks, health=health, batch_id=batch_id, gate_failure=gate_failure)
+    cause = rootcause.explain(features, predictions, performance, tuple(c.metric for c in estimated_checks if c.breached),
+                              champion.profile.importance)
     report = MonitorReport(batch_id, champion.ref.version, rows, checked.summary, features, predictions, target,
                            performance, decision, labels, estimated, estimated_checks, estimated_matured,
-                           health)
+                           health, cause)
     run_id = publish_report(cfg, report, checked, task_seconds(started))
-    publish_artifacts(cfg, report, run_id)
+    record_history(cfg, report, run_id)
+    charted = draw_charts(cfg, champion, summary, report, run_id, return_state=True)
+    drawn = charted.result() if charted.is_completed() else []  # a picture that could not be drawn never fails the batch
+    publish_artifacts(cfg, report, run_id, drawn)
     mark(cfg, batch_id, "evaluated", f"{report.drift_verdict}; decision {decision.action}")
     logger.info("batch %s: %s, %s, decision %s", batch_id, report.drift_verdict, report.performance_summary, decision.action)
     for reason in decision.reasons:
@@ -484,6 +480,8 @@ def _monitor_batch(cfg: Config, batch_id: str, config_path: str, retrain_inline:
 
     if decision.action in ("watch", "hold"):
         announce_watch(cfg, report, run_id)
+    if labels is not None and labels.overdue:
+        announce_overdue(cfg, report, run_id)
     if not decision.retrain:
         return MonitorOutcome(report, run_id, None)
     trigger = f"monitor:{batch_id}"

@@ -11,7 +11,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.events import emit_event
 
-from driftloop import data, training
+from driftloop import charts, data, training
 from driftloop.comparison import Comparison, compare
 from driftloop.config import TASK_METRICS, Config, load_config
 from driftloop.ledger import Ledger, Retrain, retrain_id
@@ -122,7 +122,13 @@ def decide_offer(cfg: Config, candidate: training.Candidate, verdict: GateVerdic
 @io_task(name="write comparison report")
 def write_comparison(cfg: Config, as_of: str, comparison: Comparison, verdict: GateVerdict, champion_version: str) -> list[Path]:
     record = {"comparison": asdict(comparison), "gate": asdict(verdict)}
-    return list(data.write_report(cfg.data, f"retrain-{as_of}.comparison", record, comparison_markdown(comparison, verdict, champion_version)))
+    written = data.write_report(cfg.data, f"retrain-{as_of}.comparison", record, comparison_markdown(comparison, verdict, champion_version))
+    try:
+        chart = [charts.gate_chart(comparison, verdict, champion_version, cfg.data.reports / f"retrain-{as_of}.comparison.png")]
+    except Exception:  # a picture that could not be drawn never fails the retrain: the tables say the same
+        get_run_logger().exception("the gate chart of %s could not be drawn", as_of)
+        chart = []
+    return [*chart, *written]  # the markdown last: the version description links the last file
 
 
 def _vs_parent(comparison: Comparison, parent: str) -> str:

@@ -14,12 +14,14 @@ from prefect.settings import PREFECT_API_URL
 from driftloop import cli, data
 from driftloop.config import Config, load_config
 from driftloop.demo import DayPlan, generate
+from driftloop.history import History
 from driftloop.ledger import Ledger
 from driftloop.registry import CHALLENGER, CHAMPION, Registry
 from driftloop.report import detection_timeline
 from driftloop_flows.backfill import backfill
 from driftloop_flows.bootstrap import bootstrap
-from driftloop_flows.monitor import WATCH, monitor
+from driftloop_flows.events import WATCH
+from driftloop_flows.monitor import monitor
 from driftloop_flows.retrain import CHALLENGER_REGISTERED, retrain
 from tests.conftest import INLINE_RETRAIN_DAYS, stored_events, write_project
 
@@ -87,6 +89,82 @@ def test_each_monitor_run_records_in_mlflow_where_its_time_went(scenario):
     seconds = {k: v for k, v in run.data.metrics.items() if k.startswith("seconds.")}
     assert {"seconds.read_batch", "seconds.validate_batch", "seconds.score_batch", "seconds.measure_drift"} <= set(seconds)
     assert seconds["seconds.validate_batch"] > 0 and all(v >= 0 for v in seconds.values())
+
+
+def test_the_history_holds_each_evaluated_batch_once_with_the_figures_of_its_report(scenario, capsys):
+    history = History(scenario.cfg.ledger, scenario.cfg.registry.model_name)
+    good = [d for d in scenario.days if scenario.states[d.batch_id].is_completed()]
+    runs = {r.batch_id: r for r in history.runs()}
+    assert sorted(runs) == [d.batch_id for d in good]  # the quarantined day has no figures
+    values = {(m.batch_id, m.source, m.segment, m.metric): m for m in history.metrics(segment=None)}
+    drift = {(d.batch_id, d.family, d.column): d for d in history.drift()}
+    for day in good:
+        outcome = _outcome(scenario, day)
+        report, run = outcome.report, runs[day.batch_id]
+        assert (run.decision, run.reasons, run.monitor_run_id) == (report.decision.action, report.decision.reasons, outcome.monitor_run_id)
+        assert run.drift_share == pytest.approx(report.drift.share_drifted)
+        for check in report.performance.checks if report.performance else ():
+            stored = values[day.batch_id, "realized", "", check.metric]
+            assert (stored.value, stored.low, stored.high) == pytest.approx((check.value, check.low, check.high))
+            assert stored.breached == check.breached and stored.floor == check.floor
+        for column in report.drift.columns:
+            stored = drift[day.batch_id, "features", column.column]
+            assert (stored.drifted, stored.distance, stored.why) == (column.drifted, pytest.approx(column.distance), column.why)
+
+    assert cli.main(["history", "--metrics", "--last", "3", "--config", scenario.config_path]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines[1:4]] == [d.batch_id for d in good[-3:]]
+    assert "roc_auc (matured)" in lines[0] and any("retrain" in line for line in lines) == any(
+        runs[d.batch_id].decision == "retrain" for d in good[-3:])
+
+
+def test_each_monitor_run_logs_its_drift_and_trend_charts_with_its_own_mlflow_run(scenario):
+    client = MlflowClient(scenario.cfg.registry.tracking_uri)
+    good = [d for d in scenario.days if scenario.states[d.batch_id].is_completed()]
+    drawn = {}
+    for day in good:
+        outcome = _outcome(scenario, day)
+        drawn[day.batch_id] = {a.path.removeprefix("charts/") for a in client.list_artifacts(outcome.monitor_run_id, "charts")}
+        report = outcome.report
+        drifted = [*report.drift.drifted_columns, *(report.prediction_drift.drifted_columns if report.prediction_drift else ())]
+        pictured = {n for n in drawn[day.batch_id] if n.startswith("drift-")}
+        assert pictured <= {f"drift-{c}.png" for c in drifted} and len(pictured) == min(len(drifted), scenario.cfg.reports.max_drift_charts)
+        assert {"trend-metrics.png", "trend-drift.png", "trend-labels.png"} <= drawn[day.batch_id]
+    shifted = next(d for d in good if d.covariate_shift)
+    assert any(n.startswith("drift-") for n in drawn[shifted.batch_id])  # the shifted features are pictured
+    assert not any(n.startswith("drift-") for n in drawn[good[0].batch_id])  # a clean day: trends only
+
+
+def test_every_retrained_versions_review_artifacts_picture_the_gates_paired_differences(scenario):
+    client = MlflowClient(scenario.cfg.registry.tracking_uri)
+    retrained = [v for v in Registry(scenario.cfg.registry).versions() if v.tags.get("driftloop.trigger", "").startswith("monitor:")]
+    assert retrained
+    for version in retrained:
+        review = {a.path.removeprefix("review/") for a in client.list_artifacts(version.run_id, "review")}
+        assert any(name.endswith(".comparison.png") for name in review) and any(name.endswith(".comparison.md") for name in review)
+
+
+def test_the_model_page_is_one_offline_html_file_with_status_trends_drift_and_the_version_timeline(scenario, tmp_path, capsys):
+    out = tmp_path / "model.html"
+    assert cli.main(["report", "--out", str(out), "--config", scenario.config_path]) == 0
+    text = out.read_text()
+    good = [d.batch_id for d in scenario.days if scenario.states[d.batch_id].is_completed()]
+    assert scenario.cfg.registry.model_name in text and good[-1] in text and "<h2>Newest drift" in text
+    assert text.count('src="data:image/png;base64,') == 3  # metric, drift and label trends, embedded
+    assert "http://" not in text and "https://" not in text  # nothing fetched: it opens offline
+    assert "<td>v1</td>" in text and "<td>register</td>" in text  # the versions and the alias moves
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_the_report_opens_with_what_most_likely_explains_the_shift_weighed_by_the_champions_importances(scenario):
+    shifted = next(d for d in scenario.days if d.covariate_shift and scenario.states[d.batch_id].is_completed())
+    report = _outcome(scenario, shifted).report
+    cause = report.root_cause
+    assert cause.suspects and {s.column for s in cause.suspects} <= set(report.drift.drifted_columns)
+    assert all(s.importance is not None for s in cause.suspects)  # measured at training, kept through the registry
+    text = report.to_markdown()
+    assert text.index("## What most likely explains it") < text.index("## Performance on the matured window")
+    assert cause.suspects[0].column in text.split("## Performance")[0]
 
 
 def test_days_without_labels_get_estimated_metrics_and_no_realized_ones(scenario):

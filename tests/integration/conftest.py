@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.server
+import json
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -17,6 +20,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from driftloop.config import TRACKING_URI_ENV
 from ops import stack
+from tests.conftest import write_project
 
 CHROMIUM = "/usr/bin/chromium"
 # Chromium on a machine with no network: no background calls home, no sandbox as root.
@@ -30,12 +34,43 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class WebhookReceiver:
+    """An HTTP endpoint on 127.0.0.1 that keeps every JSON body POSTed to it (a Slack or generic webhook's stand-in)."""
+
+    def __init__(self):
+        received = self.received = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 (the http.server API)
+                received.append(json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}"))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):  # quiet: the test reads self.received
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def wait_for(self, predicate, timeout: float = 90) -> list[dict]:
+        """The messages received so far once ``predicate(messages)`` holds (the server sends them asynchronously)."""
+        deadline = time.monotonic() + timeout
+        while not predicate(list(self.received)) and time.monotonic() < deadline:
+            time.sleep(1)
+        return list(self.received)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.thread.join(timeout=5)
+
+
 def stop_all(run_dir: Path) -> list[int]:
     """Stop what the fixture started; returns the PIDs still alive afterwards (none, or a bug)."""
-    names = ("prefect-worker", "mlflow-server", "prefect-server")
-    started = [m for name in names if (run_dir / f"{name}.pid").exists()
+    started = [m for name in stack.SERVICES if (run_dir / f"{name}.pid").exists()
                for m in stack.process_tree(int((run_dir / f"{name}.pid").read_text().split()[0]))]
-    for name in names:
+    for name in stack.SERVICES:
         stack.stop(run_dir, name)
     return [m for m in started if stack._alive(m)]
 
@@ -50,9 +85,12 @@ def made_up(tmp_path_factory):
         env.pop(name, None)
     (tmp / "prefect-home").mkdir()
     try:
-        env = stack.up(run_dir, free_port(), free_port(), env=env, mlflow_store=tmp / "mlruns")
+        # The metrics endpoint and the alerts are those of a project of the fixture's own (its history starts empty).
+        config, metrics_port = write_project(tmp), free_port()
+        env = stack.up(run_dir, free_port(), free_port(), env=env, mlflow_store=tmp / "mlruns", config=config, metrics_port=metrics_port)
         with temporary_settings(updates={PREFECT_API_URL: env["PREFECT_API_URL"]}):
-            yield {"api": env["PREFECT_API_URL"], "mlflow": env[TRACKING_URI_ENV], "tmp": tmp, "run_dir": run_dir, "env": env}
+            yield {"api": env["PREFECT_API_URL"], "mlflow": env[TRACKING_URI_ENV], "tmp": tmp, "run_dir": run_dir, "env": env,
+                   "metrics": f"http://127.0.0.1:{metrics_port}/metrics"}
     finally:
         leftovers = stop_all(run_dir)
         assert not leftovers, f"processes left running after stop: {leftovers}"

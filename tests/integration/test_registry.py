@@ -238,3 +238,14 @@ def test_a_version_whose_files_were_deleted_names_the_version_and_what_is_missin
     message = str(raised.value)
     assert f"{registry.name} v{version} (champion) is registered but its files are missing from" in message
     assert "No such artifact: ''" not in message and "\n" not in message
+
+
+def test_a_long_lived_process_loads_each_version_once_and_follows_the_alias_when_it_moves(config_path, registry, candidate):
+    first = register(registry, candidate, CHAMPION)
+    loaded = registry.load(CHAMPION)
+    assert registry.load(CHAMPION).model is loaded.model  # the same version: not read from the store again
+    second = register(registry, candidate, CHALLENGER)
+    assert cli.main(["--config", str(config_path), "promote", second, "--reviewer", "dana"]) == 0
+    moved = registry.load(CHAMPION)
+    assert (moved.ref.version, loaded.ref.version) == (second, first) and moved.model is not loaded.model
+    assert CHAMPION in moved.ref.aliases  # the reference is read afresh: aliases and tags as they are now

@@ -7,6 +7,7 @@ check fails.
 
 from __future__ import annotations
 
+import html
 import re
 import secrets
 import time
@@ -19,13 +20,13 @@ from prefect.deployments import run_deployment
 from prefect.flow_runs import resume_flow_run
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from driftloop.config import TRACKING_URI_ENV, load_config
+from driftloop.config import ALERT_WEBHOOK_ENV, TRACKING_URI_ENV, load_config
 from driftloop.demo import generate
 from driftloop.ledger import Ledger
 from driftloop.registry import CHALLENGER, CHAMPION, Registry
 from ops import stack
 from tests.conftest import INLINE_RETRAIN_DAYS, stored_events, write_project
-from tests.integration.conftest import chromium, free_port, runs_of, stop_all, wait_for_run
+from tests.integration.conftest import WebhookReceiver, chromium, free_port, runs_of, stop_all, wait_for_run
 
 pytestmark = pytest.mark.integration
 POSTGRES = "127.0.0.1:5432"
@@ -42,6 +43,7 @@ def servers(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("servers")
     run_dir = tmp / "run"
     suffix = secrets.token_hex(4)
+    receiver = WebhookReceiver()
     prefect_db, mlflow_db, ledger_db = (f"driftloop_it_{kind}_{suffix}" for kind in ("prefect", "mlflow", "ledger"))
     for db in (prefect_db, mlflow_db, ledger_db):
         _admin(f"CREATE DATABASE {db}")
@@ -57,10 +59,14 @@ def servers(tmp_path_factory):
         stack.wait_until_up(f"{mlflow.url}/health", timeout=120, pid=mlflow.pid)
         env |= {"PREFECT_API_URL": api, TRACKING_URI_ENV: mlflow.url, "MLFLOW_TRACKING_URI": mlflow.url}
         stack.deploy(env)
+        # The alerts of `make up`, sent to a receiver of the test's own: the demo model's automations.
+        stack.install_alerts(env | {ALERT_WEBHOOK_ENV: receiver.url}, write_project(tmp))
         stack.start_worker(env, run_dir)
         with temporary_settings(updates={PREFECT_API_URL: api}):
-            yield {"api": api, "mlflow": mlflow.url, "tmp": tmp, "ledger": f"postgresql://postgres@{POSTGRES}/{ledger_db}"}
+            yield {"api": api, "mlflow": mlflow.url, "tmp": tmp, "ledger": f"postgresql://postgres@{POSTGRES}/{ledger_db}",
+                   "webhook": receiver}
     finally:
+        receiver.close()
         leftovers = stop_all(run_dir)
         assert not leftovers, f"processes left running after stop: {leftovers}"
         for db in (prefect_db, mlflow_db, ledger_db):
@@ -98,6 +104,15 @@ def test_a_server_backfill_retrains_once_per_episode_like_the_inline_run_and_wai
     degraded = stored_events(servers["api"], "driftloop.model.degraded")
     assert sorted(e["payload"]["as_of"] for e in degraded) == list(INLINE_RETRAIN_DAYS)
     assert all(e["resource"]["driftloop.retrain"] == "deployment" for e in degraded)
+    # The automations `make up` creates told a person, naming the model, the batch and the reasons.
+    model = cfg.registry.model_name
+    said = lambda day, words: lambda messages: any(  # noqa: E731
+        all(w in html.unescape(m["text"]) for w in (model, day, *words)) for m in messages)
+    for event in degraded:
+        day, reason = event["payload"]["as_of"], event["payload"]["reasons"][0]
+        assert said(day, ("degraded", reason))(servers["webhook"].wait_for(said(day, ("degraded", reason)))), (day, servers["webhook"].received)
+    quarantined = next(d.batch_id for d in days if d.quality_incident)
+    assert said(quarantined, ("failed", "quarantined"))(servers["webhook"].wait_for(said(quarantined, ("failed", "quarantined"))))
     retrains = _all_retrains_done(len(INLINE_RETRAIN_DAYS))
     assert [r.parameters["as_of"] for r in retrains] == list(INLINE_RETRAIN_DAYS)
     assert all(r.state.is_completed() for r in retrains), [r.state.message for r in retrains]

@@ -1,0 +1,116 @@
+"""Prometheus metrics from the monitoring history: the only module that imports prometheus_client.
+
+``driftloop serve-metrics`` serves them on 127.0.0.1 (port 9753 by default). Every scrape reads
+the history store and the ledger afresh (a collector, not gauges set by a loop), so the series
+are the last report's figures however many processes wrote them, and the endpoint holds no state
+of its own. Series, all labelled with the model:
+
+- ``driftloop_metric_value`` / ``_lower`` / ``_upper`` / ``_threshold_breached`` per metric, source
+  (realized | estimated | estimated on matured) and segment ("" overall), of the newest batch;
+  ``driftloop_metric_floor`` where a floor is set
+- ``driftloop_drift_distance`` / ``_max_distance`` / ``_detected`` per family and column;
+  ``driftloop_drifted_share``
+- ``driftloop_decision`` (1 for the newest batch's action, 0 for the others), ``driftloop_label_coverage``,
+  ``driftloop_labels_overdue``, ``driftloop_seconds_since_last_evaluated_batch``, ``driftloop_last_batch_timestamp_seconds``
+- ``driftloop_batches`` per ledger state (the ledger is the project's: every model's batches)
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from driftloop.config import METRICS_PORT, LedgerConfig
+from driftloop.history import History
+from driftloop.ledger import STATES, Ledger
+from driftloop.policy import ACTIONS
+
+
+class HistoryCollector(Collector):
+    def __init__(self, ledger: LedgerConfig, model: str):
+        self.ledger, self.model = ledger, model
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        history = History(self.ledger, self.model)
+        model = self.model
+        runs = history.runs(last=1)
+        gauge = lambda name, doc, labels=(): GaugeMetricFamily(f"driftloop_{name}", doc, labels=["model", *labels])  # noqa: E731
+        batches = gauge("batches", "batches in the ledger by their current state", ("state",))
+        counts = Counter(Ledger(self.ledger).states().values())
+        for state in STATES:
+            batches.add_metric([model, state], counts.get(state, 0))
+        yield batches
+        if not runs:
+            return
+        run = runs[0]
+        last = gauge("last_batch_timestamp_seconds", "when the newest batch's monitor run was recorded", ("batch_id", "model_version"))
+        last.add_metric([model, run.batch_id, run.model_version], run.recorded_at.timestamp())
+        yield last
+        since = gauge("seconds_since_last_evaluated_batch", "seconds since the newest batch's monitor run was recorded")
+        since.add_metric([model], max(0.0, time.time() - run.recorded_at.timestamp()))
+        yield since
+        decision = gauge("decision", "the newest batch's decision: 1 for its action, 0 for the others", ("action",))
+        for action in ACTIONS:
+            decision.add_metric([model, action], float(run.decision == action))
+        yield decision
+        share = gauge("drifted_share", "share of the tested features that drifted on the newest batch")
+        share.add_metric([model], run.drift_share)
+        yield share
+        for name, value, doc in (("label_coverage", run.label_coverage, "share of the horizon's predictions with a label"),
+                                 ("labels_overdue", run.labels_overdue, "predictions past the label deadline without one")):
+            if value is not None:
+                family = gauge(name, doc)
+                family.add_metric([model], float(value))
+                yield family
+
+        labels = ("metric", "source", "segment")
+        families = {key: gauge(f"metric_{key}", doc, labels) for key, doc in (
+            ("value", "the newest batch's metric: realized on the matured window, or estimated"),
+            ("lower", "lower bound of the metric's interval"), ("upper", "upper bound of the metric's interval"),
+            ("floor", "the metric's floor (evaluation.thresholds)"),
+            ("threshold_breached", "1 when the whole interval is past a threshold"))}
+        for m in history.metrics(last=1, segment=None):
+            key = [model, m.metric, m.source, m.segment]
+            for name, value in (("value", m.value), ("lower", m.low), ("upper", m.high), ("floor", m.floor),
+                                ("threshold_breached", None if m.breached is None else float(m.breached))):
+                if value is not None:
+                    families[name].add_metric(key, value)
+        yield from families.values()
+
+        labels = ("family", "column")
+        drift = {key: gauge(f"drift_{key}", doc, labels) for key, doc in (
+            ("distance", "the column's distance between reference and the newest batch"),
+            ("max_distance", "the distance threshold (drift.max_distance)"),
+            ("detected", "1 when both the test and the distance are past their thresholds"))}
+        for d in history.drift(last=1):
+            key = [model, d.family, d.column]
+            if d.distance is not None:
+                drift["distance"].add_metric(key, d.distance)
+            drift["max_distance"].add_metric(key, d.max_distance)
+            drift["detected"].add_metric(key, float(d.drifted))
+        yield from drift.values()
+
+
+def registry_for(ledger: LedgerConfig, model: str) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(HistoryCollector(ledger, model))
+    return registry
+
+
+def serve(ledger: LedgerConfig, model: str, host: str = "127.0.0.1", port: int = METRICS_PORT) -> None:
+    """Serve /metrics until SIGINT or SIGTERM."""
+    server, thread = start_http_server(port, addr=host, registry=registry_for(ledger, model))
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    print(f"serving driftloop_* metrics of {model} at http://{host}:{port}/metrics (history: {ledger.url})", flush=True)
+    stop.wait()
+    server.shutdown()
+    thread.join(timeout=5)
