@@ -166,19 +166,20 @@ def cmd_report(args) -> int:
 
     cfg = load_config(args.config)
     registry = _registry(args)
+    versions = registry.versions()
     history = History(cfg.ledger, cfg.registry.model_name)
     runs = history.runs(last=args.last)
     with tempfile.TemporaryDirectory() as folder:
         drawn = [charts.metric_trends(history.metrics(last=args.last), list(cfg.evaluation.thresholds), Path(folder) / "metrics.png"),
                  charts.drift_heatmap(history.drift(last=args.last, family="features"), Path(folder) / "drift.png"),
                  charts.coverage_trend(runs, Path(folder) / "labels.png")]
-        text = page.model_page(cfg.registry.model_name, runs, history.drift(last=1), registry.versions(), registry.history(),
+        text = page.model_page(cfg.registry.model_name, runs, history.drift(last=1), versions, registry.history(),
                                [p for p in drawn if p is not None], f"{cfg.ledger.url} and {cfg.registry.tracking_uri}")
     try:
         args.out.write_text(text, encoding="utf-8")
     except OSError as exc:
         raise DriftloopError(f"cannot write {args.out} ({exc.strerror or exc}); pick another --out") from None
-    print(f"wrote {args.out} ({len(text) // 1024} KB): {len(runs)} monitored batch(es), {len(registry.versions())} version(s)")
+    print(f"wrote {args.out} ({len(text) // 1024} KB): {len(runs)} monitored batch(es), {len(versions)} version(s)")
     return 0
 
 
