@@ -43,7 +43,7 @@ STAGES = {
     "retrain history": "evaluate",
     "estimate performance": "estimate",
     "measure drift": "drift",
-    "publish report": "publish", "publish artifacts": "publish", "ledger": "publish", "ledger: request retrain": "publish",
+    "publish report": "publish", "publish artifacts": "publish", "record history": "publish", "draw charts": "publish", "log charts": "publish", "ledger": "publish", "ledger: request retrain": "publish",
     "release batch": "publish",
 }
 ORDER = ("read", "validate", "score", "evaluate", "estimate", "drift", "publish", "orchestration")

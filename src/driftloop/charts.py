@@ -18,8 +18,10 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from driftloop.config import ReportsConfig
 from driftloop.drift import CategoricalProfile, ColumnDrift, DriftSummary, NumericProfile, ReferenceProfile
-from driftloop.history import DriftValue, MetricValue, RunRecord
+from driftloop.history import DriftValue, History, MetricValue, RunRecord
+from driftloop.report import MonitorReport
 
 REFERENCE, CURRENT = "#4C72B0", "#DD8452"
 _POINTS = 512  # an ECDF drawn through this many quantiles looks the same as one through every value
@@ -184,22 +186,23 @@ def coverage_trend(runs: Sequence[RunRecord], path: Path) -> Path | None:
     return _save(figure, path)
 
 
-def monitor_charts(report, profile: ReferenceProfile, summary: DriftSummary, history, cfg, thresholded: Sequence[str],
-                   folder: Path) -> list[Path]:
+def trend_charts(history: History, thresholded: Sequence[str], last: int, folder: Path, prefix: str = "trend-") -> list[Path]:
+    """The metric, drift and label trends of the newest ``last`` batches of ``history``, those with something to draw."""
+    found = [metric_trends(history.metrics(last=last, segment=""), thresholded, folder / f"{prefix}metrics.png"),
+             drift_heatmap(history.drift(last=last, family="features"), folder / f"{prefix}drift.png"),
+             coverage_trend(history.runs(last=last), folder / f"{prefix}labels.png")]
+    return [path for path in found if path is not None]
+
+
+def monitor_charts(report: MonitorReport, profile: ReferenceProfile, summary: DriftSummary, history: History, cfg: ReportsConfig,
+                   thresholded: Sequence[str], folder: Path) -> list[Path]:
     """A monitor run's charts into ``folder`` (emptied first: a rerun draws its own): the drifted columns'
-    distributions and, from the history (``history``, a ``History`` that already holds this run),
-    the metric, drift and label trends over the newest ``cfg.trend_batches`` batches (``cfg``: ReportsConfig)."""
+    distributions and the trends of ``history``, which already holds this run."""
     shutil.rmtree(folder, ignore_errors=True)
     if not cfg.charts:
         return []
-    last = cfg.trend_batches
-    found = [
-        *drift_charts(profile, summary, report.all_drift, folder, report.batch_id, cfg.max_drift_charts),
-        metric_trends(history.metrics(last=last, segment=""), thresholded, folder / "trend-metrics.png"),
-        drift_heatmap(history.drift(last=last, family="features"), folder / "trend-drift.png"),
-        coverage_trend(history.runs(last=last), folder / "trend-labels.png"),
-    ]
-    return [path for path in found if path is not None]
+    return [*drift_charts(profile, summary, report.all_drift, folder, report.batch_id, cfg.max_drift_charts),
+            *trend_charts(history, thresholded, cfg.trend_batches, folder)]
 
 
 def gate_chart(comparison, verdict, champion_version: str, path: Path) -> Path:

@@ -170,11 +170,9 @@ def cmd_report(args) -> int:
     history = History(cfg.ledger, cfg.registry.model_name)
     runs = history.runs(last=args.last)
     with tempfile.TemporaryDirectory() as folder:
-        drawn = [charts.metric_trends(history.metrics(last=args.last), list(cfg.evaluation.thresholds), Path(folder) / "metrics.png"),
-                 charts.drift_heatmap(history.drift(last=args.last, family="features"), Path(folder) / "drift.png"),
-                 charts.coverage_trend(runs, Path(folder) / "labels.png")]
+        drawn = charts.trend_charts(history, list(cfg.evaluation.thresholds), args.last, Path(folder))
         text = page.model_page(cfg.registry.model_name, runs, history.drift(last=1), versions, registry.history(),
-                               [p for p in drawn if p is not None], f"{cfg.ledger.url} and {cfg.registry.tracking_uri}")
+                               drawn, f"{cfg.ledger.url} and {cfg.registry.tracking_uri}")
     try:
         args.out.write_text(text, encoding="utf-8")
     except OSError as exc:
@@ -399,6 +397,12 @@ def _date(text: str):
         raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
 
 
+def _batches(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of batches; give 1 or more")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     # --config is accepted before or after the command: every parser knows it, none sets a default.
     common = argparse.ArgumentParser(add_help=False)
@@ -452,12 +456,12 @@ def build_parser() -> argparse.ArgumentParser:
     history = add(sub, "history", help="every alias move: who, when, from which version to which, and why; "
                                         "--metrics: the model's monitoring trend, a batch per line")
     history.add_argument("--metrics", action="store_true", help="each monitored batch's metrics, intervals, drift and decision")
-    history.add_argument("--last", type=int, default=30, help="with --metrics: the newest N batches (default 30)")
+    history.add_argument("--last", type=_batches, default=30, help="with --metrics: the newest N batches (default 30)")
     history.set_defaults(run=cmd_history)
 
     report = add(sub, "report", help="write the model's page (status, trends, newest drift, versions) as one offline HTML file")
     report.add_argument("--out", type=Path, default=Path("model.html"), help="where to write it (default: model.html)")
-    report.add_argument("--last", type=int, default=30, help="the newest N monitored batches in the trends (default 30)")
+    report.add_argument("--last", type=_batches, default=30, help="the newest N monitored batches in the trends (default 30)")
     report.set_defaults(run=cmd_report)
 
     serve = add(sub, "serve-metrics", help="serve the monitoring history as Prometheus driftloop_* metrics")

@@ -16,13 +16,16 @@ import json
 import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
 from driftloop.config import LedgerConfig
-from driftloop.evaluation import MetricCheck
 from driftloop.ledger import engine as ledger_engine
-from driftloop.report import MonitorReport
+
+if TYPE_CHECKING:  # reading the history (the CLI, the metrics endpoint) needs neither scipy nor scikit-learn
+    from driftloop.evaluation import MetricCheck
+    from driftloop.report import MonitorReport
 
 _metadata = sa.MetaData()
 _key = lambda: (sa.Column("model", sa.String(200), primary_key=True), sa.Column("batch_id", sa.String(64), primary_key=True))  # noqa: E731

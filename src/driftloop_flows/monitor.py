@@ -6,6 +6,7 @@ import functools
 import re
 from dataclasses import asdict, dataclass
 from datetime import date, timedelta
+from pathlib import Path
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact
@@ -340,12 +341,16 @@ def record_history(cfg: Config, report: MonitorReport, run_id: str) -> None:
     History(cfg.ledger, cfg.registry.model_name).record(report, run_id)
 
 
-@io_task(name="draw charts")
-def draw_charts(cfg: Config, champion: LoadedModel, summary: drift.DriftSummary, report: MonitorReport, run_id: str) -> list[str]:
-    """The run's charts (drifted columns, trends from the history), logged with its MLflow run."""
+@compute_task(name="draw charts")
+def draw_charts(cfg: Config, champion: LoadedModel, summary: drift.DriftSummary, report: MonitorReport) -> list[Path]:
+    """The run's charts: its drifted columns, and the trends of the history that now holds it."""
     history = History(cfg.ledger, cfg.registry.model_name)
-    paths = charts.monitor_charts(report, champion.profile, summary, history, cfg.reports, list(cfg.evaluation.thresholds),
-                                  cfg.data.reports / f"{report.batch_id}.charts")
+    return charts.monitor_charts(report, champion.profile, summary, history, cfg.reports, list(cfg.evaluation.thresholds),
+                                 cfg.data.reports / f"{report.batch_id}.charts")
+
+
+@io_task(name="log charts")
+def log_charts(cfg: Config, run_id: str, paths: list[Path]) -> list[str]:
     Registry(cfg.registry).log_charts(run_id, paths)
     return [path.name for path in paths]
 
@@ -470,9 +475,10 @@ def _monitor_batch(cfg: Config, batch_id: str, config_path: str, retrain_inline:
                            health, cause)
     run_id = publish_report(cfg, report, checked, task_seconds(started))
     record_history(cfg, report, run_id)
-    charted = draw_charts(cfg, champion, summary, report, run_id, return_state=True)
-    drawn = charted.result() if charted.is_completed() else []  # a picture that could not be drawn never fails the batch
-    publish_artifacts(cfg, report, run_id, drawn)
+    # A picture that could not be drawn or logged never fails the batch: its report and history are written.
+    charted = draw_charts(cfg, champion, summary, report, return_state=True)
+    logged = log_charts(cfg, run_id, charted.result(), return_state=True) if charted.is_completed() else None
+    publish_artifacts(cfg, report, run_id, logged.result() if logged is not None and logged.is_completed() else [])
     mark(cfg, batch_id, "evaluated", f"{report.drift_verdict}; decision {decision.action}")
     logger.info("batch %s: %s, %s, decision %s", batch_id, report.drift_verdict, report.performance_summary, decision.action)
     for reason in decision.reasons:
