@@ -39,7 +39,7 @@ STAGES = {
     "check file names": "read", "claim batch": "read", "read batch": "read",
     "check suite": "validate", "validate batch": "validate",
     "load model": "score", "connect to Dask": "score", "score batch": "score", "append prediction log": "score",
-    "match labels": "evaluate", "read matured window": "evaluate", "evaluate matured labels": "evaluate", "label status": "evaluate",
+    "match new label files": "evaluate", "match labels": "evaluate", "read matured window": "evaluate", "evaluate matured labels": "evaluate", "label status": "evaluate",
     "retrain history": "evaluate",
     "estimate performance": "estimate",
     "measure drift": "drift",

@@ -296,6 +296,12 @@ def write_predictions(cfg: DataConfig, batch_id: str, scored: pd.DataFrame) -> P
     return _write_atomic(folder / "part-0.parquet", lambda tmp: scored.assign(**{PARTITION: batch_id}).to_parquet(tmp, index=False))
 
 
+def release_freed_memory() -> None:
+    """Give back to the system what Arrow's allocator keeps of freed tables (a batch read, validated and
+    logged: 250 MB at 1M rows), which numpy, allocating elsewhere, would never reuse."""
+    pa.default_memory_pool().release_unused()
+
+
 def logged_batches(cfg: DataConfig) -> list[str]:
     if not cfg.predictions.exists():
         return []
@@ -587,6 +593,54 @@ def _comparable_ids(cfg: DataConfig, schema: SchemaConfig, logged, labels, path:
     return both
 
 
+class _KeptMatches:
+    """What every (batch, label file) pair of ``batch_ids`` and ``files`` matched, each pair read from what
+    an earlier run kept or matched now and kept, and the facts (rows, conflicts) of each label file."""
+
+    def __init__(self, cfg: DataConfig, schema: SchemaConfig, batch_ids: list[str], files: list[tuple[date, Path]]):
+        self.logs = {b: cfg.predictions / f"{PARTITION}={b}" / "part-0.parquet" for b in batch_ids}
+        log_stamps = {b: _fingerprint(p) for b, p in self.logs.items()}
+        label_stamps = {path.name: _fingerprint(path) for _, path in files}
+        stamps = {(b, name): {"log": log_stamps[b], "labels": label_stamps[name]} for b in batch_ids for name in label_stamps}
+        self.pairs = {(b, path.name): _read_pair(_pair_path(cfg, b, path), stamps[(b, path.name)]) for b in batch_ids for _, path in files}
+        facts = {path.name: _read_facts(cfg, path) for _, path in files}
+        self._schema, self._read_files, self._checked = schema, {}, {name for name, found in facts.items() if found is not None}
+        self._folder = cfg.labels
+
+        read_logs: dict[str, pa.ChunkedArray] = {}
+
+        def log_ids(batch: str) -> pa.ChunkedArray:
+            if batch not in read_logs:
+                read_logs[batch] = pa.chunked_array([_as_large(c) for c in pq.read_table(self.logs[batch], columns=[schema.id_column]).column(0).chunks])
+            return read_logs[batch]
+
+        missing = [(b, path) for b in batch_ids for _, path in files if self.pairs[(b, path.name)] is None]
+        if len(types := {str(log_ids(b).type) for b, _ in missing}) > 1:
+            raise DataError(f"the prediction log in {cfg.predictions} holds {schema.id_column} values of several types "
+                            f"({', '.join(sorted(types))}); export ids as one type in every batch")
+        self.pairs |= _match_new_pairs(cfg, schema, missing, stamps, log_ids, self.read)
+        self.facts = {path.name: facts[path.name] or _write_facts(cfg, schema, self.read(path)) for _, path in files}
+        self._checked = set(self.facts)  # from now on a label file is read for its ids alone
+        self._read_files.clear()  # the ids and labels read to match new pairs: not held while the matches are summed up
+
+    def read(self, path: Path) -> _LabelFile:
+        if path not in self._read_files:
+            found = _LabelFile(path, self._schema, checked=path.name in self._checked)
+            if self._read_files and found.ids.type != (seen := next(iter(self._read_files.values())).ids).type:
+                raise DataError(f"the label files in {self._folder} hold {self._schema.id_column} values of several types ({seen.type} "
+                                f"and {found.ids.type} in {path.name}); export ids as one type in every label file")
+            self._read_files[path] = found
+        return self._read_files[path]
+
+
+def keep_label_matches(cfg: DataConfig, schema: SchemaConfig, batch_ids: list[str], as_of: date) -> None:
+    """Match the label files that arrived by ``as_of`` against the logged ``batch_ids`` and keep what each
+    pair matched, as ``match_labels`` does first: run while a new batch is read and validated, it leaves
+    that batch's own pairs, one lookup, to the ``match_labels`` after it is logged."""
+    if batch_ids:
+        _KeptMatches(cfg, schema, batch_ids, _label_files(cfg, as_of, date.fromisoformat(batch_ids[0])))
+
+
 def match_labels(cfg: DataConfig, schema: SchemaConfig, batch_ids: list[str], as_of: date, keep: int = 0,
                  unknown_from: date | None = None) -> LabelMatches:
     """Each logged prediction of ``batch_ids`` matched against the label files that arrived between the
@@ -599,37 +653,8 @@ def match_labels(cfg: DataConfig, schema: SchemaConfig, batch_ids: list[str], as
     labels the window takes; ``unknown_from``: count labels for unknown ids only in files from that day on.
     """
     files = _label_files(cfg, as_of, date.fromisoformat(batch_ids[0]) if batch_ids else as_of)
-    logs = {b: cfg.predictions / f"{PARTITION}={b}" / "part-0.parquet" for b in batch_ids}
-    log_stamps, label_stamps = {b: _fingerprint(p) for b, p in logs.items()}, {path.name: _fingerprint(path) for _, path in files}
-    stamps = {(b, name): {"log": log_stamps[b], "labels": label_stamps[name]} for b in batch_ids for name in label_stamps}
-    pairs = {(b, path.name): _read_pair(_pair_path(cfg, b, path), stamps[(b, path.name)]) for b in batch_ids for _, path in files}
-    facts = {path.name: _read_facts(cfg, path) for _, path in files}
-    read_files: dict[Path, _LabelFile] = {}
-
-    def read(path: Path) -> _LabelFile:
-        if path not in read_files:
-            found = _LabelFile(path, schema, checked=facts[path.name] is not None)
-            if read_files and found.ids.type != (seen := next(iter(read_files.values())).ids).type:
-                raise DataError(f"the label files in {cfg.labels} hold {schema.id_column} values of several types ({seen.type} "
-                                f"and {found.ids.type} in {path.name}); export ids as one type in every label file")
-            read_files[path] = found
-        return read_files[path]
-
-    read_logs: dict[str, pa.ChunkedArray] = {}
-
-    def log_ids(batch: str) -> pa.ChunkedArray:
-        if batch not in read_logs:
-            read_logs[batch] = pa.chunked_array([_as_large(c) for c in pq.read_table(logs[batch], columns=[schema.id_column]).column(0).chunks])
-        return read_logs[batch]
-
-    missing = [(b, path) for b in batch_ids for _, path in files if pairs[(b, path.name)] is None]
-    if len(types := {str(log_ids(b).type) for b, _ in missing}) > 1:
-        raise DataError(f"the prediction log in {cfg.predictions} holds {schema.id_column} values of several types "
-                        f"({', '.join(sorted(types))}); export ids as one type in every batch")
-    pairs |= _match_new_pairs(cfg, schema, missing, stamps, log_ids, read)
-    facts = {path.name: facts[path.name] or _write_facts(cfg, schema, read(path)) for _, path in files}
-    read_files.clear()  # the ids and labels read to match new pairs: not held while the matches are summed up
-    read_logs.clear()
+    kept = _KeptMatches(cfg, schema, batch_ids, files)
+    pairs, facts, logs, read = kept.pairs, kept.facts, kept.logs, kept.read
 
     sizes = [pq.ParquetFile(logs[b]).metadata.num_rows for b in batch_ids]
     batch_date = np.repeat(np.array(batch_ids, dtype="datetime64[D]"), sizes)

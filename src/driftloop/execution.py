@@ -31,7 +31,7 @@ def in_process(fn: Callable, parts: list, **shared) -> list:
 
 @dataclass(frozen=True)
 class ScoredBatch:
-    frame: pd.DataFrame  # the prediction log's rows, in the batch's order
+    outputs: pd.DataFrame  # the model's outputs and `scored`, a row per batch row in its order (the log adds the features)
     seconds: float  # model seconds, summed over the partitions
     model_calls: int
     drift: drift.DriftSummary  # the features and the model's outputs, merged over the partitions
@@ -77,7 +77,7 @@ def score_batch(model, frame: pd.DataFrame, schema: SchemaConfig, threshold: flo
     found = run(score_partition, parts, model=model, schema=schema, threshold=threshold, profile=profile, columns=columns)
     outputs = pd.concat([scoring.frame for scoring, _ in found], ignore_index=True) if len(found) > 1 else found[0][0].frame
     return ScoredBatch(
-        frame=training.log_rows(frame, outputs, schema),
+        outputs=outputs,
         seconds=sum(scoring.seconds for scoring, _ in found),
         model_calls=sum(scoring.model_calls for scoring, _ in found),
         drift=drift.DriftSummary.merge([summary for _, summary in found]),

@@ -199,19 +199,37 @@ def score_batch(cfg: Config, champion: LoadedModel, frame) -> execution.ScoredBa
 
 
 @io_task(name="append prediction log")
-def log_predictions(cfg: Config, batch_id: str, scored, version: str):
-    return data.write_predictions(cfg.data, batch_id, scored.assign(model_version=version))
+def log_predictions(cfg: Config, batch_id: str, frame, outputs, version: str):
+    return data.write_predictions(cfg.data, batch_id, training.log_rows(frame, outputs, cfg.columns).assign(model_version=version))
+
+
+def _label_horizon(cfg: Config, batch_id: str) -> tuple[list[str], list[str]]:
+    """The batches logged by ``batch_id``'s day, this one included, and the newest
+    ``2 * evaluation.label_deadline_batches`` of them: every prediction turns overdue inside that horizon."""
+    as_of = date.fromisoformat(batch_id)
+    logged = sorted({b for b in data.logged_batches(cfg.data) if date.fromisoformat(b) <= as_of} | {batch_id})
+    return logged, logged[-2 * cfg.evaluation.label_deadline_batches:]
+
+
+@io_task(name="match new label files")
+def keep_label_matches(cfg: Config, batch_id: str) -> None:
+    """New label files matched against the batches logged before this one, while it is read, validated
+    and scored (Arrow's hashing leaves the interpreter to the imports and GX): `match labels` then has
+    this batch's own pairs left. What cannot be matched here is reported there, once the batch is in."""
+    _, horizon = _label_horizon(cfg, batch_id)
+    try:
+        data.keep_label_matches(cfg.data, cfg.columns, [b for b in horizon if b != batch_id], date.fromisoformat(batch_id))
+    except DriftloopError as exc:
+        get_run_logger().info("label files left for `match labels`: %s", exc)
 
 
 @io_task(name="match labels")
 def match_labels(cfg: Config, batch_id: str) -> data.LabelMatches:
-    """The logged predictions of the newest ``2 * evaluation.label_deadline_batches`` batches, matched once
-    against the label files: every prediction turns overdue inside that horizon, so a run reads a bounded
-    slice of the log (ids only) and of the label files however long the history grows. The label status
-    and the matured window both read it."""
+    """The logged predictions of the label horizon (``_label_horizon``), matched once against the label
+    files: a run reads a bounded slice of the log (ids only) and of the label files however long the
+    history grows. The label status and the matured window both read it."""
     as_of = date.fromisoformat(batch_id)
-    logged = [b for b in data.logged_batches(cfg.data) if date.fromisoformat(b) <= as_of]
-    horizon = logged[-2 * cfg.evaluation.label_deadline_batches:]
+    logged, horizon = _label_horizon(cfg, batch_id)
     # Once batches have left the horizon, a label file from its first days labels them too: their ids
     # are not unknown, so only files from a deadline after its start are searched for unknown ids.
     unknown_from = (date.fromisoformat(horizon[0]) + timedelta(days=cfg.evaluation.label_deadline_batches * cfg.data.period_days)
@@ -223,12 +241,14 @@ def match_labels(cfg: Config, batch_id: str) -> data.LabelMatches:
 def matured_window(cfg: Config, batch_id: str, matches: data.LabelMatches):
     """Logged predictions of the newest ``evaluation.window_batches`` batches whose labels have arrived:
     the columns evaluation reads, not the features."""
-    columns = cfg.columns
-    window = data.labelled_batches(
-        cfg.data, columns, date.fromisoformat(batch_id), n_batches=cfg.evaluation.window_batches,
-        columns=[columns.timestamp_column, *training.output_columns(columns), *columns.segments, *cfg.evaluation.fairness_columns],
-        matches=matches)
-    return window[window[training.output_columns(columns)].notna().all(axis=1)]  # rows that failed to score have nothing to evaluate
+    columns, outputs = cfg.columns, training.output_columns(cfg.columns)
+    groups = list(dict.fromkeys([*columns.segments, *cfg.evaluation.fairness_columns]))
+    window = data.labelled_batches(cfg.data, columns, date.fromisoformat(batch_id), n_batches=cfg.evaluation.window_batches,
+                                   columns=[columns.timestamp_column, *outputs, *groups], matches=matches)
+    # Only what evaluation, the estimate and target drift read, the batch as a category: at 1M rows a
+    # day, ids, timestamps and a batch id per row would hold 100 MB through evaluation.
+    window = window[[data.PARTITION, columns.target, *outputs, *groups]].astype({data.PARTITION: "category"})
+    return window[window[outputs].notna().all(axis=1)]  # rows that failed to score have nothing to evaluate
 
 
 @compute_task(name="evaluate matured labels")
@@ -429,14 +449,18 @@ def _monitor_batch(cfg: Config, batch_id: str, config_path: str, retrain_inline:
     mark = functools.partial(mark_claimed, owner=owner)
     if cfg.execution.dask_address:
         connect_cluster(cfg)
-    # The champion loads (the MLflow store and skops imports, about 2 s) while the batch is read and
-    # the suite checked, and scores while the batch is validated: on two cores that overlap saves
-    # seconds. Its output is used, and the prediction log written, only for a batch that passed.
+    # The champion loads (the MLflow store and skops imports, about 2.5 s in a new process) while the
+    # batch is read and new label files are matched, then scores while GX is imported and the batch
+    # validated. Imports hold the interpreter, so they take turns: the model's first, because scoring
+    # (native code) overlaps the GX import and reading does not. Its output is used, and the
+    # prediction log written, only for a batch that passed.
     loading = load_model.submit(cfg, CHAMPION)
+    prematching = keep_label_matches.submit(cfg, batch_id)
     frame = read_batch(cfg, batch_id)
+    scoring = score_batch.submit(cfg, loading, frame)
+    loading.wait()
     check_suite(cfg)
     mark(cfg, batch_id, "received", f"{len(frame)} rows from {data.batch_path(cfg.data, batch_id).name}")
-    scoring = score_batch.submit(cfg, loading, frame)
 
     checked = validate_batch(cfg, frame, batch_id)
     if not checked.passed:
@@ -448,23 +472,25 @@ def _monitor_batch(cfg: Config, batch_id: str, config_path: str, retrain_inline:
 
     champion = loading.result()  # first: a missing champion says so, not that scoring lacked its input
     scoring = scoring.result()
-    log_predictions(cfg, batch_id, scoring.frame, champion.ref.version)
+    log_predictions(cfg, batch_id, frame, scoring.outputs, champion.ref.version)
     mark(cfg, batch_id, "scored", f"champion v{champion.ref.version}")
     rows, summary = len(frame), scoring.drift
-    health = evaluation.service_health(scoring.frame["scored"].to_numpy(), scoring.seconds, scoring.model_calls,
+    health = evaluation.service_health(scoring.outputs["scored"].to_numpy(), scoring.seconds, scoring.model_calls,
                                        cfg.evaluation.max_failed_share, batch_id, scoring.where, scoring.partitions)
-    scored = scoring.frame[[*training.output_columns(cfg.columns), "scored"]]
+    scored = scoring.outputs[[*training.output_columns(cfg.columns), "scored"]]
     del frame, scoring  # logged and summarised: the batch's features are not held through evaluation
+    data.release_freed_memory()
 
+    prematching.wait()
     matches = match_labels(cfg, batch_id)
     labels = count_labels(cfg, batch_id, matches)
     window = matured_window(cfg, batch_id, matches)
     del matches  # its arrays grow with the horizon's predictions: not held through evaluation
-    # Drift beside evaluation; the estimate after it (both beside would peak above 1.5 GB at 1M rows).
     evaluating = evaluate_matured.submit(cfg, window, champion.reference_metrics)
+    estimating = estimate.submit(cfg, champion, scored, window, batch_id, champion.reference_metrics)
     features, predictions, target = measure_drift(cfg, champion, summary, window)
     performance = evaluating.result()
-    estimated, estimated_checks, estimated_matured = estimate(cfg, champion, scored, window, batch_id, champion.reference_metrics)
+    estimated, estimated_checks, estimated_matured = estimating.result()
     since, gate_failure = retrain_history(cfg, batch_id, performance.window[-1] if performance and performance.window else None)
     decision = decide_retraining(features, performance, predictions, target, since, cfg.policy,
                                  estimated=estimated_checks, health=health, batch_id=batch_id, gate_failure=gate_failure)

@@ -33,6 +33,10 @@ def test_quality_incident_fails_on_the_expectations_it_breaks(demo_project):
     assert "QUARANTINED" in report.to_markdown()
     page = report.to_html()
     assert "<h1>Batch" in page and "QUARANTINED" in page and "<tr class='critical'><td>critical</td><td>monthly_charges</td>" in page
+    # the quarantine report locates the bad rows (a passing batch is judged on counts alone)
+    charges = next(r for r in report.gx_result["results"] if r["expectation_config"]["type"] == "expect_column_values_to_be_between"
+                   and r["expectation_config"]["kwargs"]["column"] == "monthly_charges")
+    assert charges["result"]["partial_unexpected_index_list"]
 
 
 def test_a_missing_column_is_named(demo_project):

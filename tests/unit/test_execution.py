@@ -28,11 +28,11 @@ def test_a_batch_cut_in_partitions_gets_the_drift_verdicts_and_log_of_one_piece(
     parts = score(ExecutionConfig(partition_rows=170), run=execution.in_process)
 
     assert (whole.partitions, parts.partitions) == (1, -(-len(frame) // 170))
-    pd.testing.assert_frame_equal(parts.frame, whole.frame)
+    pd.testing.assert_frame_equal(parts.outputs, whole.outputs)
     one, cut = (drift.test_summary(candidate.profile, s.drift, columns, cfg.drift) for s in (whole, parts))
     assert cut == one  # every statistic, p-value, distance and verdict, to the last bit
     assert one.drifted_columns, "the covariate-shift day must drift, or this compares nothing"
-    assert cut == drift.detect_drift(candidate.profile, whole.frame, columns, cfg.drift)
+    assert cut == drift.detect_drift(candidate.profile, training.log_rows(frame, whole.outputs, cfg.columns), columns, cfg.drift)
     assert parts.model_calls == parts.partitions
 
 
