@@ -98,7 +98,7 @@ def release_batch(cfg: Config, batch_id: str, owner: str) -> None:
 def check_files(cfg: Config, batch_id: str | None) -> None:
     """The file contract, before anything is read or written: the batch id, the label files and
     (when every new batch is taken) the batch files' names and the expectation suite. A run of one
-    batch checks its suite in `check suite`, while its champion loads."""
+    batch checks its suite in `check suite`, while its champion scores."""
     if batch_id is not None:
         data.check_batch_id(batch_id)
     data.check_folders(cfg.data, incoming=batch_id is None)
