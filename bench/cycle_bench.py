@@ -128,13 +128,14 @@ def _floor(config: Path, batch_id: str) -> dict[str, float]:
     return floor
 
 
-def _run(kind: str, config: Path, batch_id: str | None = None) -> dict:
+def _run(kind: str, config: Path, batch_id: str | None = None, root: Path = ROOT) -> dict:
+    """One run in a process of its own, with the code of the checkout at ``root``."""
     out = config.parent / f"{kind}-{batch_id}.json"
     env = os.environ | {"PREFECT_HOME": str(config.parent / ".prefect"), "PREFECT_LOGGING_LEVEL": "WARNING",
                         "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1", "MLFLOW_DISABLE_TELEMETRY": "true",
-                        "GX_ANALYTICS_ENABLED": "false"}
+                        "GX_ANALYTICS_ENABLED": "false", "PYTHONPATH": os.pathsep.join([str(root / "src"), str(root)])}
     subprocess.run([sys.executable, "-m", "bench.cycle_bench", "--in-process", kind, "--config", str(config),
-                    "--batch", batch_id or "", "--out", str(out)], check=True, cwd=ROOT, env=env)
+                    "--batch", batch_id or "", "--out", str(out)], check=True, cwd=root, env=env)
     return json.loads(out.read_text()) if out.exists() else {}
 
 
@@ -172,6 +173,43 @@ def covered(intervals: list[tuple[float, float]]) -> float:
             total += end - max(start, reach)
             reach = end
     return total
+
+
+def against(sizes: list[int], days: int, revision: str, repeat: int) -> list[dict]:
+    """The last day's monitor run of this checkout and of ``revision`` (a git worktree), alternately and
+    ``repeat`` times each, each from the same copy of the project after the days before it: the machine's
+    drift from run to run falls on both alike."""
+    from driftloop.config import load_config
+    from driftloop.demo import generate
+
+    worktree = Path(tempfile.mkdtemp(prefix="driftloop-bench-against-"))
+    subprocess.run(["git", "worktree", "add", "--detach", str(worktree), revision], check=True, cwd=ROOT)
+    named = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=worktree, capture_output=True, text=True).stdout.strip()
+    rows = []
+    try:
+        for n in sizes:
+            folder = Path(tempfile.mkdtemp(prefix=f"driftloop-bench-against-{n}-"))
+            config = write_config(folder, n, days)
+            cfg = load_config(config)
+            plans = generate(cfg.demo, cfg.data).days
+            _run("bootstrap", config)
+            for plan in plans[:-1]:
+                _run("monitor", config, plan.batch_id)
+            kept = folder.with_name(folder.name + "-before-last-day")
+            shutil.copytree(folder, kept, symlinks=True)
+            for attempt in range(1, repeat + 1):
+                for label, root in (("this checkout", ROOT), (f"{revision} ({named})", worktree)):
+                    shutil.rmtree(folder)
+                    shutil.copytree(kept, folder, symlinks=True)
+                    found = _run("monitor", config, plans[-1].batch_id, root=root)
+                    rows.append({"rows": n, "day": plans[-1].day, "code": label, "run": attempt,
+                                 "wall s": round(found["wall"], 2), "CPU s": round(found["cpu"], 2), "peak RSS MB": round(found["peak_rss_mb"])})
+                    print(f"  {n:,} rows, day {plans[-1].day}, {label}: {found['wall']:.1f} s, {found['peak_rss_mb']:.0f} MB", flush=True)
+            shutil.rmtree(folder)
+            shutil.rmtree(kept)
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(worktree)], check=False, cwd=ROOT)
+    return rows
 
 
 def run(sizes: list[int], days: int, keep: bool = False) -> list[dict]:
@@ -236,6 +274,9 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=3)
     parser.add_argument("--keep", action="store_true", help="keep each size's data, models and run records (temp folders)")
     parser.add_argument("--small-rows", type=int, default=2_000, help="rows per batch of the long-lived process run (0: skip it)")
+    parser.add_argument("--against", metavar="REV", help="instead: the last day's monitor run of this checkout and of git "
+                        "revision REV, alternately, from the same copy of the project (bench/results/against-<date>.json)")
+    parser.add_argument("--repeat", type=int, default=4, help="runs of each with --against")
     parser.add_argument("--in-process", choices=("bootstrap", "monitor", "small", "floor"), help=argparse.SUPPRESS)
     parser.add_argument("--config", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--batch", help=argparse.SUPPRESS)
@@ -246,6 +287,15 @@ def main() -> None:
         return
     from bench.drift_bench import table
 
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    if args.against:
+        compared = against(args.sizes, args.days, args.against, args.repeat)
+        print(table(compared))
+        out = RESULTS / f"against-{date.today().isoformat()}.json"
+        out.write_text(json.dumps({"sizes": args.sizes, "days": args.days, "against": args.against, "cpu_count": os.cpu_count(),
+                                   "runs": compared}, indent=2))
+        print(f"written {out}")
+        return
     small = small_batches(args.small_rows) if args.small_rows else None
     rows = run(args.sizes, args.days, args.keep)
     print(table([{k: r.get(k, "") for k in ("rows", "day", "stage", "wall s", "CPU s", "peak RSS MB", "ratio")} for r in rows]))
@@ -253,7 +303,6 @@ def main() -> None:
     print(table([{k: r.get(k, "") for k in totals[-1]} for r in totals]))
     if small:
         print(table([small]))
-    RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"cycle-{date.today().isoformat()}.json"
     out.write_text(json.dumps({"sizes": args.sizes, "days": args.days, "cpu_count": os.cpu_count(),
                                "stages": rows, "summary": totals, "small_batches": small}, indent=2))
