@@ -14,6 +14,10 @@ loads the champion from the registry first, as the monitor run itself does (each
 the driftloop modules it uses before its clock starts; what they import lazily, such as skops for
 the model or GX for validation, is on the clock). The table is printed and written as JSON under
 bench/results/.
+
+With ``--against REV`` it compares instead: the last day's monitor run of this checkout and of git
+revision REV, alternately, from one copy of the project, so the machine's drift in speed falls on
+both alike (bench/results/against-<date>.json).
 """
 
 from __future__ import annotations
@@ -175,24 +179,33 @@ def covered(intervals: list[tuple[float, float]]) -> float:
     return total
 
 
+def bootstrapped(kind: str, rows: int, days: int) -> tuple[Path, Path, list]:
+    """A temp folder holding the demo scenario at ``rows`` per batch over ``days`` days, its champion
+    bootstrapped: the folder, its config and the days' plans."""
+    from driftloop.config import load_config
+    from driftloop.demo import generate
+
+    folder = Path(tempfile.mkdtemp(prefix=f"driftloop-bench-{kind}-{rows}-"))
+    config = write_config(folder, rows, days)
+    cfg = load_config(config)
+    started = time.perf_counter()
+    plans = generate(cfg.demo, cfg.data).days
+    print(f"{rows:,} rows per batch: data generated in {time.perf_counter() - started:.0f} s under {folder}", flush=True)
+    _run("bootstrap", config)
+    return folder, config, plans
+
+
 def against(sizes: list[int], days: int, revision: str, repeat: int) -> list[dict]:
     """The last day's monitor run of this checkout and of ``revision`` (a git worktree), alternately and
     ``repeat`` times each, each from the same copy of the project after the days before it: the machine's
     drift from run to run falls on both alike."""
-    from driftloop.config import load_config
-    from driftloop.demo import generate
-
     worktree = Path(tempfile.mkdtemp(prefix="driftloop-bench-against-"))
     subprocess.run(["git", "worktree", "add", "--detach", str(worktree), revision], check=True, cwd=ROOT)
     named = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=worktree, capture_output=True, text=True).stdout.strip()
     rows = []
     try:
         for n in sizes:
-            folder = Path(tempfile.mkdtemp(prefix=f"driftloop-bench-against-{n}-"))
-            config = write_config(folder, n, days)
-            cfg = load_config(config)
-            plans = generate(cfg.demo, cfg.data).days
-            _run("bootstrap", config)
+            folder, config, plans = bootstrapped("against", n, days)
             for plan in plans[:-1]:
                 _run("monitor", config, plan.batch_id)
             kept = folder.with_name(folder.name + "-before-last-day")
@@ -213,18 +226,9 @@ def against(sizes: list[int], days: int, revision: str, repeat: int) -> list[dic
 
 
 def run(sizes: list[int], days: int, keep: bool = False) -> list[dict]:
-    from driftloop.config import load_config
-    from driftloop.demo import generate
-
     rows = []
     for n in sizes:
-        folder = Path(tempfile.mkdtemp(prefix=f"driftloop-bench-cycle-{n}-"))
-        config = write_config(folder, n, days)
-        cfg = load_config(config)
-        started = time.perf_counter()
-        plans = generate(cfg.demo, cfg.data).days
-        print(f"{n:,} rows per batch: data generated in {time.perf_counter() - started:.0f} s under {folder}", flush=True)
-        _run("bootstrap", config)
+        folder, config, plans = bootstrapped("cycle", n, days)
         for plan in plans:
             found = _run("monitor", config, plan.batch_id)
             found["new_process_floor"] = _run("floor", config, plan.batch_id)["floor"]
@@ -240,14 +244,7 @@ def run(sizes: list[int], days: int, keep: bool = False) -> list[dict]:
 def small_batches(rows: int, days: int = 6) -> dict:
     """Monitor runs of ``rows``-row batches one after another in one process (a long-lived worker's
     situation): the first pays for the lazy imports (GX, the MLflow model flavour), the rest do not."""
-    folder = Path(tempfile.mkdtemp(prefix=f"driftloop-bench-small-{rows}-"))
-    config = write_config(folder, rows, days)
-    from driftloop.config import load_config
-    from driftloop.demo import generate
-
-    cfg = load_config(config)
-    plans = generate(cfg.demo, cfg.data).days
-    _run("bootstrap", config)
+    _, config, plans = bootstrapped("small", rows, days)
     walls = _run("small", config, ",".join(p.batch_id for p in plans))["walls"]
     found = {"rows": rows, "runs": len(walls), "first run s": round(walls[0], 2),
              "later runs, mean s": round(sum(walls[1:]) / len(walls[1:]), 2), "later runs, max s": round(max(walls[1:]), 2)}
