@@ -7,7 +7,6 @@ through a retrain leaves a finished or failed run but never a half-made version.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import secrets
@@ -21,6 +20,9 @@ from typing import Iterator
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+# Nothing in a driftloop process deserializes a model through MLflow: what MLflow would load is read
+# from the artifact store's own MLmodel file. driftloop loads through its pin (driftloop.model_files).
+os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "false"
 
 import mlflow  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -28,9 +30,11 @@ import sqlalchemy  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 
+from driftloop import model_files  # noqa: E402
 from driftloop.config import RegistryConfig  # noqa: E402
 from driftloop.drift import ReferenceProfile  # noqa: E402
 from driftloop.errors import RegistryError, RegistryUnavailable  # noqa: E402
+from driftloop.redaction import without_credentials  # noqa: E402
 from driftloop.promotion import CHALLENGER, CHAMPION, TAG, AuditEntry, UnauditedAlias, check_promotion, unaudited_aliases  # noqa: E402
 
 PROFILE_ARTIFACT = "drift_reference.npz"
@@ -60,31 +64,6 @@ class LoadedModel:
 # Loaded versions of this process, oldest first: (tracking URI, model, version, run) -> LoadedModel.
 _LOADED: dict[tuple[str, str, str, str], LoadedModel] = {}
 _KEEP_LOADED = 3
-
-
-def _loadable(type_name: str) -> bool:
-    """Whether a class named in a skops file can be imported back where the model is loaded."""
-    module, _, name = type_name.rpartition(".")
-    if not module or module == "__main__" or "<" in type_name:  # a script's class, a lambda, a local function
-        return False
-    try:
-        return hasattr(importlib.import_module(module), name)
-    except Exception:
-        return False
-
-
-def skops_trust(model) -> list[str]:
-    """The types skops must be told to trust to load ``model`` back: read from the model itself, so a
-    team's own estimator loads like the default one. A type that could not be imported back is a
-    one-line error now, not a failed load in production."""
-    import skops.io
-
-    untrusted = skops.io.get_untrusted_types(data=skops.io.dumps(model))
-    unloadable = [t for t in untrusted if not _loadable(t)]
-    if unloadable:
-        raise RegistryError(f"the model holds {unloadable[0]}, which could not be imported where the model is loaded; "
-                            "define it at the top level of an importable module (not in a script, not a lambda)")
-    return sorted(untrusted)
 
 
 def _pip_requirements() -> list[str]:
@@ -119,6 +98,9 @@ class Registry:
             raise
         except sqlalchemy.exc.DatabaseError as exc:  # the local store's file is damaged or not a database
             reason = str(exc.orig).splitlines()[0] if exc.orig else type(exc).__name__
+            if isinstance(exc, sqlalchemy.exc.OperationalError) and "connect" in reason.lower():  # a database server that is down
+                raise RegistryUnavailable(f"{doing}: the MLflow store {self.cfg.tracking_uri} is unreachable ({reason}); start it "
+                                          "or fix registry.tracking_uri") from None
             raise RegistryError(f"{doing}: the MLflow store {self.cfg.tracking_uri} cannot be read ({reason}); restore it from "
                                 "a backup, or point registry.tracking_uri at a new file") from None
         except MlflowException as exc:
@@ -172,7 +154,7 @@ class Registry:
         """Where a person sees a run (or one of its artifacts) or a model version in the MLflow UI (None for a local store)."""
         if self.is_local:
             return None
-        base = self.cfg.tracking_uri.rstrip("/")
+        base = without_credentials(self.cfg.tracking_uri).rstrip("/")
         if version is not None:
             return f"{base}/#/models/{self.name}/versions/{version}"
         if run_id is not None:
@@ -221,27 +203,56 @@ class Registry:
         matches = [r for r in self.versions() if r.tags.get(TAG + key) == value]
         return matches[-1] if matches else None
 
-    def load(self, alias: str = CHAMPION) -> LoadedModel:
-        """The model under ``alias`` with the drift profile and metrics saved beside it."""
+    def load(self, alias: str = CHAMPION, code_path: Path | None = None) -> LoadedModel:
+        """The model under ``alias`` with the drift profile and metrics saved beside it, read only as the
+        version's pin says (``model_files``); ``code_path`` is ``training.estimator_path`` for a model
+        whose classes live beside the config."""
         ref = self.by_alias(alias)
         if ref is None:
             raise RegistryError(
                 f"model {self.name!r} has no {alias!r} alias at {self.cfg.tracking_uri}; run the bootstrap flow first (make demo does)"
             )
         key = (self.cfg.tracking_uri, self.name, ref.version, ref.run_id)
-        if key in _LOADED:  # a version's files never change: a long-lived worker loads each once
+        if key in _LOADED:  # checked when it was loaded; its pin lives in the tracking store, beyond the artifacts' reach
             return replace(_LOADED[key], ref=ref)  # with the aliases and tags as they are now
+        model_files.code_on_path(code_path)
+        pin = self._pin_of(ref, alias)
         with self._errors(f"loading {self.name}@{alias} (version {ref.version})"), self._missing_files(ref, alias):
-            model = mlflow.sklearn.load_model(f"models:/{self.name}/{ref.version}")
+            mlmodel, data = self._model_files(ref.version, pin.file)
             with tempfile.TemporaryDirectory() as tmp:
-                path = mlflow.artifacts.download_artifacts(run_id=ref.run_id, artifact_path=PROFILE_ARTIFACT, dst_path=tmp)
-                profile = ReferenceProfile.load(Path(path))
+                path = Path(mlflow.artifacts.download_artifacts(run_id=ref.run_id, artifact_path=PROFILE_ARTIFACT, dst_path=tmp))
+                try:
+                    problem = model_files.mlmodel_problem(mlmodel, pin)
+                    if not problem and model_files.sha256(path.read_bytes()) != pin.profile_sha256:
+                        problem = f"its {PROFILE_ARTIFACT} is not the file registered"
+                    if problem:
+                        raise RegistryError(problem)
+                    model = model_files.load(data, pin)  # nothing in the file is built before its hash matches
+                except RegistryError as exc:
+                    raise RegistryError(f"refusing to load {self.name} v{ref.version} ({alias}): {exc}; its files changed after "
+                                        "registration: restore them from a backup, or promote another version") from None
+                profile = ReferenceProfile.load(path)
             run_metrics = self.client.get_run(ref.run_id).data.metrics
         reference = {k.removeprefix("holdout_"): v for k, v in run_metrics.items() if k.startswith("holdout_")}
         loaded = _LOADED[key] = LoadedModel(ref, model, profile, reference)
         while len(_LOADED) > _KEEP_LOADED:  # the champion, a challenger under review and the one before
             _LOADED.pop(next(iter(_LOADED)))
         return loaded
+
+    def _pin_of(self, ref: ModelRef, alias: str) -> model_files.ModelPin:
+        pin = model_files.ModelPin.from_tags(ref.tags)
+        if pin is None:
+            raise RegistryError(f"{self.name} v{ref.version} ({alias}) has no {model_files.PIN_TAG} tag, so nothing says what its "
+                                f"files may hold; check them, then `driftloop pin {ref.version} --reason '...'` records them as trusted")
+        return pin
+
+    def _model_files(self, version: str, model_file: str) -> tuple[str, bytes]:
+        """A version's ``MLmodel`` text and model file bytes, as the artifact store holds them now."""
+        where = self.client.get_model_version_download_uri(self.name, version).rstrip("/")
+        with tempfile.TemporaryDirectory() as tmp:
+            mlmodel = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"{where}/MLmodel", dst_path=tmp)).read_text(encoding="utf-8")
+            data = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"{where}/{model_file}", dst_path=tmp)).read_bytes()
+        return mlmodel, data
 
     # -- writing ------------------------------------------------------------------------
 
@@ -259,9 +270,15 @@ class Registry:
         description: str,
         alias: str | None,
         why: str,
+        code_path: Path | None = None,
     ) -> ModelRef:
-        """Log a run with everything a reviewer needs, then register its model under ``alias`` (None: no alias)."""
-        trusted = skops_trust(model)  # before the run: a model that cannot be loaded back is never logged
+        """Log a run with everything a reviewer needs, then register its model under ``alias`` (None: no alias),
+        pinned (``model_files``): its format, the exact types it may hold, its files' hashes. ``code_path``
+        (``training.estimator_path`` of an own estimator): the model must load and score in a new process
+        with only that folder added, as a monitor run elsewhere will, before anything is logged."""
+        data, trusted = model_files.dump(model)
+        if code_path is not None:
+            model_files.check_loads_in_new_process(data, trusted, code_path, input_example)
         experiment = self.experiment_id(self.cfg.experiment)
         # Holdout metrics are tags too, so the registry's version list shows them at a glance.
         shown = {k: f"{v:.4f}" for k, v in metrics.items() if k.startswith("holdout_") and "." not in k}
@@ -270,20 +287,25 @@ class Registry:
             with mlflow.start_run(experiment_id=experiment, run_name=run_name, tags=prefixed) as run:
                 mlflow.log_params(params)
                 mlflow.log_metrics(metrics)
-                mlflow.log_artifact(str(profile.save(Path(tmp) / PROFILE_ARTIFACT)))
+                saved_profile = profile.save(Path(tmp) / PROFILE_ARTIFACT)
+                mlflow.log_artifact(str(saved_profile))
                 for folder, paths in artifacts.items():
                     for path in paths:
                         mlflow.log_artifact(str(path), artifact_path=folder)
                 with warnings.catch_warnings():
                     # Its hint about integer columns concerns the predicted class, which is never missing.
                     warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+                    # A signature, not an input example: MLflow would check an example by loading the model
+                    # through its own loader, which this process refuses (MLFLOW_ALLOW_PICKLE_DESERIALIZATION).
                     info = mlflow.sklearn.log_model(
                         model,
                         name="model",
-                        input_example=input_example,
+                        signature=mlflow.models.infer_signature(input_example, model.predict(input_example)),
                         pip_requirements=_pip_requirements(),
-                        skops_trusted_types=trusted,
+                        skops_trusted_types=list(trusted),
                     )
+            pin = self._pin_logged(self.client.get_logged_model(info.model_id).artifact_location, trusted,
+                                   model_files.sha256(saved_profile.read_bytes()))
         with self._errors(f"registering {self.name}"):
             try:
                 self.client.get_registered_model(self.name)
@@ -293,10 +315,21 @@ class Registry:
                 self.client.create_registered_model(self.name)
             # Tags and description in the same write as the version: it never exists without its lineage.
             mv = self.client.create_model_version(
-                self.name, source=info.model_uri, run_id=run.info.run_id, tags=prefixed,
+                self.name, source=info.model_uri, run_id=run.info.run_id, tags=prefixed | {model_files.PIN_TAG: pin.to_tag()},
                 description=description, model_id=info.model_id,
             )
         return self.complete_registration(str(mv.version), alias, who=run_name, why=why)
+
+    def _pin_logged(self, location: str, trusted: tuple[str, ...], profile_sha256: str) -> model_files.ModelPin:
+        """The pin of the model file as the artifact store now holds it, once it names no type beyond ``trusted``."""
+        where = mlflow.artifacts.download_artifacts
+        with tempfile.TemporaryDirectory() as tmp:
+            data = Path(where(artifact_uri=f"{location.rstrip('/')}/{model_files.MODEL_FILE}", dst_path=tmp)).read_bytes()
+        extra = sorted(set(model_files.untrusted_types(data)) - set(trusted))
+        if extra:
+            raise RegistryError(f"the model file in the artifact store names {', '.join(extra[:3])}, which the model logged does "
+                                "not: the store was written to while the version was registered; nothing was registered")
+        return model_files.ModelPin(model_files.SKOPS, model_files.MODEL_FILE, model_files.sha256(data), trusted, profile_sha256)
 
     def complete_registration(self, version: str, alias: str | None, who: str, why: str) -> ModelRef:
         """Give a registered version its alias (if any) and mark it complete; safe to repeat after a crash."""
@@ -404,6 +437,28 @@ class Registry:
                 self.client.delete_registered_model_alias(self.name, CHALLENGER)
             self._audit("reject", CHALLENGER if held else "-", target.version if held else None, None, reviewer,
                         reason if held else f"v{target.version}: {reason}")
+
+    def pin(self, version: str, reviewer: str, reason: str) -> model_files.ModelPin:
+        """Record a version's files as they are now as the ones it may be loaded from (a version registered
+        before driftloop pinned its files): a person's decision, kept in the audit trail. Only a skops file
+        is accepted, and it is trusted with exactly the types its schema names (nothing is built)."""
+        if not reason.strip():
+            raise RegistryError("pinning a version needs a reason: pass --reason '...' (what you checked)")
+        target = self.version(version)
+        with self._errors(f"pinning version {version} of {self.name}"), self._missing_files(target, "pinned"):
+            mlmodel, data = self._model_files(target.version, model_files.MODEL_FILE)
+            flavor = model_files.sklearn_flavor(mlmodel)
+            if flavor.get("serialization_format") != model_files.SKOPS or flavor.get("pickled_model") != model_files.MODEL_FILE:
+                raise RegistryError(f"{self.name} v{version} is not a skops file ({flavor.get('serialization_format')!r}, "
+                                    f"{flavor.get('pickled_model')!r}); only skops files are pinned: retrain it")
+            with tempfile.TemporaryDirectory() as tmp:
+                profile = Path(mlflow.artifacts.download_artifacts(run_id=target.run_id, artifact_path=PROFILE_ARTIFACT, dst_path=tmp))
+                pin = model_files.ModelPin(model_files.SKOPS, model_files.MODEL_FILE, model_files.sha256(data),
+                                           model_files.untrusted_types(data), model_files.sha256(profile.read_bytes()))
+            self.client.set_model_version_tag(self.name, target.version, model_files.PIN_TAG, pin.to_tag())
+            self._audit("pin", "-", None, target.version, reviewer,
+                        f"v{target.version}: {reason} (trusts {', '.join(pin.trusted_types) or 'no extra type'})")
+        return pin
 
     def rollback(self, reviewer: str, reason: str) -> tuple[str, str]:
         """Champion back to the version it replaced; returns (from, to)."""

@@ -7,6 +7,8 @@ import importlib
 import inspect
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -19,14 +21,14 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OrdinalEncoder
 
 from driftloop.comparison import METRIC_DIRECTION
-from driftloop.config import TASK_METRICS, DriftConfig, SchemaConfig, TrainingConfig
+from driftloop.config import PREDICTION, PROBABILITY, TASK_METRICS, DriftConfig, SchemaConfig, TrainingConfig
 from driftloop.drift import ReferenceProfile, fit_reference
-from driftloop.errors import ConfigError, DataError
+from driftloop.errors import ConfigError, DataError, DriftloopError
 from driftloop.evaluation import fit_calibration, segment_metrics, task_metrics
 
-# A binary classifier logs both; a multiclass one logs PREDICTION (the class's name) and one
-# ``probability.<class>`` per class; a regressor logs only PREDICTION, its predicted value.
-PROBABILITY, PREDICTION = "probability", "prediction"
+# A binary classifier logs PROBABILITY and PREDICTION; a multiclass one logs PREDICTION (the class's name)
+# and one ``probability.<class>`` per class; a regressor logs only PREDICTION, its predicted value
+# (both names are driftloop.config's, where no batch column may take them).
 
 
 def _estimator_function(cfg: TrainingConfig):
@@ -74,6 +76,22 @@ def user_estimator(schema: SchemaConfig, cfg: TrainingConfig):
     return model
 
 
+@contextmanager
+def own_estimator_errors(cfg: TrainingConfig) -> Iterator[None]:
+    """An own estimator that raises while it is fitted or scored is the user's to fix: one line that
+    names ``training.estimator``, the exception kept as the cause for whoever debugs it."""
+    try:
+        yield
+    except DriftloopError:
+        raise
+    except Exception as exc:
+        if cfg.estimator is None:
+            raise  # the default model failing is driftloop's bug: keep the traceback
+        first = (str(exc).splitlines() or [""])[0][:300]
+        raise ConfigError(f"training.estimator {cfg.estimator!r} raised {type(exc).__name__}: {first}; fix the estimator "
+                          f"(in {cfg.estimator_path}) or training.estimator_params") from exc
+
+
 def build_pipeline(schema: SchemaConfig, cfg: TrainingConfig) -> Pipeline:
     if cfg.estimator is not None:
         return user_estimator(schema, cfg)
@@ -105,7 +123,9 @@ def fit(frame: pd.DataFrame, schema: SchemaConfig, cfg: TrainingConfig) -> Pipel
     if frame[schema.target].nunique() < 2:
         raise DataError(f"the training window has a single {schema.target} value; widen training.window_batches")
     target = frame[schema.target].astype({"regression": "float64", "multiclass_classification": "str"}.get(schema.task, "int64"))
-    return build_pipeline(schema, cfg).fit(frame[list(schema.features)], target)
+    model = build_pipeline(schema, cfg)
+    with own_estimator_errors(cfg):
+        return model.fit(frame[list(schema.features)], target)
 
 
 def output_columns(schema: SchemaConfig) -> list[str]:
@@ -279,7 +299,8 @@ def train_candidate(
     threshold: float,
 ) -> Candidate:
     model = fit(train, schema, cfg)
-    output = predict_output(model, holdout, schema)
+    with own_estimator_errors(cfg):
+        output = predict_output(model, holdout, schema)
     y = truth(holdout, schema)
     metrics = task_metrics(schema.task, y, output, threshold, schema.classes)
     # Per-segment holdout metrics are the reference each segment is later judged against.
@@ -299,7 +320,8 @@ def train_candidate(
         calibration = fit_calibration(y, output)  # for estimated performance while labels are missing
         profile = replace(features.merge(fit_reference(scored, (PROBABILITY,), (PREDICTION,), drift_cfg)),
                           calibration=(calibration.x, calibration.y))
-    profile = replace(profile, importance=permutation_importances(model, holdout, schema, threshold, cfg.random_state))
+    with own_estimator_errors(cfg):
+        profile = replace(profile, importance=permutation_importances(model, holdout, schema, threshold, cfg.random_state))
     return Candidate(
         model=model,
         holdout_metrics=metrics,

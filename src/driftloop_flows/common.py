@@ -15,17 +15,22 @@ from prefect.states import Failed
 
 from driftloop import drift, evaluation, stages, training
 from driftloop.config import Config
-from driftloop.errors import BatchRejected, DriftloopError, RegistryUnavailable
+from driftloop.errors import BatchRejected, DriftloopError, LedgerUnavailable, RegistryUnavailable
+from driftloop.redaction import redact
 from driftloop.registry import ModelRef, Registry
 
 
 class _UserErrorsInOneLine(logging.Filter):
     """Prefect's engines log a failed task or flow with its traceback; a DriftloopError is a user
-    error whose one line already says what to fix, so its record keeps the message only."""
+    error whose one line already says what to fix, so its record keeps the message only. Every
+    record of a run's logger (sent to the Prefect API) is redacted, whoever wrote it."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.exc_info and isinstance(record.exc_info[1], DriftloopError):
             record.exc_info, record.exc_text = None, None
+        message = record.getMessage()
+        if redact(message) != message:
+            record.msg, record.args = redact(message), ()
         return True
 
 
@@ -37,7 +42,7 @@ def transient_only(task, task_run, state) -> bool:
     """Retry I/O hiccups; a user error (bad file, unknown model) will not heal by waiting."""
     try:
         state.result()
-    except RegistryUnavailable:
+    except (RegistryUnavailable, LedgerUnavailable):
         return True
     except DriftloopError:
         return False
@@ -129,9 +134,10 @@ def register_candidate(cfg: Config, candidate, *, alias: str | None, run_name: s
         description=description,
         alias=alias,
         why=why,
+        code_path=cfg.training.code_path,
     )
 
 
 @io_task(name="load model")
 def load_model(cfg: Config, alias: str):
-    return Registry(cfg.registry).load(alias)
+    return Registry(cfg.registry).load(alias, cfg.training.code_path)

@@ -26,8 +26,15 @@ def test_no_library_module_imports_prefect():
 
 def test_each_third_party_system_has_exactly_one_adapter():
     owners = {lib: sorted(p.stem for p in SRC.glob("*.py") if lib in _imported_modules(p))
-              for lib in ("great_expectations", "mlflow")}
-    assert owners == {"great_expectations": ["validation"], "mlflow": ["registry"]}
+              for lib in ("great_expectations", "mlflow", "skops")}
+    assert owners == {"great_expectations": ["validation"], "mlflow": ["registry"], "skops": ["model_files"]}
+
+
+def test_no_code_loads_a_model_through_mlflow_s_own_loader():
+    """MLflow's loaders trust the artifact store's MLmodel file; driftloop loads through its pin alone."""
+    everything = [*SRC.glob("*.py"), *(SRC.parent / "driftloop_flows").glob("*.py")]
+    offenders = [p.name for p in everything if any(f"{flavor}.load_model" in p.read_text() for flavor in ("sklearn", "pyfunc"))]
+    assert offenders == []
 
 
 def test_importing_the_whole_library_does_not_load_prefect():
