@@ -5,10 +5,18 @@ message. Anything else escaping is a bug and keeps its traceback.
 """
 
 
+from driftloop.redaction import redact
+
+
 class DriftloopError(Exception):
-    """Base for every error whose message is meant for the user, not the developer."""
+    """Base for every error whose message is meant for the user, not the developer. Its message is
+    redacted when it is made (``driftloop.redaction``): wherever it goes next (a Prefect state, a log,
+    an alert), no password goes with it."""
 
     exit_code = 2
+
+    def __init__(self, message: str = "", *args):
+        super().__init__(redact(str(message)), *args)
 
 
 class ConfigError(DriftloopError):
@@ -32,6 +40,13 @@ class RegistryError(DriftloopError):
 class RegistryUnavailable(RegistryError):
     """MLflow could not be reached; worth retrying."""
 
+
+class LedgerDamaged(DriftloopError):
+    """The ledger's database (and the history beside it) cannot be read: restore it, do not retry."""
+
+
+class LedgerUnavailable(DriftloopError):
+    """The ledger's database server could not be reached; worth retrying."""
 
 
 class ClusterUnavailable(DriftloopError):

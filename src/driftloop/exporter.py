@@ -23,14 +23,19 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, start_http_server
+from socketserver import ThreadingMixIn
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import CollectorRegistry, generate_latest, make_wsgi_app
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from driftloop.config import METRICS_PORT, LedgerConfig
+from driftloop.errors import DriftloopError
 from driftloop.history import History
 from driftloop.ledger import STATES, Ledger
 from driftloop.policy import ACTIONS
+from driftloop.redaction import redact
 
 
 class HistoryCollector(Collector):
@@ -104,13 +109,41 @@ def registry_for(ledger: LedgerConfig, model: str) -> CollectorRegistry:
     return registry
 
 
+def metrics_app(registry: CollectorRegistry):
+    """prometheus_client's WSGI app, except that a history it cannot read is a 503 with the reason
+    (what a scraper shows as the target's error), not a 500 with a traceback."""
+    metrics = make_wsgi_app(registry)
+
+    def app(environ, start_response):
+        try:
+            return metrics(environ, start_response)
+        except DriftloopError as exc:  # raised while the output is built, before any response was started
+            start_response("503 Service Unavailable", [("Content-Type", "text/plain; charset=utf-8")])
+            return [f"{exc}\n".encode()]
+
+    return app
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002  (the http.server API); a scrape every 15 s is not news
+        pass
+
+
+class _Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
 def serve(ledger: LedgerConfig, model: str, host: str = "127.0.0.1", port: int = METRICS_PORT) -> None:
-    """Serve /metrics until SIGINT or SIGTERM."""
-    server, thread = start_http_server(port, addr=host, registry=registry_for(ledger, model))
+    """Serve /metrics until SIGINT or SIGTERM; a history that cannot be read is refused before it starts."""
+    registry = registry_for(ledger, model)
+    generate_latest(registry)  # a damaged or unreachable history: one line now, not a 503 on every scrape
+    server = make_server(host, port, metrics_app(registry), _Server, handler_class=_Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    print(f"serving driftloop_* metrics of {model} at http://{host}:{port}/metrics (history: {ledger.url})", flush=True)
+    print(f"serving driftloop_* metrics of {model} at http://{host}:{port}/metrics (history: {redact(ledger.url)})", flush=True)
     stop.wait()
     server.shutdown()
     thread.join(timeout=5)

@@ -25,7 +25,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from driftloop.config import LedgerConfig
-from driftloop.errors import ConfigError
+from driftloop.errors import ConfigError, DriftloopError, LedgerDamaged, LedgerUnavailable
 
 STATES = ("received", "validated", "quarantined", "scored", "evaluated")
 DONE = ("evaluated", "quarantined")
@@ -121,16 +121,40 @@ def _dead_here(owner: str) -> bool:
     return False
 
 
+def _store_error(url: str, exc: BaseException) -> DriftloopError | None:
+    """A one-line error for a ledger database that is damaged or out of reach (None: any other error,
+    such as the integrity errors that claims rely on)."""
+    original = getattr(exc, "orig", None) or exc
+    reason = (str(original).strip().splitlines() or [type(original).__name__])[0][:200]
+    if isinstance(exc, sa.exc.OperationalError) and ("connect" in reason.lower() or getattr(exc, "connection_invalidated", False)):
+        return LedgerUnavailable(f"the ledger database {url} is unreachable ({reason}); start it, or fix ledger.url")
+    if type(original).__name__ == "DatabaseError" or "malformed" in reason or "not a database" in reason:
+        return LedgerDamaged(f"the ledger database {url} cannot be read ({reason}); restore it from a backup, or point "
+                             "ledger.url at a new database (the monitoring history lives there too)")
+    return None
+
+
 @functools.lru_cache(maxsize=8)
 def engine(url: str) -> sa.Engine:
     """One engine (and one create_all) per URL and process, however many Ledger objects are made;
-    the monitoring history (driftloop.history) keeps its tables in the same database."""
+    the monitoring history (driftloop.history) keeps its tables in the same database. A database that
+    is damaged or down is one line wherever it is used (the ledger, the history, the metrics endpoint)."""
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     try:
         opened = sa.create_engine(url)
+    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
+        raise ConfigError(f"ledger at {url} cannot be opened ({type(exc).__name__}: {exc}); fix ledger.url") from None
+
+    @sa.event.listens_for(opened, "handle_error")
+    def _one_line(context) -> None:
+        found = _store_error(url, context.sqlalchemy_exception or context.original_exception)
+        if found is not None:
+            raise found from None
+
+    try:
         _metadata.create_all(opened)
-    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, sa.exc.OperationalError) as exc:
+    except sa.exc.DatabaseError as exc:  # an error the listener did not recognise
         raise ConfigError(f"ledger at {url} cannot be opened ({type(exc).__name__}); fix ledger.url") from None
     return opened
 
