@@ -20,6 +20,7 @@ from pathlib import Path
 
 from driftloop.config import METRICS_PORT, TASK_METRICS, load_config
 from driftloop.errors import BatchRejected, DriftloopError
+from driftloop.redaction import redact
 
 
 def _registry(args):
@@ -107,6 +108,14 @@ def cmd_rollback(args) -> int:
     return 0
 
 
+def cmd_pin(args) -> int:
+    registry = _registry(args)
+    pin = registry.pin(args.version, args.reviewer, args.reason)
+    print(f"pinned {registry.name} v{args.version}: {pin.file} (sha256 {pin.sha256[:12]}...) loads trusting exactly "
+          f"{', '.join(pin.trusted_types) or 'no type beyond skops defaults'}")
+    return 0
+
+
 def cmd_history(args) -> int:
     if args.metrics:
         return _metric_history(args)
@@ -131,7 +140,7 @@ def _metric_history(args) -> int:
     history = History(cfg.ledger, cfg.registry.model_name)
     runs = history.runs(last=args.last)
     if not runs:
-        print(f"no monitor run of {cfg.registry.model_name} recorded in {cfg.ledger.url} yet: run the monitor flow")
+        print(f"no monitor run of {cfg.registry.model_name} recorded in {redact(cfg.ledger.url)} yet: run the monitor flow")
         return 0
     values = {(m.batch_id, m.source, m.metric): m for m in history.metrics(last=args.last)}
     thresholded = list(cfg.evaluation.thresholds)
@@ -153,7 +162,7 @@ def _metric_history(args) -> int:
     for row in [header, *rows]:
         print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)), row[-1])
     print(f"* past its threshold (the whole interval). Matured: realized on the labelled window the batch's run evaluated; "
-          f"{len(runs)} batch(es) from {cfg.ledger.url}")
+          f"{len(runs)} batch(es) from {redact(cfg.ledger.url)}")
     return 0
 
 
@@ -172,7 +181,7 @@ def cmd_report(args) -> int:
     with tempfile.TemporaryDirectory() as folder:
         drawn = charts.trend_charts(history, list(cfg.evaluation.thresholds), args.last, Path(folder))
         text = page.model_page(cfg.registry.model_name, runs, history.drift(last=1), versions, registry.history(),
-                               drawn, f"{cfg.ledger.url} and {cfg.registry.tracking_uri}")
+                               drawn, redact(f"{cfg.ledger.url} and {cfg.registry.tracking_uri}"))
     try:
         args.out.write_text(text, encoding="utf-8")
     except OSError as exc:
@@ -275,7 +284,7 @@ def cmd_demo_data(args) -> int:
     from driftloop import demo
 
     cfg = load_config(args.config)
-    demo.claim(cfg, args.config.resolve().parent)  # never into folders that hold someone's files
+    demo.claim(cfg, args.config.resolve().parent, stores=False)  # never into folders that hold someone's files
     generated = demo.generate(cfg.demo, cfg.data)
     print(f"wrote {generated.reference_rows} reference rows to {cfg.data.reference} and "
           f"{len(generated.days)} {cfg.data.cadence} batches to {cfg.data.incoming}")
@@ -330,7 +339,7 @@ def cmd_run_bootstrap(args) -> int:
     _prepare_prefect()
     from driftloop_flows.bootstrap import bootstrap
 
-    state = bootstrap(config_path=str(args.config), return_state=True)
+    state = bootstrap(config_path=str(args.config), replace_champion=args.replace_champion, return_state=True)
     if state.is_completed():
         ref = state.result()
         print(f"{ref.name} v{ref.version} is the champion ({ref.tags.get('driftloop.data_window', '')})")
@@ -341,6 +350,9 @@ def cmd_run_monitor(args) -> int:
     from driftloop import data
 
     load_config(args.config)  # before starting anything: the config, then the ids
+    if args.force and not args.batch_ids:
+        raise DriftloopError("--force processes named batches again: give their ids, e.g. "
+                             "`driftloop run monitor 2026-02-03 --force` (without ids, only new batches are taken)")
     for batch_id in args.batch_ids:
         data.check_batch_id(batch_id)
     _prepare_prefect()
@@ -361,6 +373,8 @@ def cmd_run_monitor(args) -> int:
 
 def cmd_run_backfill(args) -> int:
     load_config(args.config)
+    if args.end < args.start:  # before a Prefect API is started for nothing
+        raise DriftloopError(f"--end {args.end} is before --start {args.start}; swap them")
     _prepare_prefect()
     from driftloop_flows.backfill import backfill
 
@@ -375,8 +389,8 @@ def cmd_run_retrain(args) -> int:
     cfg = load_config(args.config)
     as_of = args.as_of or max(data.logged_batches(cfg.data), default=None)
     if as_of is None:
-        raise DriftloopError(f"nothing monitored yet in {cfg.data.predictions}: run `driftloop run monitor` first, or pass --as-of")
-    data.check_batch_id(as_of)
+        raise DriftloopError(f"nothing monitored yet in {cfg.data.predictions}: run `driftloop run monitor` first")
+    data.check_as_of(cfg.data, as_of)
     _prepare_prefect()
     from driftloop_flows.retrain import retrain
 
@@ -408,16 +422,22 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", type=Path, default=argparse.SUPPRESS,
                         help="config file (default: $DRIFTLOOP_CONFIG, else driftloop.yaml)")
-    parser = argparse.ArgumentParser(prog="driftloop", description=__doc__.splitlines()[0], parents=[common])
+    # The description is the module docstring's first paragraph, whole: a help text never stops mid-sentence.
+    parser = argparse.ArgumentParser(prog="driftloop", description=" ".join(__doc__.split("\n\n")[0].replace("``", "").split()), parents=[common])
     sub = parser.add_subparsers(dest="command", required=True)
-    add = lambda group, name, **kw: group.add_parser(name, parents=[common], **kw)  # noqa: E731
+
+    def add(group, name, **kw):  # a command's own --help opens with what the command list says of it
+        return group.add_parser(name, parents=[common], description=kw.get("help"), **kw)
 
     run = add(sub, "run", help="run the loop's flows on your config (real Prefect flow runs)").add_subparsers(
         dest="flow", required=True)
-    add(run, "bootstrap", help="train the first champion on data.reference").set_defaults(run=cmd_run_bootstrap)
+    bootstrap = add(run, "bootstrap", help="train the first champion on data.reference")
+    bootstrap.add_argument("--replace-champion", action="store_true",
+                           help="replace a champion already registered, with no review (recorded in the audit trail)")
+    bootstrap.set_defaults(run=cmd_run_bootstrap)
     monitor = add(run, "monitor", help="monitor the given batches, or every batch in data.incoming not done yet (oldest first)")
     monitor.add_argument("batch_ids", nargs="*", metavar="BATCH_ID", help="YYYY-MM-DD; default: every new batch")
-    monitor.add_argument("--force", action="store_true", help="process a batch the ledger has as done again")
+    monitor.add_argument("--force", action="store_true", help="process the named batches again, though the ledger has them as done")
     monitor.set_defaults(run=cmd_run_monitor)
     backfill = add(run, "backfill", help="monitor every batch whose id falls from --start to --end")
     backfill.add_argument("--start", type=_date, required=True)
@@ -434,7 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
     add(sub, "status", help="list model versions with their aliases and lineage").set_defaults(run=cmd_status)
 
     promote = add(sub, "promote", help="approve a version: the champion alias moves to it")
-    promote.add_argument("version")
+    promote.add_argument("version", help="the version to make the champion (driftloop status lists them)")
     promote.add_argument("--reviewer", default=getpass.getuser(), help="who approves (default: your user name)")
     promote.add_argument("--comment", default="", help="why, for the audit trail")
     promote.add_argument("--override", action="store_true",
@@ -443,7 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
     promote.set_defaults(run=cmd_promote)
 
     reject = add(sub, "reject", help="reject a challenger: it is tagged and loses the challenger alias")
-    reject.add_argument("version")
+    reject.add_argument("version", help="the version to reject (the challenger, usually)")
     reject.add_argument("--reason", required=True, help="why, for the audit trail")
     reject.add_argument("--reviewer", default=getpass.getuser())
     reject.set_defaults(run=cmd_reject)
@@ -452,6 +472,13 @@ def build_parser() -> argparse.ArgumentParser:
     rollback.add_argument("--reason", required=True, help="why, for the audit trail")
     rollback.add_argument("--reviewer", default=getpass.getuser())
     rollback.set_defaults(run=cmd_rollback)
+
+    pin = add(sub, "pin", help="record a version's files as they are now as the only ones it may be loaded from "
+                                "(for a version registered before driftloop pinned its files)")
+    pin.add_argument("version", help="the version whose files to pin")
+    pin.add_argument("--reason", required=True, help="what you checked, for the audit trail")
+    pin.add_argument("--reviewer", default=getpass.getuser())
+    pin.set_defaults(run=cmd_pin)
 
     history = add(sub, "history", help="every alias move: who, when, from which version to which, and why; "
                                         "--metrics: the model's monitoring trend, a batch per line")
@@ -470,7 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(run=cmd_serve_metrics)
 
     validate = add(sub, "validate", help="check and validate a batch file against the suite (nothing is moved)")
-    validate.add_argument("path", type=Path)
+    validate.add_argument("path", type=Path, help="the batch file (parquet or CSV); named YYYY-MM-DD, its rows are checked against that period")
     validate.set_defaults(run=cmd_validate)
 
     suite = add(sub, "suite", help="expectation suites").add_subparsers(dest="suite_command", required=True)
@@ -483,7 +510,7 @@ def build_parser() -> argparse.ArgumentParser:
     quarantine = add(sub, "quarantine", help="batches that failed validation").add_subparsers(dest="quarantine_command", required=True)
     add(quarantine, "list", help="quarantined batches and why").set_defaults(run=cmd_quarantine_list)
     release = add(quarantine, "release", help="re-validate a batch and put it back in incoming if it passes")
-    release.add_argument("batch")
+    release.add_argument("batch", help="the quarantined batch's id (driftloop quarantine list shows them)")
     release.set_defaults(run=cmd_quarantine_release)
 
     add(sub, "demo-data", help="write the demo scenario's reference, batches and labels").set_defaults(run=cmd_demo_data)

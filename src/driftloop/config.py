@@ -46,6 +46,12 @@ METRIC_RANGE: dict[str, tuple[float | None, float | None]] = {
 assert set(METRIC_RANGE) == {m for metrics in TASK_METRICS.values() for m in metrics}
 
 
+# What driftloop writes beside a batch's own columns (the prediction log, the labelled window): a batch
+# column of the same name would be overwritten, so none may take one (nor ``probability.<class>``).
+PROBABILITY, PREDICTION, PARTITION = "probability", "prediction", "batch_id"
+WRITTEN_COLUMNS = (PROBABILITY, PREDICTION, PARTITION, "scored", "model_version", "label_arrived")
+
+
 class SchemaConfig(_Strict):
     """What the columns of a batch mean. Column types come from here, never from values."""
 
@@ -93,6 +99,10 @@ class SchemaConfig(_Strict):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"columns listed twice in schema: {', '.join(dupes)}")
+        taken = [n for n in names if n in WRITTEN_COLUMNS or n.startswith(f"{PROBABILITY}.")]
+        if taken:
+            raise ValueError(f"column {taken[0]!r} has a name driftloop writes into the prediction log ({', '.join(WRITTEN_COLUMNS)}, "
+                             f"{PROBABILITY}.<class>), where it would be overwritten; rename it in the export and the config")
         unknown = [s for s in self.segments if s not in self.categorical]
         if unknown:
             raise ValueError(f"segments must be categorical features, got: {', '.join(unknown)}")
@@ -141,6 +151,26 @@ class DataConfig(_Strict):
         if value not in _CADENCE and not (value.endswith("d") and value[:-1].isdigit() and int(value[:-1]) >= 1):
             raise ValueError(f"cadence {value!r} is not daily, weekly or a number of days like 14d")
         return value
+
+    @model_validator(mode="after")
+    def _folders_apart(self) -> "DataConfig":
+        """Each folder holds one kind of file: a quarantine inside incoming would be read as a batch the
+        next run, a prediction log inside labels as labels."""
+        folders = {name: getattr(self, name).absolute() for name in ("incoming", "labels", "quarantine", "predictions", "reports")}
+        names = list(folders)
+        for i, first in enumerate(names):
+            for second in names[i + 1:]:
+                a, b = folders[first], folders[second]
+                if a == b or a in b.parents or b in a.parents:
+                    inner, outer = (first, second) if b in a.parents else (second, first)
+                    how = "the same folder as" if a == b else "inside"
+                    raise ValueError(f"data.{inner} ({folders[inner]}) is {how} data.{outer} ({folders[outer]}); give each "
+                                     "its own folder (the defaults are data/incoming, data/labels, data/quarantine, ...)")
+        holders = [name for name, folder in folders.items() if folder in self.reference.absolute().parents]
+        if holders:
+            raise ValueError(f"data.reference ({self.reference}) is inside data.{holders[0]}; keep it apart "
+                             f"(the default is data/reference/reference.parquet)")
+        return self
 
     @property
     def period_days(self) -> int:
@@ -261,6 +291,11 @@ class TrainingConfig(_Counted):
     learning_rate: float = Field(0.1, gt=0, le=1)
     max_leaf_nodes: int = Field(31, ge=2)
     random_state: int = 0
+
+    @property
+    def code_path(self) -> Path | None:
+        """The folder an own estimator's classes are imported from wherever its model is loaded (None: the default model)."""
+        return self.estimator_path if self.estimator is not None else None
 
 
 class GateMetricRule(_Strict):

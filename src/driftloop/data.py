@@ -20,7 +20,7 @@ import os
 import re
 import shutil
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -29,10 +29,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from driftloop.config import DataConfig, SchemaConfig
+from driftloop.config import PARTITION, DataConfig, SchemaConfig
 from driftloop.errors import DataError
 
-PARTITION = "batch_id"
 ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 LABEL_FORMATS = (".parquet", ".csv")
 
@@ -46,6 +45,18 @@ def check_batch_id(batch_id: str) -> date:
         return date.fromisoformat(batch_id)
     except ValueError:
         raise DataError(f"batch id {batch_id!r} is not a calendar date; name each batch YYYY-MM-DD, the day its period ends") from None
+
+
+def missing_batches(cfg: DataConfig, known: set[str], batch_id: str) -> tuple[str, ...]:
+    """The batch ids ``data.cadence`` expected between the newest known batch before ``batch_id`` and it
+    that are not known: deliveries that never came, for the report to name (a batch that is late is
+    monitored when it comes, as any other)."""
+    earlier = [b for b in known if b < batch_id and ISO_DATE.fullmatch(b)]
+    if not earlier:
+        return ()
+    previous, end = date.fromisoformat(max(earlier)), check_batch_id(batch_id)
+    expected = (previous + timedelta(days=cfg.period_days * n) for n in range(1, (end - previous).days // cfg.period_days + 1))
+    return tuple(day.isoformat() for day in expected if day < end and day.isoformat() not in known)
 
 
 def batch_path(cfg: DataConfig, batch_id: str) -> Path:
@@ -74,6 +85,11 @@ def check_folders(cfg: DataConfig, incoming: bool = True) -> None:
             raise DataError(f"data.{setting} is {folder}, a file where a folder belongs; move the file aside or point "
                             f"data.{setting} at a folder")
     _misnamed(cfg.labels, LABEL_FORMATS, "name label files <YYYY-MM-DD>.parquet or .csv, the day they arrived")
+    days = sorted(p.stem for p in cfg.labels.iterdir() if p.suffix in LABEL_FORMATS) if cfg.labels.is_dir() else []
+    twice = sorted({d for d in days if days.count(d) > 1})
+    if twice:  # which one's labels would count is a guess: refuse it
+        raise DataError(f"{cfg.labels} holds {twice[0]}.csv and {twice[0]}.parquet: two label files for one arrival day; "
+                        "merge them into one (or name the later one by the day it arrived)")
     if incoming:
         _misnamed(cfg.incoming, (f".{cfg.batch_format}",),
                   f"name each batch <YYYY-MM-DD>.{cfg.batch_format} (data.batch_format), the day its period ends")
@@ -151,9 +167,7 @@ def check_batch(frame: pd.DataFrame, schema: SchemaConfig, source: Path | str) -
     Returns the frame with its timestamp column parsed (a CSV brings it as text).
     """
     expected = [schema.id_column, schema.timestamp_column, *schema.features]
-    missing = [c for c in expected if c not in frame.columns]
-    if missing:
-        raise DataError(f"{source}: missing column(s) {', '.join(missing)}; fix the export (or the columns section of the config)")
+    require_columns(frame, expected, source)
     extra = [c for c in frame.columns if c not in (*expected, schema.target, *schema.passthrough)]
     if extra:
         raise DataError(f"{source}: unexpected column(s) {', '.join(map(str, extra))}; drop them from the export, or list them in "
@@ -202,15 +216,23 @@ def check_period(frame: pd.DataFrame, schema: SchemaConfig, cfg: DataConfig, bat
     if outside.any():
         first = stamps[outside].iloc[0]
         raise DataError(f"{source}: {int(outside.sum())} rows have {schema.timestamp_column} outside the batch's period "
-                        f"{start.date()}..{(end - pd.Timedelta(days=1)).date()} (+/- {cfg.timestamp_tolerance_days} days, "
-                        f"data.timestamp_tolerance_days), rows {_rows(outside)}, e.g. {first}; name the file by the day its "
-                        "period ends, or fix the timestamps")
+                        f"{start.date()}..{(end - pd.Timedelta(days=1)).date()} (data.cadence {cfg.cadence}: {cfg.period_days} "
+                        f"day(s) a batch, +/- {cfg.timestamp_tolerance_days} days, data.timestamp_tolerance_days), rows "
+                        f"{_rows(outside)}, e.g. {first}; name the file by the day its period ends, fix the timestamps, or "
+                        "set data.cadence to how often batches really come")
+
+
+def _near_miss(name: str, found) -> str | None:
+    """A header that is ``name`` but for spaces or case (``'age '``), which a reader of the file cannot see."""
+    return next((str(c) for c in found if str(c) != name and str(c).strip().casefold() == name.strip().casefold()), None)
 
 
 def require_columns(frame: pd.DataFrame, columns, source: Path | str) -> None:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
-        raise DataError(f"{source}: missing column(s) {', '.join(missing)}; fix the export or the columns section of the config")
+        near = [(c, n) for c in missing if (n := _near_miss(c, frame.columns)) is not None]
+        hint = "".join(f"; the file has {n!r} (spaces or case differ from {c!r}): rename it in the export" for c, n in near[:2])
+        raise DataError(f"{source}: missing column(s) {', '.join(missing)}{hint}; fix the export or the columns section of the config")
 
 
 # --- quarantine -----------------------------------------------------------------------
@@ -306,6 +328,18 @@ def logged_batches(cfg: DataConfig) -> list[str]:
     if not cfg.predictions.exists():
         return []
     return sorted(p.name.split("=", 1)[1] for p in cfg.predictions.glob(f"{PARTITION}=*") if (p / "part-0.parquet").exists())
+
+
+def check_as_of(cfg: DataConfig, as_of: str) -> str:
+    """A retrain's ``as_of``: the id of a monitored batch (its window ends there). Any other date would be
+    recorded as the newest retrain and hold every later one back, or train on nothing."""
+    check_batch_id(as_of)
+    logged = logged_batches(cfg)
+    if as_of not in logged:
+        held = f"it holds {logged[0]}..{logged[-1]}" if logged else "it is empty: run the monitor flow first"
+        raise DataError(f"retrain as of {as_of}: no batch {as_of} in the prediction log {cfg.predictions} ({held}); name a "
+                        "monitored batch, or leave --as-of out for the newest")
+    return as_of
 
 
 def read_predictions(cfg: DataConfig, batch_ids: list[str], columns: list[str] | None = None) -> pd.DataFrame:

@@ -262,22 +262,26 @@ def _sqlite_file(url: str) -> Path | None:
     return Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
 
 
-def demo_paths(cfg: Config) -> list[Path]:
-    """Everything a demo run writes: its data, the loop's logs and reports, a local MLflow store and ledger."""
+def demo_paths(cfg: Config, stores: bool = True) -> list[Path]:
+    """Everything a demo run writes: its data, the loop's logs and reports and, with ``stores``, a local
+    MLflow store and ledger (which `make demo` resets, and `driftloop demo-data` leaves to whoever runs them)."""
     data = cfg.data
-    paths = [data.incoming, data.labels, data.quarantine, data.predictions, data.reports, data.reference.parent,
-             _sqlite_file(cfg.ledger.url)]
-    if _sqlite_file(cfg.registry.tracking_uri):  # a tracking server keeps its own store
-        paths += [cfg.registry.artifact_root, _sqlite_file(cfg.registry.tracking_uri)]
+    paths = [data.incoming, data.labels, data.quarantine, data.predictions, data.reports, data.reference.parent]
+    if stores:
+        paths.append(_sqlite_file(cfg.ledger.url))
+        if _sqlite_file(cfg.registry.tracking_uri):  # a tracking server keeps its own store
+            paths += [cfg.registry.artifact_root, _sqlite_file(cfg.registry.tracking_uri)]
     return [p.resolve() for p in paths if p is not None]
 
 
-def claim(cfg: Config, config_dir: Path) -> list[Path]:
+def claim(cfg: Config, config_dir: Path, stores: bool = True) -> list[Path]:
     """Make the demo's paths its own, or refuse in one line, writing nothing, if one already holds
-    files the demo did not put there (a config of your own, say)."""
+    files the demo did not put there (a config of your own, say). Without ``stores``, only the data
+    folders are claimed: `driftloop demo-data` beside a running stack (`make up`), whose ledger and MLflow
+    store already hold files the stack made, writes data and touches no store."""
     manifest = config_dir / MANIFEST
     owned = set(json.loads(manifest.read_text(encoding="utf-8"))) if manifest.exists() else set()
-    paths = demo_paths(cfg)
+    paths = demo_paths(cfg, stores)
     foreign = [p for p in paths if str(p) not in owned and p.exists() and (p.is_file() or any(p.iterdir()))]
     if foreign:
         more = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""

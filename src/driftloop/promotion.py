@@ -31,7 +31,7 @@ TAG = "driftloop."
 @dataclass(frozen=True)
 class AuditEntry:
     at: str
-    action: str  # register | promote | reject | rollback
+    action: str  # register | promote | reject | rollback | pin
     alias: str
     from_version: str | None
     to_version: str | None

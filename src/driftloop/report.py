@@ -38,6 +38,7 @@ class MonitorReport:
     estimated_matured: EstimatedPerformance | None = None  # the matured window, to check the estimate against reality
     health: ServiceHealth | None = None
     root_cause: RootCause | None = None  # what most likely explains the signals, first in the report
+    missing_before: tuple[str, ...] = ()  # batches the cadence expected since the previous one, never delivered
 
     @property
     def drift_verdict(self) -> str:
@@ -120,6 +121,7 @@ class MonitorReport:
             "service_health": asdict(self.health) if self.health else None,
             "decision": {"action": self.decision.action, "reasons": list(self.decision.reasons)},
             "root_cause": asdict(self.root_cause) if self.root_cause else None,
+            "missing_before": list(self.missing_before),
         }
 
     def to_markdown(self) -> str:
@@ -128,6 +130,8 @@ class MonitorReport:
             "",
             f"Champion version {self.model_version}, {self.n_rows} rows. Validation {self.validation}.",
             "",
+            *([f"**{len(self.missing_before)} batch(es) the cadence expected before this one never arrived:** "
+               f"{', '.join(self.missing_before[:5])}{' ...' if len(self.missing_before) > 5 else ''}", ""] if self.missing_before else []),
             f"**Decision: {self.decision.action}**",
             "",
             *[f"- {r}" for r in self.decision.reasons or ("no threshold crossed",)],

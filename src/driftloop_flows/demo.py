@@ -19,6 +19,7 @@ from driftloop import demo
 from driftloop.cli import exit_on_sigterm
 from driftloop.config import Config, load_config
 from driftloop.errors import DriftloopError
+from driftloop.redaction import redact
 from driftloop.registry import CHALLENGER, CHAMPION, Registry
 from driftloop.report import detection_timeline
 from driftloop_flows.bootstrap import bootstrap
@@ -72,7 +73,7 @@ def run(config_path: Path, keep: bool = False) -> int:
 
     step(2, "bootstrap flow: training the first champion on the reference period "
             "(the first flow run starts a local Prefect API: about 20 s on a new machine)")
-    state = bootstrap(config_path=str(config_path), return_state=True)
+    state = bootstrap(config_path=str(config_path), replace_champion=keep, return_state=True)  # --keep: the demo's own store
     if not state.is_completed():
         print(f"bootstrap failed: {state.message}", file=sys.stderr)
         return 1
@@ -111,7 +112,7 @@ def run(config_path: Path, keep: bool = False) -> int:
     cli = ".venv/bin/driftloop" + ("" if config_path == Path("driftloop.yaml") else f" --config {config_path}")
     print()
     print("Review the models in the MLflow UI (each monitor run's charts are under its charts/):")
-    print(f"  .venv/bin/mlflow ui --backend-store-uri {cfg.registry.tracking_uri} --host 127.0.0.1 --port 5000")
+    print(f"  .venv/bin/mlflow ui --backend-store-uri {redact(cfg.registry.tracking_uri)} --host 127.0.0.1 --port 5000")
     print("See the trend without a server:")
     print(f"  {cli} history --metrics            # a batch per line: metrics with intervals, drift, coverage, decision")
     print(f"  {cli} report --out model.html      # one offline page: status, trends, newest drift, versions")

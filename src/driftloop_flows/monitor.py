@@ -19,6 +19,7 @@ from driftloop.errors import BatchRejected, DataError, DriftloopError
 from driftloop.history import History
 from driftloop.ledger import DONE, Ledger, claim_owner
 from driftloop.policy import GateFailure, decide_retraining
+from driftloop.redaction import redact
 from driftloop.registry import CHAMPION, LoadedModel, Registry
 from driftloop.report import MonitorReport
 from driftloop_flows.common import compute_task, fails_cleanly, freeze_what_is_loaded, io_task, load_model
@@ -139,6 +140,16 @@ def monitor_each(batch_ids: list[str], config_path: str, retrain_inline: bool, t
         logger.info("%d/%d %s: %s", done, len(batch_ids), batch_id, rows[-1]["decision"] if state.is_completed() else rows[-1]["validation"])
     create_table_artifact(key="monitor-summary", table=rows, description=title)
     return rows
+
+
+@io_task(name="check cadence")
+def missing_before(cfg: Config, batch_id: str) -> tuple[str, ...]:
+    """Batches the cadence expected before this one that never arrived (in the ledger or incoming)."""
+    found = data.missing_batches(cfg.data, set(Ledger(cfg.ledger).states()) | set(data.incoming_batches(cfg.data)), batch_id)
+    if found:
+        get_run_logger().warning("%d batch(es) expected by data.cadence %s before %s never arrived: %s", len(found), cfg.data.cadence,
+                                 batch_id, ", ".join(found[:5]) + (" ..." if len(found) > 5 else ""))
+    return found
 
 
 @io_task(name="read batch")
@@ -386,7 +397,7 @@ def publish_artifacts(cfg: Config, report: MonitorReport, run_id: str, drawn: li
         if drawn:
             link += "; charts: " + ", ".join(f"[{name}]({registry.ui_url(run_id=run_id, artifact='charts/' + name)})" for name in drawn)
     else:
-        link = f"MLflow run `{run_id}` in {cfg.registry.tracking_uri}; validation page: `{cfg.data.reports / page}`"
+        link = f"MLflow run `{run_id}` in {redact(cfg.registry.tracking_uri)}; validation page: `{cfg.data.reports / page}`"
         if drawn:
             link += f"; charts ({', '.join(drawn)}): `{cfg.data.reports / (report.batch_id + '.charts')}` and the run's `charts/`"
     create_markdown_artifact(
@@ -456,6 +467,7 @@ def _monitor_batch(cfg: Config, batch_id: str, config_path: str, retrain_inline:
     # prediction log written, only for a batch that passed.
     loading = load_model.submit(cfg, CHAMPION)
     prematching = keep_label_matches.submit(cfg, batch_id)
+    gaps = missing_before(cfg, batch_id)
     frame = read_batch(cfg, batch_id)
     scoring = score_batch.submit(cfg, loading, frame)
     loading.wait()
@@ -498,7 +510,7 @@ def _monitor_batch(cfg: Config, batch_id: str, config_path: str, retrain_inline:
                               champion.profile.importance)
     report = MonitorReport(batch_id, champion.ref.version, rows, checked.summary, features, predictions, target,
                            performance, decision, labels, estimated, estimated_checks, estimated_matured,
-                           health, cause)
+                           health, cause, gaps)
     run_id = publish_report(cfg, report, checked, task_seconds(started))
     record_history(cfg, report, run_id)
     # A picture that could not be drawn or logged never fails the batch: its report and history are written.

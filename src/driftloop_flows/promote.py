@@ -27,9 +27,10 @@ from pydantic import Field
 from driftloop.config import load_config
 from driftloop.errors import RegistryError
 from driftloop.promotion import PromotionCheck, check_promotion
+from driftloop.redaction import redact
 from driftloop.registry import CHALLENGER, CHAMPION, ModelRef, Registry
 from driftloop_flows.common import fails_cleanly, io_task
-from driftloop_flows.reviews import VERSION_TAG, close_stale_reviews, mark_review_run
+from driftloop_flows.reviews import VERSION_TAG, answered, close_stale_reviews, mark_review_run
 
 
 class ReviewDecision(RunInput):
@@ -58,7 +59,7 @@ def review_page(cfg, target: ModelRef, champion: ModelRef | None, check: Promoti
     registry = Registry(cfg.registry)
     gate = target.tags.get("driftloop.gate_verdict", "not run").upper()
     url = registry.ui_url(version=target.version)
-    where = f"[open v{target.version} in MLflow]({url})" if url else f"MLflow store {cfg.registry.tracking_uri}"
+    where = f"[open v{target.version} in MLflow]({url})" if url else f"MLflow store {redact(cfg.registry.tracking_uri)}"
     lines = [
         f"## Review {registry.name} v{target.version}: gate {gate}",
         "",
@@ -71,6 +72,11 @@ def review_page(cfg, target: ModelRef, champion: ModelRef | None, check: Promoti
         lines += ["### Approval needs `override` and an `override_reason`", "", *[f"- {r}" for r in check.needs_override], ""]
     lines.append(f"Choose **approve** to make v{target.version} the champion, or **reject** to take it off the review queue.")
     return "\n".join(lines)
+
+
+@io_task(name="read review answer")
+def review_answered(flow_run_id) -> bool:
+    return answered(flow_run_id)
 
 
 def _current(challenger: ModelRef | None) -> str:
@@ -103,6 +109,12 @@ def promote(
             return Cancelled(message=message)
         mark_review_run(flow_run.id, model, target.version, list(flow_run.tags or ()))
         close_stale_reviews(model, target.version, f"v{target.version} is the challenger awaiting review now")
+    elif (challenger is None or challenger.version != target.version) and not review_answered(flow_run.id):
+        # A retry of a review that was superseded (the UI's Retry on a Cancelled run): its form is gone.
+        message = (f"review of v{target.version} superseded: {_current(challenger)} the challenger awaiting review now; "
+                   "a retry has nothing to review")
+        logger.info(message)
+        return Cancelled(message=message)
 
     logger.info("waiting for a review of %s v%s (gate %s)", model, target.version, target.tags.get("driftloop.gate_verdict", "not run"))
     form = ReviewDecision.with_initial_data(description=review_page(cfg, target, champion, check_promotion(target, champion, challenger)))

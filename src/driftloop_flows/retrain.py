@@ -17,6 +17,7 @@ from driftloop.config import TASK_METRICS, Config, load_config
 from driftloop.ledger import Ledger, Retrain, retrain_id
 from driftloop.policy import GateVerdict, evaluate_gate
 from driftloop.promotion import Offer, offer_as_challenger
+from driftloop.redaction import redact
 from driftloop.registry import CHALLENGER, CHAMPION, COMPLETE, LoadedModel, ModelRef, Registry
 from driftloop.report import comparison_markdown, version_description
 from driftloop_flows.reviews import close_stale_reviews
@@ -55,6 +56,11 @@ def finish_registration(cfg: Config, ref: ModelRef) -> ModelRef:
     return Registry(cfg.registry).complete_registration(ref.version, alias, who="retrain (rerun)", why="registration resumed")
 
 
+@io_task(name="check as of")
+def check_as_of(cfg: Config, as_of: str) -> None:
+    data.check_as_of(cfg.data, as_of)
+
+
 @io_task(name="ledger: retrain")
 def mark_retrain(cfg: Config, trigger: str, as_of: str, state: str, version: str | None = None, detail: str = "") -> None:
     Ledger(cfg.ledger).retrain_state(trigger, as_of, state, version, detail)
@@ -69,7 +75,7 @@ def earlier_requests(cfg: Config, as_of: str) -> list[Retrain]:
 def pending_challenger(cfg: Config) -> LoadedModel | None:
     """The challenger a person has not decided on yet, if any (a new version must beat it to replace it)."""
     registry = Registry(cfg.registry)
-    return registry.load(CHALLENGER) if registry.by_alias(CHALLENGER) is not None else None
+    return registry.load(CHALLENGER, cfg.training.code_path) if registry.by_alias(CHALLENGER) is not None else None
 
 
 @io_task(name="read labelled window")
@@ -150,7 +156,7 @@ def announce_challenger(cfg: Config, ref: ModelRef, offer: Offer, config_path: s
     """A review artifact on this run and, for an offered version, the event that starts the promote
     deployment (which waits for a person)."""
     url = Registry(cfg.registry).ui_url(version=ref.version)
-    link = f"[{ref.name} v{ref.version} in MLflow]({url})" if url else f"{ref.name} v{ref.version} in {cfg.registry.tracking_uri}"
+    link = f"[{ref.name} v{ref.version} in MLflow]({url})" if url else f"{ref.name} v{ref.version} in {redact(cfg.registry.tracking_uri)}"
     title = "Challenger" if offer.offered else "Registered, not offered for review:"
     create_markdown_artifact(key="challenger-review", markdown=f"# {title} {link}\n\n{offer.why}\n\n{ref.description}\n",
                              description=f"v{ref.version}: {offer.why}")
@@ -181,6 +187,7 @@ def retrain(
     """
     logger = get_run_logger()
     cfg = load_config(config_path)
+    check_as_of(cfg, as_of)  # before the ledger records it: a date no batch has would hold every later retrain back
     for earlier in earlier_requests(cfg, as_of) if catch_up else ():
         logger.info("first the retrain requested for %s (%s), which has not run yet", earlier.as_of, earlier.trigger)
         retrain(as_of=earlier.as_of, trigger=earlier.trigger, reasons=list(earlier.reasons), monitor_run_id=earlier.monitor_run_id,

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from prefect.client.orchestration import get_client
+from prefect.exceptions import PrefectHTTPStatusError
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType, FlowRunFilterTags
 from prefect.client.schemas.objects import StateType
 from prefect.states import Cancelled
@@ -36,6 +37,20 @@ def mark_review_run(flow_run_id, model: str, version: str, tags: list[str]) -> N
     with get_client(sync_client=True) as client:
         keep = [t for t in tags if not t.startswith((MODEL_TAG, VERSION_TAG))]
         client.update_flow_run(flow_run_id, name=f"review {model} v{version}", tags=[*keep, *review_tags(model, version)])
+
+
+def answered(flow_run_id, key: str = "review") -> bool:
+    """Whether a person has submitted the form of this run (suspended or paused on ``key``): a run that
+    starts again without an answer is a retry, not a resume."""
+    with get_client(sync_client=True) as client:
+        for state in ("suspended", "paused"):  # Prefect keys a form's answer by the waiting state's name
+            try:
+                client.read_flow_run_input(flow_run_id=flow_run_id, key=f"{state}-{key}-response")
+                return True
+            except PrefectHTTPStatusError as exc:
+                if exc.response.status_code != 404:
+                    raise
+    return False
 
 
 def waiting_reviews(model: str) -> list[WaitingReview]:

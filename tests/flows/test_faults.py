@@ -26,7 +26,7 @@ from tests.conftest import ROOT, write_project
 
 @pytest.fixture
 def project(tmp_path):
-    path = write_project(tmp_path)
+    path = write_project(tmp_path, demo={"n_batches": 4})  # the quality incident is the third
     cfg = load_config(path)
     days = generate(cfg.demo, cfg.data).days
     assert bootstrap(config_path=str(path), return_state=True).is_completed()
@@ -76,7 +76,7 @@ def test_mlflow_down_fails_the_run_clearly_within_a_minute_and_leaves_the_batch_
 
 def test_a_run_without_a_batch_id_takes_every_batch_not_done_oldest_first(project):
     path, cfg, first = project
-    days = sorted(p.stem for p in cfg.data.incoming.glob("*.parquet"))  # the third is the quality incident
+    days = sorted(p.stem for p in cfg.data.incoming.glob("*.parquet"))
     ledger = Ledger(cfg.ledger)
     ledger.record(days[0], "received")
     ledger.record(days[0], "validated")  # an earlier run died after validating; the others were never taken

@@ -39,3 +39,22 @@ def test_a_user_error_inside_a_task_is_logged_in_one_line_without_a_traceback(tm
     failed = [line for line in logs if "Task run failed" in line]
     assert failed and "DataError" in failed[0]
     assert not any("Traceback" in line for line in logs)
+
+
+def test_a_second_bootstrap_leaves_the_champion_unless_told_to_replace_it_and_the_audit_says_so(tmp_path):
+    from driftloop.registry import CHAMPION, Registry
+
+    path = write_project(tmp_path)
+    cfg = load_config(path)
+    generate(cfg.demo, cfg.data)
+    assert bootstrap(config_path=str(path), return_state=True).is_completed()
+    again = bootstrap(config_path=str(path), return_state=True)
+    assert again.is_failed() and "\n" not in again.message
+    assert "already has a champion (v1); a bootstrap would replace it with no review: run it with --replace-champion" in again.message
+    registry = Registry(cfg.registry)
+    assert [v.version for v in registry.versions()] == ["1"]  # nothing registered by the refused run
+
+    assert bootstrap(config_path=str(path), replace_champion=True, return_state=True).is_completed()
+    assert registry.by_alias(CHAMPION).version == "2"
+    moved = [e for e in registry.history() if e.alias == CHAMPION][-1]
+    assert (moved.from_version, moved.to_version) == ("1", "2") and "replacing champion v1 (--replace-champion)" in moved.why

@@ -114,6 +114,9 @@ def test_a_superseded_review_is_cancelled_and_its_form_cannot_be_answered(made_u
         page.goto(f"{made_up['api'].removesuffix('/api')}/runs/flow-run/{stale.id}")
         page.get_by_text("Cancelled").first.wait_for()
         assert page.get_by_role("button", name="Resume").count() == 0  # no form to answer
+        page.get_by_role("button", name="Retry").click()  # a person tries anyway: the worker runs it again
+    retried = wait_for_run("promote/review", StateType.CANCELLED, where=lambda r: r.id == stale.id and r.run_count > cancelled.run_count)
+    assert retried.state.message == f"review of v{older} superseded: v{newer} is the challenger awaiting review now; a retry has nothing to review"
 
     # A decision from the CLI closes the form it made stale, too.
     capsys.readouterr()

@@ -47,6 +47,16 @@ TEXT_CASES = {
                           "gate.rules.roc_auc.min_value is 2, but roc_auc is from 0 to 1"),
     "drop larger than the scale": (lambda: _with(evaluation__thresholds={"accuracy": {"max_drop": 3}}),
                                    "evaluation.thresholds.accuracy.max_drop is 3, but accuracy cannot change by more than 1"),
+    # A quarantined file inside data.incoming would be taken as a batch by the next run.
+    "quarantine inside incoming": (lambda: _with(data__quarantine="data/incoming/held"), "data.quarantine ("),
+    "labels where the batches are": (lambda: _with(data__labels="data/incoming"), "is the same folder as data.incoming"),
+    "reference inside incoming": (lambda: _with(data__reference="data/incoming/reference.parquet"),
+                                  "incoming/reference.parquet) is inside data.incoming; keep it apart"),
+    # The prediction log writes a column of that name: the user's would be overwritten silently.
+    "passthrough named prediction": (lambda: _with(columns__passthrough=["prediction"]),
+                                     "column 'prediction' has a name driftloop writes into the prediction log"),
+    "feature named like a probability": (lambda: _with(columns__numeric=["probability.yes", "age"]),
+                                         "column 'probability.yes' has a name driftloop writes"),
 }
 
 

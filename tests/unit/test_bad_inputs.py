@@ -274,7 +274,8 @@ def test_rows_dated_outside_the_batch_period_are_named(clean, tmp_path, capsys):
     moved = frame.assign(event_ts=frame["event_ts"].where(frame.index != 3, pd.Timestamp("2025-06-01", tz="UTC")))
     code, err = _run(cfg, _write(moved, tmp_path / f"{day.isoformat()}.parquet"), capsys)
     assert code == 2 and err.count("\n") == 1
-    assert f"1 rows have event_ts outside the batch's period {day}..{day} (+/- 1 days, data.timestamp_tolerance_days), rows 3" in err
+    assert (f"1 rows have event_ts outside the batch's period {day}..{day} (data.cadence daily: 1 day(s) a batch, "
+            "+/- 1 days, data.timestamp_tolerance_days), rows 3") in err
     code, err = _run(cfg, _write(frame, tmp_path / "2026-03-01.parquet"), capsys)  # a day's rows under another day's name
     assert code == 2 and f"{len(frame)} rows have event_ts outside the batch's period 2026-03-01..2026-03-01" in err
 

@@ -86,7 +86,7 @@ def test_release_with_the_ledger_out_of_reach_moves_nothing(demo_project, tmp_pa
     unreachable.write_text(yaml.safe_dump(raw))
 
     assert cli.main(["--config", str(unreachable), "quarantine", "release", bad.batch_id]) == 2
-    assert "ledger at postgresql+psycopg://" in capsys.readouterr().err
+    assert "the ledger database postgresql+psycopg://postgres@127.0.0.1:" in capsys.readouterr().err
     assert kept.path.exists() and not data.batch_path(cfg.data, bad.batch_id).exists()
 
 
