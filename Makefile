@@ -56,17 +56,22 @@ demo: install
 	@mkdir -p $(CURDIR)/.prefect/demo  # Prefect makes only the last folder of PREFECT_HOME
 	PREFECT_HOME=$(CURDIR)/.prefect/demo PREFECT_LOGGING_LEVEL=WARNING $(BIN)/python -m driftloop_flows.demo --config $(DEMO_CONFIG_$(SCENARIO))
 
+# One pytest worker per core (TEST_WORKERS=0 for one process); each test file runs on one worker, so a
+# module's server or scenario is built once.
+TEST_WORKERS ?= auto
+PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope
+
 test: install browser prometheus
-	$(BIN)/python -m pytest
+	$(PYTEST)
 
 test-unit: install
-	$(BIN)/python -m pytest tests/unit
+	$(PYTEST) tests/unit
 
 test-flows: install
-	$(BIN)/python -m pytest tests/flows
+	$(PYTEST) tests/flows
 
 test-integration: install browser prometheus
-	$(BIN)/python -m pytest tests/integration
+	$(PYTEST) tests/integration
 
 # Seconds and peak memory of the drift engine against a plain scipy loop (a few minutes).
 bench-drift: install

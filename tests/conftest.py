@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
+import secrets
 import time
 from pathlib import Path
 
@@ -114,20 +117,82 @@ def register(registry, candidate, alias: str, **tags) -> str:
     return ref.version
 
 
-@pytest.fixture
-def postgres_url():
-    """A PostgreSQL database of its own on 127.0.0.1 (trust auth), made and dropped by the test: the production ledger."""
-    import secrets
+# The PostgreSQL the production-setup tests make their own databases on (trust auth).
+POSTGRES_ENV = "DRIFTLOOP_TEST_POSTGRES"
+POSTGRES_ADMIN = os.environ.get(POSTGRES_ENV, "postgresql://postgres@127.0.0.1:5432/test")
 
+
+@functools.cache
+def postgres_problem() -> str | None:
+    """Why the tests' PostgreSQL cannot be used, or None when it can."""
     import psycopg
 
-    name = f"driftloop_test_{secrets.token_hex(4)}"
-    with psycopg.connect(host="127.0.0.1", user="postgres", dbname="test", autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    from driftloop import history, ledger
+    try:
+        with psycopg.connect(_admin_conninfo(), connect_timeout=3):
+            return None
+    except psycopg.Error as exc:
+        return f"PostgreSQL at {_server(POSTGRES_ADMIN)} is unreachable ({str(exc).splitlines()[0]})"
 
-    for engines in (ledger.engine, history._engine):  # release pooled connections before the database is dropped
-        engines.cache_clear()
-    with psycopg.connect(host="127.0.0.1", user="postgres", dbname="test", autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+def _admin_conninfo() -> str:
+    return POSTGRES_ADMIN.replace("postgresql+psycopg://", "postgresql://")
+
+
+def _server(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    return f"{parsed.host}:{parsed.port or 5432}"
+
+
+@contextlib.contextmanager
+def postgres_databases(*kinds: str):
+    """Fresh databases on the tests' PostgreSQL, one per kind, dropped afterwards: {kind: SQLAlchemy URL (psycopg)}."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    suffix = secrets.token_hex(4)
+    names = {kind: f"driftloop_test_{kind}_{suffix}" for kind in kinds}
+    admin = make_url(POSTGRES_ADMIN).set(drivername="postgresql+psycopg")
+    with psycopg.connect(_admin_conninfo(), autocommit=True) as conn:
+        for name in names.values():
+            conn.execute(f"CREATE DATABASE {name}")
+    try:
+        yield {kind: admin.set(database=name).render_as_string(hide_password=False) for kind, name in names.items()}
+    finally:
+        from driftloop import history, ledger
+
+        for engines in (ledger.engine, history._engine):  # release pooled connections before the databases are dropped
+            engines.cache_clear()
+        with psycopg.connect(_admin_conninfo(), autocommit=True) as conn:
+            for name in names.values():
+                conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def pytest_report_header(config) -> str | None:
+    if postgres_problem():
+        then = "they fail (CI is set)" if os.environ.get("CI") else "they are skipped here, and fail in CI"
+        return (f"{postgres_problem()}: the tests marked postgres need it; start it, or point {POSTGRES_ENV} at one "
+                f"(postgresql://user@host:port/db, trust auth, allowed to CREATE DATABASE); {then}")
+    return None
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        if "postgres_url" in item.fixturenames:
+            item.add_marker(pytest.mark.postgres)
+        if item.get_closest_marker("postgres") and postgres_problem() and not os.environ.get("CI"):
+            item.add_marker(pytest.mark.skip(reason=f"{postgres_problem()}; set {POSTGRES_ENV} to run it"))
+    # Under `pytest -n --dist loadscope` (make test) each module runs on one worker; the longest first (the
+    # files sharing `make up`'s stack, then servers and scenarios), so neither worker is left with one at the end.
+    layer = {"integration": 1, "flows": 1}
+    items.sort(key=lambda item: 0 if "made_up" in item.fixturenames else layer.get(item.path.parent.name, 2))
+
+
+@pytest.fixture
+def postgres_url():
+    """A PostgreSQL database of its own (trust auth), made and dropped by the test: the production ledger."""
+    if postgres_problem():
+        pytest.fail(f"{postgres_problem()}; start it, or point {POSTGRES_ENV} at one", pytrace=False)
+    with postgres_databases("ledger") as urls:
+        yield urls["ledger"]

@@ -14,6 +14,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
 from prefect.client.schemas.objects import StateType
 from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.states import AwaitingRetry
 
 from driftloop import cli
 from driftloop.config import TRACKING_URI_ENV, load_config
@@ -114,7 +115,9 @@ def test_a_superseded_review_is_cancelled_and_its_form_cannot_be_answered(made_u
         page.goto(f"{made_up['api'].removesuffix('/api')}/runs/flow-run/{stale.id}")
         page.get_by_text("Cancelled").first.wait_for()
         assert page.get_by_role("button", name="Resume").count() == 0  # no form to answer
-        page.get_by_role("button", name="Retry").click()  # a person tries anyway: the worker runs it again
+    # A person retries it anyway, as the UI's Retry does: the worker runs it again, and it has nothing to review.
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(stale.id, AwaitingRetry(), force=True)
     retried = wait_for_run("promote/review", StateType.CANCELLED, where=lambda r: r.id == stale.id and r.run_count > cancelled.run_count)
     assert retried.state.message == f"review of v{older} superseded: v{newer} is the challenger awaiting review now; a retry has nothing to review"
 

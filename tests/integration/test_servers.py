@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import html
 import re
-import secrets
 import time
 
-import psycopg
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import StateType
@@ -25,52 +23,43 @@ from driftloop.demo import generate
 from driftloop.ledger import Ledger
 from driftloop.registry import CHALLENGER, CHAMPION, Registry
 from ops import stack
-from tests.conftest import INLINE_RETRAIN_DAYS, stored_events, write_project
+from tests.conftest import (INLINE_RETRAIN_DAYS, POSTGRES_ENV, postgres_databases, postgres_problem, stored_events,
+                            write_project)
 from tests.integration.conftest import WebhookReceiver, chromium, free_port, runs_of, stop_all, wait_for_run
 
-pytestmark = pytest.mark.integration
-POSTGRES = "127.0.0.1:5432"
-
-
-def _admin(sql: str) -> None:
-    with psycopg.connect(host="127.0.0.1", port=5432, user="postgres", dbname="test", autocommit=True) as conn:
-        conn.execute(sql)
+pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
 
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory):
     """A Prefect server, an MLflow server (both on fresh PostgreSQL databases) and a worker."""
+    if postgres_problem():
+        pytest.fail(f"{postgres_problem()}; start it, or point {POSTGRES_ENV} at one", pytrace=False)
     tmp = tmp_path_factory.mktemp("servers")
     run_dir = tmp / "run"
-    suffix = secrets.token_hex(4)
     receiver = WebhookReceiver()
-    prefect_db, mlflow_db, ledger_db = (f"driftloop_it_{kind}_{suffix}" for kind in ("prefect", "mlflow", "ledger"))
-    for db in (prefect_db, mlflow_db, ledger_db):
-        _admin(f"CREATE DATABASE {db}")
-    env = stack.base_env() | {
-        "PREFECT_HOME": str(tmp / "prefect-home"),
-        "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"postgresql+asyncpg://postgres@{POSTGRES}/{prefect_db}",
-        "PREFECT_WORKER_QUERY_SECONDS": "2",
-    }
-    try:
-        prefect, api = stack.start_prefect_server(env, run_dir, free_port())
-        mlflow = stack.start_mlflow_server(env, run_dir, free_port(), f"postgresql+psycopg://postgres@{POSTGRES}/{mlflow_db}", tmp / "artifacts")
-        stack.wait_until_up(f"{api}/health", timeout=180, pid=prefect.pid)
-        stack.wait_until_up(f"{mlflow.url}/health", timeout=120, pid=mlflow.pid)
-        env |= {"PREFECT_API_URL": api, TRACKING_URI_ENV: mlflow.url, "MLFLOW_TRACKING_URI": mlflow.url}
-        stack.deploy(env)
-        # The alerts of `make up`, sent to a receiver of the test's own: the demo model's automations.
-        stack.install_alerts(env | {ALERT_WEBHOOK_ENV: receiver.url}, write_project(tmp))
-        stack.start_worker(env, run_dir)
-        with temporary_settings(updates={PREFECT_API_URL: api}):
-            yield {"api": api, "mlflow": mlflow.url, "tmp": tmp, "ledger": f"postgresql://postgres@{POSTGRES}/{ledger_db}",
-                   "webhook": receiver}
-    finally:
-        receiver.close()
-        leftovers = stop_all(run_dir)
-        assert not leftovers, f"processes left running after stop: {leftovers}"
-        for db in (prefect_db, mlflow_db, ledger_db):
-            _admin(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+    with postgres_databases("prefect", "mlflow", "ledger") as urls:
+        env = stack.base_env() | {
+            "PREFECT_HOME": str(tmp / "prefect-home"),
+            "PREFECT_SERVER_DATABASE_CONNECTION_URL": urls["prefect"].replace("+psycopg", "+asyncpg"),
+            "PREFECT_WORKER_QUERY_SECONDS": "2",
+        }
+        try:
+            prefect, api = stack.start_prefect_server(env, run_dir, free_port())
+            mlflow = stack.start_mlflow_server(env, run_dir, free_port(), urls["mlflow"], tmp / "artifacts")
+            stack.wait_until_up(f"{api}/health", timeout=180, pid=prefect.pid)
+            stack.wait_until_up(f"{mlflow.url}/health", timeout=120, pid=mlflow.pid)
+            env |= {"PREFECT_API_URL": api, TRACKING_URI_ENV: mlflow.url, "MLFLOW_TRACKING_URI": mlflow.url}
+            stack.deploy(env)
+            # The alerts of `make up`, sent to a receiver of the test's own: the demo model's automations.
+            stack.install_alerts(env | {ALERT_WEBHOOK_ENV: receiver.url}, write_project(tmp))
+            stack.start_worker(env, run_dir)
+            with temporary_settings(updates={PREFECT_API_URL: api}):
+                yield {"api": api, "mlflow": mlflow.url, "tmp": tmp, "ledger": urls["ledger"], "webhook": receiver}
+        finally:
+            receiver.close()
+            leftovers = stop_all(run_dir)
+            assert not leftovers, f"processes left running after stop: {leftovers}"
 
 
 def _run(name: str, parameters: dict, timeout: float = 300):
