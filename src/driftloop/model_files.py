@@ -18,7 +18,7 @@ import json
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import yaml
@@ -62,8 +62,7 @@ class ModelPin:
     profile_sha256: str
 
     def to_tag(self) -> str:
-        return json.dumps({"format": self.format, "file": self.file, "sha256": self.sha256,
-                           "trusted_types": list(self.trusted_types), "profile_sha256": self.profile_sha256})
+        return json.dumps(asdict(self))
 
     @classmethod
     def from_tags(cls, tags: dict[str, str]) -> "ModelPin | None":
@@ -72,7 +71,7 @@ class ModelPin:
             return None
         try:
             found = json.loads(raw)
-            return cls(found["format"], found["file"], found["sha256"], tuple(found["trusted_types"]), found["profile_sha256"])
+            return cls(**{**found, "trusted_types": tuple(found["trusted_types"])})
         except (ValueError, KeyError, TypeError):
             return cls("unreadable", "", "", (), "")  # matches no file: the load is refused, naming the tag
 
@@ -97,7 +96,7 @@ def dump(model) -> tuple[bytes, tuple[str, ...]]:
     except Exception as exc:  # skops stores known types only: an own step holding an object it cannot write
         raise RegistryError(f"the model cannot be saved in the skops format ({type(exc).__name__}: {str(exc)[:200]}); keep a "
                             "fitted step's learned state in numpy arrays, numbers, strings, lists or dicts") from None
-    types = tuple(sorted(skops.get_untrusted_types(data=data)))
+    types = untrusted_types(data)
     unloadable = [t for t in types if not importable(t)]
     if unloadable:
         raise RegistryError(f"the model holds {unloadable[0]}, which could not be imported where the model is loaded; "
