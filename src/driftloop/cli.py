@@ -11,6 +11,7 @@ on the line), else ``$DRIFTLOOP_CONFIG``, else ``driftloop.yaml``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import json
 import os
@@ -304,17 +305,21 @@ def exit_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, leave)
 
 
-def _prepare_prefect() -> None:
+def _prepare_prefect() -> contextlib.AbstractContextManager:
     """Before prefect is imported: its per-task INFO lines are for the UI, not this terminal; and
-    SIGTERM ends the run cleanly (``exit_on_sigterm``)."""
+    SIGTERM ends the run cleanly (``exit_on_sigterm``). Returns the context to run the flows in."""
     exit_on_sigterm()
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    if not os.environ.get("PREFECT_API_URL"):
-        # A throwaway API in this process: no telemetry (its heartbeat races the run for the SQLite
-        # file), and a first start on a new machine creates its database, which takes longer than 20 s.
-        os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-        os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-        print("no PREFECT_API_URL: starting a local Prefect API for this run (about 15 s)", flush=True)
+    if os.environ.get("PREFECT_API_URL"):
+        return contextlib.nullcontext()
+    # A throwaway API in this process: no telemetry (its heartbeat races the run for the SQLite
+    # file), and a first start on a new machine creates its database, which takes longer than 20 s.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    print("no PREFECT_API_URL: starting a local Prefect API for this run (about 15 s)", flush=True)
+    from driftloop_flows.common import heartbeats_off
+
+    return heartbeats_off()
 
 
 def _outcome(state) -> int:
@@ -336,10 +341,11 @@ def _print_batches(rows: list[dict]) -> int:
 
 def cmd_run_bootstrap(args) -> int:
     load_config(args.config)  # a bad config is one line now, not after starting an API
-    _prepare_prefect()
+    local = _prepare_prefect()
     from driftloop_flows.bootstrap import bootstrap
 
-    state = bootstrap(config_path=str(args.config), replace_champion=args.replace_champion, return_state=True)
+    with local:
+        state = bootstrap(config_path=str(args.config), replace_champion=args.replace_champion, return_state=True)
     if state.is_completed():
         ref = state.result()
         print(f"{ref.name} v{ref.version} is the champion ({ref.tags.get('driftloop.data_window', '')})")
@@ -355,19 +361,21 @@ def cmd_run_monitor(args) -> int:
                              "`driftloop run monitor 2026-02-03 --force` (without ids, only new batches are taken)")
     for batch_id in args.batch_ids:
         data.check_batch_id(batch_id)
-    _prepare_prefect()
+    local = _prepare_prefect()
     from driftloop_flows.monitor import monitor, summarize
 
     inline = not args.retrain_on_server
-    if not args.batch_ids:  # every batch not done yet, oldest first
-        state = monitor(config_path=str(args.config), retrain_inline=inline, return_state=True)
-        if state.is_completed() and not state.result():
-            print(f"no new batch in {load_config(args.config).data.incoming}")
-        return _outcome(state) or _print_batches(state.result())
-    rows = []
-    for batch_id in args.batch_ids:
-        state = monitor(batch_id=batch_id, config_path=str(args.config), retrain_inline=inline, force=args.force, return_state=True)
-        rows.append({"batch": batch_id} | summarize(state))
+    with local:
+        if not args.batch_ids:  # every batch not done yet, oldest first
+            state = monitor(config_path=str(args.config), retrain_inline=inline, return_state=True)
+            if state.is_completed() and not state.result():
+                print(f"no new batch in {load_config(args.config).data.incoming}")
+            return _outcome(state) or _print_batches(state.result())
+        rows = []
+        for batch_id in args.batch_ids:
+            state = monitor(batch_id=batch_id, config_path=str(args.config), retrain_inline=inline, force=args.force,
+                            return_state=True)
+            rows.append({"batch": batch_id} | summarize(state))
     return _print_batches(rows)
 
 
@@ -375,11 +383,12 @@ def cmd_run_backfill(args) -> int:
     load_config(args.config)
     if args.end < args.start:  # before a Prefect API is started for nothing
         raise DriftloopError(f"--end {args.end} is before --start {args.start}; swap them")
-    _prepare_prefect()
+    local = _prepare_prefect()
     from driftloop_flows.backfill import backfill
 
-    state = backfill(start=args.start, end=args.end, config_path=str(args.config), retrain_inline=not args.retrain_on_server,
-                     return_state=True)
+    with local:
+        state = backfill(start=args.start, end=args.end, config_path=str(args.config),
+                         retrain_inline=not args.retrain_on_server, return_state=True)
     return _outcome(state) or _print_batches(state.result())
 
 
@@ -391,11 +400,12 @@ def cmd_run_retrain(args) -> int:
     if as_of is None:
         raise DriftloopError(f"nothing monitored yet in {cfg.data.predictions}: run `driftloop run monitor` first")
     data.check_as_of(cfg.data, as_of)
-    _prepare_prefect()
+    local = _prepare_prefect()
     from driftloop_flows.retrain import retrain
 
-    state = retrain(as_of=as_of, trigger="manual", reasons=[args.reason] if args.reason else [], config_path=str(args.config),
-                    return_state=True)
+    with local:
+        state = retrain(as_of=as_of, trigger="manual", reasons=[args.reason] if args.reason else [],
+                        config_path=str(args.config), return_state=True)
     if state.is_completed():
         result = state.result()
         print(f"{cfg.registry.model_name} {result.summary}: {result.why or 'already registered for this trigger'}")

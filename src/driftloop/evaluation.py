@@ -87,6 +87,19 @@ def task_metrics(task: Task, y_true: np.ndarray, output: np.ndarray, threshold: 
     return classification_metrics(y_true, output, threshold)
 
 
+def task_metric(task: Task, name: str, y_true: np.ndarray, output: np.ndarray, threshold: float,
+                classes: tuple[str, ...] = ()) -> float:
+    """``task_metrics(...)[name]``, computing only that metric where it stands alone (permutation
+    importance asks for one metric dozens of times)."""
+    undefined_here = (task, name) == ("regression", "r2") or (name == "roc_auc" and len(np.unique(y_true)) < 2)
+    if task == "multiclass_classification" or undefined_here:  # their edge cases live in task_metrics
+        return task_metrics(task, y_true, output, threshold, classes)[name]
+    if task == "regression":
+        return float(REGRESSOR_METRICS[name](np.asarray(y_true, dtype="float64"), np.asarray(output, dtype="float64")))
+    probability = np.asarray(output, dtype="float64")
+    return float(CLASSIFIER_METRICS[name](np.asarray(y_true, dtype="int64"), probability, (probability >= threshold).astype("int64")))
+
+
 def segment_key(column: str, value: object) -> str:
     """``seg.<column>.<value>``: safe as an MLflow metric name."""
     return f"seg.{column}.{re.sub(r'[^0-9A-Za-z_-]', '_', str(value))}"

@@ -24,7 +24,7 @@ from driftloop.comparison import METRIC_DIRECTION
 from driftloop.config import PREDICTION, PROBABILITY, TASK_METRICS, DriftConfig, SchemaConfig, TrainingConfig
 from driftloop.drift import ReferenceProfile, fit_reference
 from driftloop.errors import ConfigError, DataError, DriftloopError
-from driftloop.evaluation import fit_calibration, segment_metrics, task_metrics
+from driftloop.evaluation import fit_calibration, segment_metrics, task_metric, task_metrics
 
 # A binary classifier logs PROBABILITY and PREDICTION; a multiclass one logs PREDICTION (the class's name)
 # and one ``probability.<class>`` per class; a regressor logs only PREDICTION, its predicted value
@@ -282,7 +282,7 @@ def permutation_importances(model: Pipeline, holdout: pd.DataFrame, schema: Sche
     sign = 1.0 if METRIC_DIRECTION[headline] else -1.0  # an importance is positive when shuffling hurts
 
     def quality(estimator, frame: pd.DataFrame, y: np.ndarray) -> float:
-        return sign * task_metrics(schema.task, y, predict_output(estimator, frame, schema), threshold, schema.classes)[headline]
+        return sign * task_metric(schema.task, headline, y, predict_output(estimator, frame, schema), threshold, schema.classes)
 
     found = permutation_importance(model, holdout[list(schema.features)], truth(holdout, schema), scoring=quality,
                                    n_repeats=repeats, random_state=seed, max_samples=min(len(holdout), max_rows))

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gc
 import hashlib
 import logging
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.context import SettingsContext
+from prefect.settings import get_current_settings
 from prefect.states import Failed
 
 from driftloop import drift, evaluation, stages, training
@@ -29,8 +33,8 @@ class _UserErrorsInOneLine(logging.Filter):
         if record.exc_info and isinstance(record.exc_info[1], DriftloopError):
             record.exc_info, record.exc_text = None, None
         message = record.getMessage()
-        if redact(message) != message:
-            record.msg, record.args = redact(message), ()
+        if (redacted := redact(message)) != message:
+            record.msg, record.args = redacted, ()
         return True
 
 
@@ -102,6 +106,19 @@ def freeze_what_is_loaded() -> None:
     batch; frozen, later collections scan only what later runs create. Once per process."""
     if not gc.get_freeze_count():
         gc.freeze()
+
+
+@contextlib.contextmanager
+def heartbeats_off() -> Iterator[None]:
+    """Flow runs started inside send no heartbeats: for runs against an API that lives only as long
+    as this process (the one Prefect starts when no PREFECT_API_URL is set, a test harness). No one
+    there watches for a crashed run, and Prefect ends every run by waiting out its heartbeat
+    thread's current one-second sleep. Against a server, leave them on: they are how it tells a
+    crashed run from a slow one."""
+    settings = get_current_settings()
+    quiet = settings.model_copy(update={"flows": settings.flows.model_copy(update={"heartbeat_frequency": None})})
+    with SettingsContext(profile=SettingsContext.get().profile, settings=quiet):
+        yield
 
 
 def fails_cleanly(fn):

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import time
 
+from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+from prefect.settings import get_current_settings
 
 from driftloop.config import load_config
 from driftloop.demo import generate
@@ -21,6 +23,15 @@ def _logs(flow_run_id, expect: str, timeout: float = 20.0) -> list[str]:
             lines = [log.message for log in client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))]
             if any(expect in line for line in lines) or time.monotonic() > deadline:
                 return lines
+
+
+def test_a_run_against_a_throwaway_api_has_no_heartbeat_to_wait_for():
+    @flow
+    def heartbeat_frequency():
+        return get_current_settings().flows.heartbeat_frequency  # what Prefect's flow engine reads
+
+    assert "heartbeat_frequency" in type(get_current_settings().flows).model_fields
+    assert heartbeat_frequency() is None  # the fixture's API runs flows as the CLI's own does (heartbeats_off)
 
 
 def test_a_bootstrap_without_a_reference_file_says_where_it_looked_and_how_to_get_one(tmp_path):

@@ -11,7 +11,9 @@ from driftloop.config import EvaluationConfig, MetricThreshold
 from driftloop.data import LabelArrivals
 from driftloop.evaluation import (
     check_metric, classification_metrics, estimate_performance, evaluate_window, fit_calibration, label_status, service_health,
+    task_metric, task_metrics,
 )
+from driftloop.config import TASK_METRICS
 
 CFG = EvaluationConfig(min_labelled_rows=10, n_bootstrap=300, thresholds={"roc_auc": MetricThreshold(floor=0.6, max_drop=0.05)})
 
@@ -26,6 +28,18 @@ def _calibrated_window(rng, n, quality=1.2):
 def test_metrics_on_a_single_class_window_are_nan_not_zero():
     metrics = classification_metrics(np.zeros(50, dtype=int), np.linspace(0.1, 0.4, 50))
     assert math.isnan(metrics["roc_auc"]) and metrics["accuracy"] == 1.0
+
+
+@pytest.mark.parametrize("task", TASK_METRICS)
+@pytest.mark.parametrize("constant", [False, True], ids=["varied", "one_class"])
+def test_one_metric_alone_is_the_value_the_full_set_gives(rng, task, constant):
+    n, classes = 300, ("a", "b", "c")
+    y = np.zeros(n, dtype=int) if constant else rng.integers(0, 3 if task.startswith("multi") else 2, n)
+    output = {"binary_classification": rng.random(n), "regression": rng.normal(size=n) * 3,
+              "multiclass_classification": rng.dirichlet(np.ones(3), n)}[task]
+    every = task_metrics(task, y, output, 0.4, classes)
+    alone = {name: task_metric(task, name, y, output, 0.4, classes) for name in TASK_METRICS[task]}
+    assert alone == pytest.approx({name: every[name] for name in alone}, nan_ok=True)
 
 
 def test_a_threshold_counts_only_when_the_whole_interval_is_past_it():
