@@ -44,16 +44,26 @@ SMALL_DEMO = {
 INLINE_RETRAIN_DAYS = ("2026-02-08", "2026-02-11")
 
 
-def stored_events(api: str, name: str, timeout: float = 60) -> list[dict]:
-    """Events named ``name`` as the Prefect server stored them (it persists events in batches, so wait)."""
+def stored_events(api: str, name: str, where=lambda event: True, at_least: int = 1, timeout: float = 60) -> list[dict]:
+    """Events named ``name`` that satisfy ``where``, as the Prefect server stored them.
+
+    The server persists events in batches and other tests share it, so this reads every page
+    and waits until ``at_least`` of the caller's events are there (or ``timeout`` passes).
+    """
     import httpx
 
     deadline = time.monotonic() + timeout
     while True:
-        response = httpx.post(f"{api}/events/filter", json={"filter": {"event": {"name": [name]}}, "limit": 50}, timeout=10)
-        response.raise_for_status()
-        events = response.json()["events"]
-        if events or time.monotonic() > deadline:
+        page = httpx.post(f"{api}/events/filter", json={"filter": {"event": {"name": [name]}}, "limit": 50}, timeout=10)
+        events = []
+        while True:
+            page.raise_for_status()
+            body = page.json()
+            events += [event for event in body["events"] if where(event)]
+            if not body.get("next_page"):
+                break
+            page = httpx.get(body["next_page"], timeout=10)
+        if len(events) >= at_least or time.monotonic() > deadline:
             return events
         time.sleep(1)
 
@@ -64,11 +74,27 @@ def write_project(tmp_path: Path, **overrides) -> Path:
     raw["validation"]["suite"] = str(ROOT / raw["validation"]["suite"])
     raw["demo"] |= SMALL_DEMO
     raw["training"]["min_train_rows"] = 500
+    # Drawing is most of a small monitor run's time: the tests that look at the charts (test_loop,
+    # test_charts) or send them to a server (test_servers) draw them; the others do not.
+    raw.setdefault("reports", {})["charts"] = False
     for section, values in overrides.items():
         raw.setdefault(section, {}).update(values)
     path = tmp_path / "driftloop.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One real, temporary Prefect API per pytest worker for the flows this process runs (started
+    once: it takes seconds); its runs go without heartbeats, as the CLI runs them against its own
+    throwaway API."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    from driftloop_flows.common import heartbeats_off
+
+    with prefect_test_harness(server_startup_timeout=120), heartbeats_off():
+        yield
 
 
 @pytest.fixture
@@ -175,6 +201,23 @@ def pytest_report_header(config) -> str | None:
         return (f"{postgres_problem()}: the tests marked postgres need it; start it, or point {POSTGRES_ENV} at one "
                 f"(postgresql://user@host:port/db, trust auth, allowed to CREATE DATABASE); {then}")
     return None
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """`make test`'s `--dist loadscope`, with the files that share `make up`'s stack (the session
+    fixture ``made_up``) as one scope: one worker starts that stack once and runs them all."""
+    if config.getoption("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    shared = {f"tests/integration/{p.name}" for p in (ROOT / "tests" / "integration").glob("test_*.py") if "made_up" in p.read_text()}
+
+    class OneScopePerStack(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return "made_up" if module in shared else module
+
+    return OneScopePerStack(config, log)
 
 
 def pytest_collection_modifyitems(config, items) -> None:

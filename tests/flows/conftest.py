@@ -1,15 +1,9 @@
 import pytest
-from prefect.testing.utilities import prefect_test_harness
-
-from driftloop_flows.common import heartbeats_off
 
 
 @pytest.fixture(autouse=True, scope="session")
-def prefect_api():
-    """One real, temporary Prefect API for every flow test (started once: it takes seconds); its
-    runs go without heartbeats, as the CLI runs them against its own throwaway API."""
-    with prefect_test_harness(server_startup_timeout=120), heartbeats_off():
-        yield
+def prefect_api(prefect_harness):
+    """Every flow test runs its flows on the session's Prefect API (tests/conftest.py)."""
 
 
 def monitor_scenario(folder, target: str, **overrides):

@@ -16,6 +16,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
 from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.sorting import FlowRunSort
+from prefect.events.worker import EventsWorker
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from driftloop.config import TRACKING_URI_ENV
@@ -75,6 +76,22 @@ def stop_all(run_dir: Path) -> list[int]:
     return [m for m in started if stack._alive(m)]
 
 
+@contextlib.contextmanager
+def prefect_api_at(api: str):
+    """This process's Prefect client, events included, talking to the server at ``api``.
+
+    Prefect keeps one events worker per process, bound to the server it first connected to;
+    drained on the way in and out, the events go where the setting says (the flow tests'
+    own API sits beneath this one in the same pytest worker).
+    """
+    EventsWorker.drain_all(timeout=30)
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: api}):
+            yield
+    finally:
+        EventsWorker.drain_all(timeout=30)
+
+
 @pytest.fixture(scope="session")
 def made_up(tmp_path_factory):
     """`make up`'s own code path (ops.stack.up) on SQLite: Prefect server, MLflow server, deployments, worker."""
@@ -88,7 +105,7 @@ def made_up(tmp_path_factory):
         # The metrics endpoint and the alerts are those of a project of the fixture's own (its history starts empty).
         config, metrics_port = write_project(tmp), free_port()
         env = stack.up(run_dir, free_port(), free_port(), env=env, mlflow_store=tmp / "mlruns", config=config, metrics_port=metrics_port)
-        with temporary_settings(updates={PREFECT_API_URL: env["PREFECT_API_URL"]}):
+        with prefect_api_at(env["PREFECT_API_URL"]):
             yield {"api": env["PREFECT_API_URL"], "mlflow": env[TRACKING_URI_ENV], "tmp": tmp, "run_dir": run_dir, "env": env,
                    "metrics": f"http://127.0.0.1:{metrics_port}/metrics"}
     finally:

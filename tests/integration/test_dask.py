@@ -1,18 +1,18 @@
 """A monitor run on a real Dask cluster (a scheduler and two workers on 127.0.0.1, started here)
-gets the drift verdicts and the figures of the same run in process, through the command users run."""
+gets the drift verdicts and the figures of the same run in process, through the command users run
+(`driftloop run monitor`, called in this process on the session's Prefect API)."""
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
+from driftloop import cli
 from driftloop.config import DASK_ADDRESS_ENV, load_config
 from driftloop.demo import generate
 from driftloop.ledger import Ledger
@@ -20,7 +20,6 @@ from tests.conftest import write_project
 from tests.integration.conftest import free_port
 
 pytestmark = pytest.mark.integration
-DRIFTLOOP = str(Path(sys.executable).parent / "driftloop")
 PARTITION_ROWS = 300  # an 800-row batch is three partitions: two on one worker, one on the other
 
 
@@ -60,8 +59,10 @@ def dask_cluster(tmp_path):
         assert all(p.poll() is not None for p in started)
 
 
-def _driftloop(*args: str, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([DRIFTLOOP, *args], env=env, capture_output=True, text=True, timeout=600)
+def _driftloop(*args: str) -> int:
+    """A `driftloop` command, in this process, on the session's Prefect API (so each command does
+    not start one of its own); the Dask scheduler and workers are processes of their own."""
+    return cli.main(list(args))
 
 
 def _same(a, b, path: str = "") -> list[str]:
@@ -75,21 +76,21 @@ def _same(a, b, path: str = "") -> list[str]:
     return [] if a == b else [f"{path}: {a!r} != {b!r}"]
 
 
-def test_a_monitor_run_on_dask_matches_the_run_in_process(tmp_path, dask_cluster):
+def test_a_monitor_run_on_dask_matches_the_run_in_process(tmp_path, dask_cluster, prefect_harness, monkeypatch, capsys):
     path = write_project(tmp_path, demo={"n_batches": 7}, execution={"partition_rows": PARTITION_ROWS, "connect_timeout_seconds": 5})
     cfg = load_config(path)
     days = generate(cfg.demo, cfg.data).days
-    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", DASK_ADDRESS_ENV)}
-    env |= {"PREFECT_HOME": str(tmp_path / "prefect-home"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    assert _driftloop("run", "bootstrap", "--config", str(path), env=env).returncode == 0
-    in_process = _driftloop("run", "monitor", "--retrain-on-server", "--config", str(path), env=env)  # no retrain: not compared
-    assert in_process.returncode == 3, in_process.stderr  # the quality-incident day is quarantined; the rest run
+    monkeypatch.delenv(DASK_ADDRESS_ENV, raising=False)
+    assert _driftloop("run", "bootstrap", "--config", str(path)) == 0
+    in_process = _driftloop("run", "monitor", "--retrain-on-server", "--config", str(path))  # no retrain: not compared
+    assert in_process == 3, capsys.readouterr().err  # the quality-incident day is quarantined; the rest run
     # The covariate shift's day (features drift) and the last (two labelled days evaluated, estimated performance).
     checked = [d.batch_id for d in days if d.day in (cfg.demo.covariate_shift_batch, cfg.demo.n_batches)]
     local = {b: json.loads((cfg.data.reports / f"{b}.json").read_text()) for b in checked}
 
-    on_dask = _driftloop("run", "monitor", *checked, "--force", "--config", str(path), env=env | {DASK_ADDRESS_ENV: dask_cluster})
-    assert on_dask.returncode == 0, on_dask.stdout + on_dask.stderr
+    monkeypatch.setenv(DASK_ADDRESS_ENV, dask_cluster)
+    on_dask = _driftloop("run", "monitor", *checked, "--force", "--config", str(path))
+    assert on_dask == 0, capsys.readouterr()
     for batch_id in checked:
         remote = json.loads((cfg.data.reports / f"{batch_id}.json").read_text())
         health = remote["service_health"]
@@ -102,16 +103,16 @@ def test_a_monitor_run_on_dask_matches_the_run_in_process(tmp_path, dask_cluster
     assert json.loads((cfg.data.reports / f"{checked[1]}.json").read_text())["performance"], "the last day evaluates labels"
 
 
-def test_an_unreachable_scheduler_fails_the_run_in_one_line_before_it_touches_the_batch(tmp_path):
+def test_an_unreachable_scheduler_fails_the_run_in_one_line_before_it_touches_the_batch(tmp_path, prefect_harness, monkeypatch,
+                                                                                         capfd):
     path = write_project(tmp_path, demo={"n_batches": 2}, execution={"connect_timeout_seconds": 2})
     cfg = load_config(path)
     batch_id = generate(cfg.demo, cfg.data).days[0].batch_id
-    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
-    env |= {"PREFECT_HOME": str(tmp_path / "prefect-home"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     dead = f"tcp://127.0.0.1:{free_port()}"
-    failed = _driftloop("run", "monitor", batch_id, "--config", str(path), env=env | {DASK_ADDRESS_ENV: dead})
-    assert failed.returncode == 2
-    assert f"cannot reach the Dask scheduler at {dead} within 2 s" in failed.stdout
-    assert "Traceback" not in failed.stdout + failed.stderr
+    monkeypatch.setenv(DASK_ADDRESS_ENV, dead)
+    assert _driftloop("run", "monitor", batch_id, "--config", str(path)) == 2
+    printed = capfd.readouterr()
+    assert f"cannot reach the Dask scheduler at {dead} within 2 s" in printed.out + printed.err
+    assert "Traceback" not in printed.out + printed.err
     assert (cfg.data.incoming / f"{batch_id}.parquet").exists()
     assert Ledger(cfg.ledger).state(batch_id) is None  # not received: the next run takes it from the start

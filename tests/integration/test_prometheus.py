@@ -27,14 +27,14 @@ def test_make_up_serves_the_metrics_endpoint_beside_the_servers(made_up):
 
 
 @pytest.fixture(scope="module")
-def monitored(tmp_path_factory):
-    """Three clean days of the demo through `driftloop run` (bootstrap, then monitor), as a user runs them."""
+def monitored(tmp_path_factory, made_up):
+    """Three clean days of the demo through `driftloop run` (bootstrap, then monitor), as a user runs
+    them beside `make up` (its Prefect server records the runs; the project keeps its own stores)."""
     tmp = tmp_path_factory.mktemp("prometheus")
     config = write_project(tmp)
     cfg = load_config(config)
     days = [d.batch_id for d in generate(cfg.demo, cfg.data).days if not d.quality_incident][:3]
-    env = stack.base_env() | {"PREFECT_HOME": str(tmp / "prefect-home")}
-    env.pop("PREFECT_API_URL", None)
+    env = stack.base_env() | {"PREFECT_HOME": str(tmp / "prefect-home"), "PREFECT_API_URL": made_up["api"]}
     for args in (["run", "bootstrap"], ["run", "monitor", *days]):
         done = subprocess.run([str(stack.BIN / "driftloop"), *args, "--config", str(config)], env=env, capture_output=True, text=True)
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]

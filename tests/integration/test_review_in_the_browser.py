@@ -22,7 +22,7 @@ from driftloop.registry import CHALLENGER, CHAMPION, Registry
 from driftloop_flows.reviews import VERSION_TAG
 from driftloop_flows.retrain import CHALLENGER_REGISTERED
 from tests.conftest import register, write_project
-from tests.integration.conftest import chromium, emit, wait_for_run
+from tests.integration.conftest import chromium, emit, prefect_api_at, wait_for_run
 
 pytestmark = pytest.mark.integration
 
@@ -123,7 +123,7 @@ def test_a_superseded_review_is_cancelled_and_its_form_cannot_be_answered(made_u
 
     # A decision from the CLI closes the form it made stale, too.
     capsys.readouterr()
-    with temporary_settings(updates={PREFECT_API_URL: made_up["api"]}):
+    with prefect_api_at(made_up["api"]):
         assert cli.main(["--config", str(project["path"]), "promote", newer, "--reviewer", "erin"]) == 0
     assert f"cancelled the waiting review run 'review churn-classifier v{newer}'" in capsys.readouterr().out
     closed = wait_for_run("promote/review", StateType.CANCELLED, where=lambda r: r.id == current.id, timeout=30)

@@ -25,7 +25,7 @@ from driftloop.registry import CHALLENGER, CHAMPION, Registry
 from ops import stack
 from tests.conftest import (INLINE_RETRAIN_DAYS, POSTGRES_ENV, postgres_databases, postgres_problem, stored_events,
                             write_project)
-from tests.integration.conftest import WebhookReceiver, chromium, free_port, runs_of, stop_all, wait_for_run
+from tests.integration.conftest import WebhookReceiver, chromium, free_port, prefect_api_at, runs_of, stop_all, wait_for_run
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
@@ -54,7 +54,7 @@ def servers(tmp_path_factory):
             # The alerts of `make up`, sent to a receiver of the test's own: the demo model's automations.
             stack.install_alerts(env | {ALERT_WEBHOOK_ENV: receiver.url}, write_project(tmp))
             stack.start_worker(env, run_dir)
-            with temporary_settings(updates={PREFECT_API_URL: api}):
+            with prefect_api_at(api):
                 yield {"api": api, "mlflow": mlflow.url, "tmp": tmp, "ledger": urls["ledger"], "webhook": receiver}
         finally:
             receiver.close()
@@ -81,7 +81,7 @@ def _all_retrains_done(expected: int, timeout: float = 300) -> list:
 
 def test_a_server_backfill_retrains_once_per_episode_like_the_inline_run_and_waits_for_review(servers):
     # The ledger on PostgreSQL too: everything a team shares lives in the production database.
-    project = write_project(servers["tmp"], ledger={"url": servers["ledger"]})
+    project = write_project(servers["tmp"], ledger={"url": servers["ledger"]}, reports={"charts": True})
     cfg = load_config(project)
     days = generate(cfg.demo, cfg.data).days
 
@@ -90,7 +90,7 @@ def test_a_server_backfill_retrains_once_per_episode_like_the_inline_run_and_wai
     assert backfill.state.is_completed(), backfill.state.message
 
     # The retrains run later, through the automation; the cooldown counted each from its request.
-    degraded = stored_events(servers["api"], "driftloop.model.degraded")
+    degraded = stored_events(servers["api"], "driftloop.model.degraded", at_least=len(INLINE_RETRAIN_DAYS))
     assert sorted(e["payload"]["as_of"] for e in degraded) == list(INLINE_RETRAIN_DAYS)
     assert all(e["resource"]["driftloop.retrain"] == "deployment" for e in degraded)
     # The automations `make up` creates told a person, naming the model, the batch and the reasons.
