@@ -74,8 +74,8 @@ def write_project(tmp_path: Path, **overrides) -> Path:
     raw["validation"]["suite"] = str(ROOT / raw["validation"]["suite"])
     raw["demo"] |= SMALL_DEMO
     raw["training"]["min_train_rows"] = 500
-    # Drawing is most of a small monitor run's time: the tests that look at the charts (test_loop,
-    # test_charts) or send them to a server (test_servers) draw them; the others do not.
+    # Drawing is most of a small monitor run's time: the tests that look at the charts draw them
+    # (test_loop, test_charts; the README's first server run sends them to `make up`'s MLflow).
     raw.setdefault("reports", {})["charts"] = False
     for section, values in overrides.items():
         raw.setdefault(section, {}).update(values)
@@ -205,10 +205,14 @@ def pytest_report_header(config) -> str | None:
 
 def pytest_xdist_make_scheduler(config, log):
     """`make test`'s `--dist loadscope`, with the files that share `make up`'s stack (the session
-    fixture ``made_up``) as one scope: one worker starts that stack once and runs them all."""
+    fixture ``made_up``) as one scope: one worker starts that stack once and runs them all. The
+    scopes go out in collection order (``pytest_collection_modifyitems``: the long ones first), not
+    xdist's default of the most tests first, which left the longest test, alone in its file, for last."""
     if config.getoption("dist") != "loadscope":
         return None
     from xdist.scheduler import LoadScopeScheduling
+
+    config.option.loadscopereorder = False
 
     shared = {f"tests/integration/{p.name}" for p in (ROOT / "tests" / "integration").glob("test_*.py") if "made_up" in p.read_text()}
 
@@ -226,10 +230,11 @@ def pytest_collection_modifyitems(config, items) -> None:
             item.add_marker(pytest.mark.postgres)
         if item.get_closest_marker("postgres") and postgres_problem() and not os.environ.get("CI"):
             item.add_marker(pytest.mark.skip(reason=f"{postgres_problem()}; set {POSTGRES_ENV} to run it"))
-    # Under `pytest -n --dist loadscope` (make test) each module runs on one worker; the longest first (the
-    # files sharing `make up`'s stack, then servers and scenarios), so neither worker is left with one at the end.
-    layer = {"integration": 1, "flows": 1}
-    items.sort(key=lambda item: 0 if "made_up" in item.fixturenames else layer.get(item.path.parent.name, 2))
+    # Under `pytest -n --dist loadscope` (make test) each module runs on one worker, in this order: the
+    # longest first (the files sharing `make up`'s stack, the other servers, the scenarios), the many
+    # short unit files last, so no worker is left with a long one at the end.
+    layer = {"integration": 1, "flows": 2}
+    items.sort(key=lambda item: 0 if "made_up" in item.fixturenames else layer.get(item.path.parent.name, 3))
 
 
 @pytest.fixture

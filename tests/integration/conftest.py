@@ -92,25 +92,40 @@ def prefect_api_at(api: str):
         EventsWorker.drain_all(timeout=30)
 
 
+_MADE_UP: list[contextlib.ExitStack] = []  # what stops `made_up`'s stack, for pytest_runtest_teardown
+
+
 @pytest.fixture(scope="session")
 def made_up(tmp_path_factory):
-    """`make up`'s own code path (ops.stack.up) on SQLite: Prefect server, MLflow server, deployments, worker."""
+    """`make up`'s own code path (ops.stack.up) on SQLite: Prefect server, MLflow server, deployments,
+    worker. Stopped after the last test that uses it (they run one after another: tests/conftest.py
+    orders and schedules them together), not at the end of the session: idle, it still takes CPU."""
     tmp = tmp_path_factory.mktemp("made-up")
     run_dir = tmp / "run"
     env = stack.base_env() | {"PREFECT_HOME": str(tmp / "prefect-home"), "PREFECT_WORKER_QUERY_SECONDS": "2"}
     for name in (TRACKING_URI_ENV, "MLFLOW_TRACKING_URI", "PREFECT_API_URL"):
         env.pop(name, None)
     (tmp / "prefect-home").mkdir()
-    try:
+    with contextlib.ExitStack() as cleanup:
+        _MADE_UP.append(cleanup)
+        cleanup.callback(_stopped_clean, run_dir)
         # The metrics endpoint and the alerts are those of a project of the fixture's own (its history starts empty).
         config, metrics_port = write_project(tmp), free_port()
         env = stack.up(run_dir, free_port(), free_port(), env=env, mlflow_store=tmp / "mlruns", config=config, metrics_port=metrics_port)
-        with prefect_api_at(env["PREFECT_API_URL"]):
-            yield {"api": env["PREFECT_API_URL"], "mlflow": env[TRACKING_URI_ENV], "tmp": tmp, "run_dir": run_dir, "env": env,
-                   "metrics": f"http://127.0.0.1:{metrics_port}/metrics"}
-    finally:
-        leftovers = stop_all(run_dir)
-        assert not leftovers, f"processes left running after stop: {leftovers}"
+        cleanup.enter_context(prefect_api_at(env["PREFECT_API_URL"]))
+        yield {"api": env["PREFECT_API_URL"], "mlflow": env[TRACKING_URI_ENV], "tmp": tmp, "run_dir": run_dir, "env": env,
+               "metrics": f"http://127.0.0.1:{metrics_port}/metrics"}
+
+
+def _stopped_clean(run_dir: Path) -> None:
+    leftovers = stop_all(run_dir)
+    assert not leftovers, f"processes left running after stop: {leftovers}"
+
+
+def pytest_runtest_teardown(item, nextitem) -> None:
+    if "made_up" in item.fixturenames and (nextitem is None or "made_up" not in nextitem.fixturenames):
+        while _MADE_UP:
+            _MADE_UP.pop().close()
 
 
 def emit(api: str, event: str, resource: dict, payload: dict) -> None:

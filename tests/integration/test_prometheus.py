@@ -57,11 +57,12 @@ def test_prometheus_stores_the_last_reports_metrics_drift_decision_and_coverage(
     (tmp / "prometheus.yml").write_text(
         f"global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: driftloop\n"
         f"    static_configs:\n      - targets: ['127.0.0.1:{metrics_port}']\n")
-    endpoint = stack.start_metrics(stack.base_env(), run_dir, config, metrics_port)
-    prometheus = stack.start("prometheus", [PROMETHEUS, f"--config.file={tmp / 'prometheus.yml'}", f"--storage.tsdb.path={tmp / 'tsdb'}",
-                                            f"--web.listen-address=127.0.0.1:{prometheus_port}"], stack.base_env(), run_dir)
-    api = f"http://127.0.0.1:{prometheus_port}"
-    try:
+    api, started = f"http://127.0.0.1:{prometheus_port}", []
+    try:  # whatever was started is stopped, even if the next start fails
+        started.append(endpoint := stack.start_metrics(stack.base_env(), run_dir, config, metrics_port))
+        started.append(prometheus := stack.start(
+            "prometheus", [PROMETHEUS, f"--config.file={tmp / 'prometheus.yml'}", f"--storage.tsdb.path={tmp / 'tsdb'}",
+                           f"--web.listen-address=127.0.0.1:{prometheus_port}"], stack.base_env(), run_dir))
         stack.wait_until_up(endpoint.url, timeout=60, pid=endpoint.pid)
         stack.wait_until_up(f"{api}/-/ready", timeout=60, pid=prometheus.pid)
         model = cfg.registry.model_name
@@ -84,6 +85,6 @@ def test_prometheus_stores_the_last_reports_metrics_drift_decision_and_coverage(
         assert _query(api, f'driftloop_batches{{model="{model}",state="evaluated"}}') and _query(
             api, f'driftloop_seconds_since_last_evaluated_batch{{model="{model}"}} < 600')
     finally:
-        stack.stop(run_dir, "prometheus")
-        stack.stop(run_dir, "metrics")
-    assert not stack._alive(prometheus.pid) and not stack._alive(endpoint.pid)
+        for service in started:
+            stack.stop(run_dir, service.name)
+    assert not any(stack._alive(service.pid) for service in started)

@@ -81,7 +81,7 @@ def _all_retrains_done(expected: int, timeout: float = 300) -> list:
 
 def test_a_server_backfill_retrains_once_per_episode_like_the_inline_run_and_waits_for_review(servers):
     # The ledger on PostgreSQL too: everything a team shares lives in the production database.
-    project = write_project(servers["tmp"], ledger={"url": servers["ledger"]}, reports={"charts": True})
+    project = write_project(servers["tmp"], ledger={"url": servers["ledger"]})
     cfg = load_config(project)
     days = generate(cfg.demo, cfg.data).days
 
