@@ -90,8 +90,12 @@ def cache_key(kind: str, *parts: object) -> str:
 
 
 def training_key(kind: str, cfg: Config, *frames) -> str:
-    """Same rows and same settings fit the same model: the key of a training task."""
-    settings = (cfg.columns, cfg.training, training.estimator_fingerprint(cfg.training), cfg.drift, cfg.evaluation.decision_threshold)
+    """Same rows and same settings fit the same model: the key of a training task. Where the config
+    lives is not a setting of the built-in estimator (a moved or copied project refits nothing); an
+    own estimator's folder is, since its fitted model unpickles only where its module imports."""
+    own = cfg.training.estimator is not None
+    fit = cfg.training if own else cfg.training.model_copy(update={"estimator_path": None})
+    settings = (cfg.columns, fit, training.estimator_fingerprint(cfg.training), cfg.drift, cfg.evaluation.decision_threshold)
     return cache_key(kind, *(training.fingerprint(f) for f in frames), *map(repr, settings))
 
 

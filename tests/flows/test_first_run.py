@@ -9,10 +9,15 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 from prefect.settings import get_current_settings
 
+import shutil
+
+import pandas as pd
+
 from driftloop.config import load_config
 from driftloop.demo import generate
 from driftloop_flows.bootstrap import bootstrap
-from tests.conftest import write_project
+from driftloop_flows.common import training_key
+from tests.conftest import ROOT, write_project
 
 
 def _logs(flow_run_id, expect: str, timeout: float = 20.0) -> list[str]:
@@ -32,6 +37,20 @@ def test_a_run_against_a_throwaway_api_has_no_heartbeat_to_wait_for():
 
     assert "heartbeat_frequency" in type(get_current_settings().flows).model_fields
     assert heartbeat_frequency() is None  # the fixture's API runs flows as the CLI's own does (heartbeats_off)
+
+
+def test_a_copied_project_keeps_its_training_cache_key_unless_it_brings_its_own_estimator(tmp_path):
+    rows = pd.DataFrame({"tenure": [1.0, 2.0]})
+    copies = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        copies.append(load_config(write_project(tmp_path / name)))
+    assert len({training_key("bootstrap", cfg, rows) for cfg in copies}) == 1  # same rows, same settings: same model
+    own = []
+    for name in ("own-a", "own-b"):  # the example's own pipeline, its module beside each copy
+        shutil.copytree(ROOT / "examples" / "loans", tmp_path / name, ignore=shutil.ignore_patterns("data", "mlruns"))
+        own.append(load_config(tmp_path / name / "driftloop.yaml"))
+    assert own[0].training.estimator and len({training_key("bootstrap", cfg, rows) for cfg in own}) == 2
 
 
 def test_a_bootstrap_without_a_reference_file_says_where_it_looked_and_how_to_get_one(tmp_path):
