@@ -310,16 +310,15 @@ def _prepare_prefect() -> contextlib.AbstractContextManager:
     SIGTERM ends the run cleanly (``exit_on_sigterm``). Returns the context to run the flows in."""
     exit_on_sigterm()
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    if os.environ.get("PREFECT_API_URL"):
-        return contextlib.nullcontext()
-    # A throwaway API in this process: no telemetry (its heartbeat races the run for the SQLite
-    # file), and a first start on a new machine creates its database, which takes longer than 20 s.
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-    print("no PREFECT_API_URL: starting a local Prefect API for this run (about 15 s)", flush=True)
-    from driftloop_flows.common import heartbeats_off
+    if not os.environ.get("PREFECT_API_URL"):
+        # A throwaway API in this process: no telemetry (its heartbeat races the run for the SQLite
+        # file), and a first start on a new machine creates its database, which takes longer than 20 s.
+        os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+        os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+        print("no PREFECT_API_URL: starting a local Prefect API for this run (about 15 s)", flush=True)
+    from driftloop_flows.common import run_settings
 
-    return heartbeats_off()
+    return run_settings()
 
 
 def _outcome(state) -> int:

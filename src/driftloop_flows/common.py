@@ -7,6 +7,7 @@ import functools
 import gc
 import hashlib
 import logging
+import os
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -123,6 +124,11 @@ def heartbeats_off() -> Iterator[None]:
     quiet = settings.model_copy(update={"flows": settings.flows.model_copy(update={"heartbeat_frequency": None})})
     with SettingsContext(profile=SettingsContext.get().profile, settings=quiet):
         yield
+
+
+def run_settings() -> contextlib.AbstractContextManager:
+    """The settings this process's flow runs go in: ``heartbeats_off`` unless PREFECT_API_URL names a server."""
+    return contextlib.nullcontext() if os.environ.get("PREFECT_API_URL") else heartbeats_off()
 
 
 def fails_cleanly(fn):

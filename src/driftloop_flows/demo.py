@@ -8,9 +8,7 @@ prints a table at the end.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -25,7 +23,7 @@ from driftloop.redaction import redact
 from driftloop.registry import CHALLENGER, CHAMPION, Registry
 from driftloop.report import detection_timeline
 from driftloop_flows.bootstrap import bootstrap
-from driftloop_flows.common import heartbeats_off
+from driftloop_flows.common import run_settings
 from driftloop_flows.monitor import monitor, summarize
 
 
@@ -139,9 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # our table says what it would
     exit_on_sigterm()
-    local = contextlib.nullcontext() if os.environ.get("PREFECT_API_URL") else heartbeats_off()  # cli._prepare_prefect's rule
     try:
-        with local:
+        with run_settings():
             return run(args.config, args.keep)
     except DriftloopError as exc:
         print(f"error: {exc}", file=sys.stderr)
