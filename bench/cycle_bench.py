@@ -40,15 +40,15 @@ RESULTS = ROOT / "bench" / "results"
 
 # task name -> stage of the table
 STAGES = {
-    "check file names": "read", "claim batch": "read", "read batch": "read",
-    "check suite": "validate", "validate batch": "validate",
+    "check file names": "read", "claim batch": "read", "read batch": "read", "receive batch": "read",
+    "validate batch": "validate",
     "load model": "score", "connect to Dask": "score", "score batch": "score", "append prediction log": "score",
-    "match new label files": "evaluate", "match labels": "evaluate", "read matured window": "evaluate", "evaluate matured labels": "evaluate", "label status": "evaluate",
+    "match new label files": "evaluate", "match labels": "evaluate", "evaluate matured labels": "evaluate",
     "retrain history": "evaluate",
     "estimate performance": "estimate",
     "measure drift": "drift",
-    "publish report": "publish", "publish artifacts": "publish", "record history": "publish", "draw charts": "publish", "log charts": "publish", "ledger": "publish", "ledger: request retrain": "publish",
-    "release batch": "publish",
+    "publish report": "publish", "publish artifacts": "publish", "record history": "publish", "draw charts": "publish", "log charts": "publish",
+    "ledger: request retrain": "publish", "finish batch": "publish", "release batch": "publish",
 }
 ORDER = ("read", "validate", "score", "evaluate", "estimate", "drift", "publish", "orchestration")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import re
 from dataclasses import asdict, dataclass
 from datetime import date, timedelta
@@ -59,9 +58,8 @@ def summarize(state) -> dict[str, str]:
             "decision": report.decision.action, "registered": registered, "message": ""}
 
 
-@io_task(name="ledger")
-def mark_claimed(cfg: Config, batch_id: str, state: str, detail: str = "", *, owner: str) -> None:
-    """Record the batch's new state, renewing this run's claim on it (each step renews the lease)."""
+def _record(cfg: Config, batch_id: str, state: str, detail: str, owner: str) -> None:
+    """Record the batch's new state in the ledger, renewing this run's claim on it (each step renews the lease)."""
     ledger = Ledger(cfg.ledger)
     if ledger.claim(batch_id, owner, timedelta(minutes=cfg.ledger.claim_lease_minutes)) is None:
         holder = ledger.holder(batch_id)
@@ -72,9 +70,11 @@ def mark_claimed(cfg: Config, batch_id: str, state: str, detail: str = "", *, ow
 
 @io_task(name="claim batch")
 def claim_batch(cfg: Config, batch_id: str, owner: str, force: bool) -> bool:
-    """Take the batch for this run, in one conditional write to the ledger: of two runs started for it
-    at once (two workers, a schedule and a person), exactly one processes it and the other ends
-    saying who has it. A batch already done is left alone unless ``force``."""
+    """Check the batch id and the file contract (``check_files``), then take the batch for this run in
+    one conditional write to the ledger: of two runs started for it at once (two workers, a schedule
+    and a person), exactly one processes it and the other ends saying who has it. A batch already
+    done is left alone unless ``force``."""
+    _check_files(cfg, batch_id)
     logger = get_run_logger()
     ledger = Ledger(cfg.ledger)
     if ledger.claim(batch_id, owner, timedelta(minutes=cfg.ledger.claim_lease_minutes)) is None:
@@ -95,11 +95,17 @@ def release_batch(cfg: Config, batch_id: str, owner: str) -> None:
     Ledger(cfg.ledger).release(batch_id, owner)
 
 
-@io_task(name="check file names")
-def check_files(cfg: Config, batch_id: str | None) -> None:
+@io_task(name="finish batch")
+def finish_batch(cfg: Config, batch_id: str, owner: str, detail: str) -> None:
+    """The batch is evaluated: say so in the ledger and let go of it (a retrain it asks for runs unclaimed)."""
+    _record(cfg, batch_id, "evaluated", detail, owner)
+    Ledger(cfg.ledger).release(batch_id, owner)
+
+
+def _check_files(cfg: Config, batch_id: str | None) -> None:
     """The file contract, before anything is read or written: the batch id, the label files and
     (when every new batch is taken) the batch files' names and the expectation suite. A run of one
-    batch checks its suite in `check suite`, while its champion scores."""
+    batch checks its suite in `receive batch`, while its champion scores."""
     if batch_id is not None:
         data.check_batch_id(batch_id)
     data.check_folders(cfg.data, incoming=batch_id is None)
@@ -107,10 +113,9 @@ def check_files(cfg: Config, batch_id: str | None) -> None:
         validation.check_suite(cfg.validation, cfg.columns)
 
 
-@io_task(name="check suite")
-def check_suite(cfg: Config) -> None:
-    """A suite error is the config's, never a batch's: checked before the batch is received."""
-    validation.check_suite(cfg.validation, cfg.columns)
+@io_task(name="check file names")
+def check_files(cfg: Config, batch_id: str | None) -> None:
+    _check_files(cfg, batch_id)
 
 
 @io_task(name="connect to Dask")
@@ -142,8 +147,7 @@ def monitor_each(batch_ids: list[str], config_path: str, retrain_inline: bool, t
     return rows
 
 
-@io_task(name="check cadence")
-def missing_before(cfg: Config, batch_id: str) -> tuple[str, ...]:
+def _missing_before(cfg: Config, batch_id: str) -> tuple[str, ...]:
     """Batches the cadence expected before this one that never arrived (in the ledger or incoming)."""
     found = data.missing_batches(cfg.data, set(Ledger(cfg.ledger).states()) | set(data.incoming_batches(cfg.data)), batch_id)
     if found:
@@ -154,9 +158,12 @@ def missing_before(cfg: Config, batch_id: str) -> tuple[str, ...]:
 
 @io_task(name="read batch")
 def read_batch(cfg: Config, batch_id: str):
+    """The batch as delivered, checked against the file contract and its period, and the batches the
+    cadence expected before it that never arrived."""
+    gaps = _missing_before(cfg, batch_id)
     path = data.batch_path(cfg.data, batch_id)
-    if not path.exists():  # nothing to quarantine: say where we looked
-        return data.read_batch(cfg.data, batch_id)
+    if not path.exists():
+        data.read_batch(cfg.data, batch_id)  # nothing to quarantine: its error says where it looked
     try:
         frame = data.check_batch(data.read_table(path), cfg.columns, path)
         data.check_period(frame, cfg.columns, cfg.data, batch_id, path)
@@ -165,7 +172,14 @@ def read_batch(cfg: Config, batch_id: str):
         kept = _quarantine(cfg, batch_id, str(exc), {"batch_id": batch_id, "passed": False, "error": str(exc)},
                            f"# Batch {batch_id}: QUARANTINED before validation\n\n{exc}\n")
         raise BatchRejected(f"{exc} (quarantined: {kept.path}{_kept_note(kept)})") from None
-    return frame
+    return frame, gaps
+
+
+@io_task(name="receive batch")
+def receive_batch(cfg: Config, batch_id: str, rows: int, owner: str) -> None:
+    """The suite is checked before the batch is received: a suite error is the config's, never a batch's."""
+    validation.check_suite(cfg.validation, cfg.columns)
+    _record(cfg, batch_id, "received", f"{rows} rows from {data.batch_path(cfg.data, batch_id).name}", owner)
 
 
 @compute_task(name="validate batch")
@@ -210,8 +224,11 @@ def score_batch(cfg: Config, champion: LoadedModel, frame) -> execution.ScoredBa
 
 
 @io_task(name="append prediction log")
-def log_predictions(cfg: Config, batch_id: str, frame, outputs, version: str):
-    return data.write_predictions(cfg.data, batch_id, training.log_rows(frame, outputs, cfg.columns).assign(model_version=version))
+def log_predictions(cfg: Config, batch_id: str, frame, outputs, version: str, owner: str, validated: str) -> None:
+    """The batch passed validation (``validated``, its summary) and was scored: its rows into the prediction log."""
+    _record(cfg, batch_id, "validated", validated, owner)
+    data.write_predictions(cfg.data, batch_id, training.log_rows(frame, outputs, cfg.columns).assign(model_version=version))
+    _record(cfg, batch_id, "scored", f"champion v{version}", owner)
 
 
 def _label_horizon(cfg: Config, batch_id: str) -> tuple[list[str], list[str]]:
@@ -235,7 +252,14 @@ def keep_label_matches(cfg: Config, batch_id: str) -> None:
 
 
 @io_task(name="match labels")
-def match_labels(cfg: Config, batch_id: str) -> data.LabelMatches:
+def match_labels(cfg: Config, batch_id: str) -> tuple[evaluation.LabelStatus, object]:
+    """The label status of the horizon's batches and the matured window, from one match of the label
+    files (``_matches``)."""
+    matches = _matches(cfg, batch_id)
+    return _label_status(cfg, batch_id, matches), _matured_window(cfg, batch_id, matches)
+
+
+def _matches(cfg: Config, batch_id: str) -> data.LabelMatches:
     """The logged predictions of the label horizon (``_label_horizon``), matched once against the label
     files: a run reads a bounded slice of the log (ids only) and of the label files however long the
     history grows. The label status and the matured window both read it."""
@@ -248,8 +272,7 @@ def match_labels(cfg: Config, batch_id: str) -> data.LabelMatches:
     return data.match_labels(cfg.data, cfg.columns, horizon, as_of, keep=cfg.evaluation.window_batches, unknown_from=unknown_from)
 
 
-@io_task(name="read matured window")
-def matured_window(cfg: Config, batch_id: str, matches: data.LabelMatches):
+def _matured_window(cfg: Config, batch_id: str, matches: data.LabelMatches):
     """Logged predictions of the newest ``evaluation.window_batches`` batches whose labels have arrived:
     the columns evaluation reads, not the features."""
     columns, outputs = cfg.columns, training.output_columns(cfg.columns)
@@ -279,8 +302,7 @@ def evaluate_matured(cfg: Config, window, reference_metrics: dict) -> evaluation
     )
 
 
-@compute_task(name="label status")
-def count_labels(cfg: Config, batch_id: str, matches: data.LabelMatches) -> evaluation.LabelStatus:
+def _label_status(cfg: Config, batch_id: str, matches: data.LabelMatches) -> evaluation.LabelStatus:
     """Coverage, latency and overdue labels of the batches ``matches`` covers."""
     deadline_days = cfg.evaluation.label_deadline_batches * cfg.data.period_days
     return evaluation.label_status(matches.arrivals, date.fromisoformat(batch_id), deadline_days,
@@ -437,8 +459,8 @@ def monitor(
     logger = get_run_logger()
     started = stages.mark()
     cfg = load_config(config_path)
-    check_files(cfg, batch_id)
     if batch_id is None:
+        check_files(cfg, None)
         waiting = find_batches(cfg)
         if not waiting:
             logger.info("no new batch in %s", cfg.data.incoming)
@@ -449,15 +471,16 @@ def monitor(
         return None
     try:
         return _monitor_batch(cfg, batch_id, config_path, retrain_inline, started, owner)
+    except BaseException:
+        release_batch(cfg, batch_id, owner)  # unfinished: the next run may take it at once
+        raise
     finally:
-        release_batch(cfg, batch_id, owner)
         freeze_what_is_loaded()
 
 
 def _monitor_batch(cfg: Config, batch_id: str, config_path: str, retrain_inline: bool, started: int, owner: str) -> MonitorOutcome:
     """The monitor flow's work on one batch its run has claimed."""
     logger = get_run_logger()
-    mark = functools.partial(mark_claimed, owner=owner)
     if cfg.execution.dask_address:
         connect_cluster(cfg)
     # The champion loads (the MLflow store and skops imports, about 2.5 s in a new process) while the
@@ -467,25 +490,21 @@ def _monitor_batch(cfg: Config, batch_id: str, config_path: str, retrain_inline:
     # prediction log written, only for a batch that passed.
     loading = load_model.submit(cfg, CHAMPION)
     prematching = keep_label_matches.submit(cfg, batch_id)
-    gaps = missing_before(cfg, batch_id)
-    frame = read_batch(cfg, batch_id)
+    frame, gaps = read_batch(cfg, batch_id)
     scoring = score_batch.submit(cfg, loading, frame)
     loading.wait()
-    check_suite(cfg)
-    mark(cfg, batch_id, "received", f"{len(frame)} rows from {data.batch_path(cfg.data, batch_id).name}")
+    receive_batch(cfg, batch_id, len(frame), owner)
 
     checked = validate_batch(cfg, frame, batch_id)
     if not checked.passed:
         kept = quarantine_batch(cfg, checked)
         raise BatchRejected(f"batch {batch_id} quarantined, {checked.summary}; report: {kept.report_markdown}{_kept_note(kept)}")
-    mark(cfg, batch_id, "validated", checked.summary)
     for warning in checked.warnings:
         logger.warning("validation warning on %s: %s %s", warning.column, warning.expectation, warning.detail)
 
     champion = loading.result()  # first: a missing champion says so, not that scoring lacked its input
     scoring = scoring.result()
-    log_predictions(cfg, batch_id, frame, scoring.outputs, champion.ref.version)
-    mark(cfg, batch_id, "scored", f"champion v{champion.ref.version}")
+    log_predictions(cfg, batch_id, frame, scoring.outputs, champion.ref.version, owner, checked.summary)
     rows, summary = len(frame), scoring.drift
     health = evaluation.service_health(scoring.outputs["scored"].to_numpy(), scoring.seconds, scoring.model_calls,
                                        cfg.evaluation.max_failed_share, batch_id, scoring.where, scoring.partitions)
@@ -494,10 +513,7 @@ def _monitor_batch(cfg: Config, batch_id: str, config_path: str, retrain_inline:
     data.release_freed_memory()
 
     prematching.wait()
-    matches = match_labels(cfg, batch_id)
-    labels = count_labels(cfg, batch_id, matches)
-    window = matured_window(cfg, batch_id, matches)
-    del matches  # its arrays grow with the horizon's predictions: not held through evaluation
+    labels, window = match_labels(cfg, batch_id)
     evaluating = evaluate_matured.submit(cfg, window, champion.reference_metrics)
     estimating = estimate.submit(cfg, champion, scored, window, batch_id, champion.reference_metrics)
     features, predictions, target = measure_drift(cfg, champion, summary, window)
@@ -515,9 +531,10 @@ def _monitor_batch(cfg: Config, batch_id: str, config_path: str, retrain_inline:
     record_history(cfg, report, run_id)
     # A picture that could not be drawn or logged never fails the batch: its report and history are written.
     charted = draw_charts(cfg, champion, summary, report, return_state=True)
-    logged = log_charts(cfg, run_id, charted.result(), return_state=True) if charted.is_completed() else None
+    drawn = charted.result() if charted.is_completed() else []
+    logged = log_charts(cfg, run_id, drawn, return_state=True) if drawn else None
     publish_artifacts(cfg, report, run_id, logged.result() if logged is not None and logged.is_completed() else [])
-    mark(cfg, batch_id, "evaluated", f"{report.drift_verdict}; decision {decision.action}")
+    finish_batch(cfg, batch_id, owner, f"{report.drift_verdict}; decision {decision.action}")
     logger.info("batch %s: %s, %s, decision %s", batch_id, report.drift_verdict, report.performance_summary, decision.action)
     for reason in decision.reasons:
         logger.info("  reason: %s", reason)
