@@ -17,6 +17,8 @@ import json
 import os
 import signal
 import sys
+import threading
+import time
 from pathlib import Path
 
 from driftloop.config import METRICS_PORT, TASK_METRICS, load_config
@@ -295,14 +297,34 @@ def cmd_demo_data(args) -> int:
 # -- running the loop ---------------------------------------------------------------------
 
 
+# How long a SIGTERM'd run may take to end cleanly before it stops what it started and leaves.
+SIGTERM_GRACE_SECONDS = 20
+
+
 def exit_on_sigterm() -> None:
     """SIGTERM (a supervisor stopping the command, `kill`) becomes a normal exit, so the run ends and
     the local Prefect API this process started is stopped with it (Python's default would leave
-    that server process running, orphaned)."""
+    that server process running, orphaned). An exit that a busy thread holds up (interpreter exit
+    joins every worker thread) ends after ``SIGTERM_GRACE_SECONDS`` all the same."""
     def leave(signum, frame) -> None:
+        threading.Thread(target=_exit_after_grace, args=(128 + signum,), daemon=True).start()
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, leave)
+
+
+def _exit_after_grace(code: int) -> None:
+    time.sleep(SIGTERM_GRACE_SECONDS)
+    import psutil
+
+    children = psutil.Process().children(recursive=True)
+    for child in children:
+        child.terminate()
+    _, alive = psutil.wait_procs(children, timeout=5)
+    for child in alive:
+        child.kill()
+    print(f"driftloop: stopped {SIGTERM_GRACE_SECONDS} s after SIGTERM, the run unfinished", file=sys.stderr, flush=True)
+    os._exit(code)
 
 
 def _prepare_prefect() -> contextlib.AbstractContextManager:
