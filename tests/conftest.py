@@ -6,6 +6,8 @@ import contextlib
 import functools
 import os
 import secrets
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -68,8 +70,28 @@ def stored_events(api: str, name: str, where=lambda event: True, at_least: int =
         time.sleep(1)
 
 
-def write_project(tmp_path: Path, **overrides) -> Path:
-    """Copy the shipped config into tmp_path, pointing data and MLflow there; returns its path."""
+# On for the layers whose tests open MLflow stores (their conftest turns it on): the empty store's
+# one-off cost is then paid once per process, never by the unit tests alone.
+NEW_STORES = {"copied": False}
+
+
+@functools.cache
+def _empty_mlflow_store() -> Path:
+    """An MLflow SQLite store with its tables made, once per test process. A new store runs all of
+    MLflow's migrations (seconds), and almost every test starts one; a copy of this one is the same
+    empty store."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    folder = Path(tempfile.mkdtemp(prefix="driftloop-empty-mlflow-"))
+    SqlAlchemyStore(f"sqlite:///{folder / 'mlflow.db'}", str(folder / "artifacts")).engine.dispose()
+    return folder / "mlflow.db"
+
+
+def write_project(tmp_path: Path, *, new_store: bool | None = None, **overrides) -> Path:
+    """Copy the shipped config into tmp_path, pointing data and MLflow there; returns its path.
+    With ``new_store`` (by default where ``NEW_STORES`` says), a project on the default local MLflow
+    store starts with an empty one (``_empty_mlflow_store``); without, with none (as the demo wants)."""
+    new_store = NEW_STORES["copied"] if new_store is None else new_store
     raw = yaml.safe_load(SHIPPED_CONFIG.read_text())
     raw["validation"]["suite"] = str(ROOT / raw["validation"]["suite"])
     raw["demo"] |= SMALL_DEMO
@@ -81,6 +103,10 @@ def write_project(tmp_path: Path, **overrides) -> Path:
         raw.setdefault(section, {}).update(values)
     path = tmp_path / "driftloop.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    store = tmp_path / "mlruns" / "mlflow.db"  # the shipped tracking_uri, relative to the config
+    if new_store and raw["registry"]["tracking_uri"] == "sqlite:///mlruns/mlflow.db" and not store.exists():
+        store.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(_empty_mlflow_store(), store)
     return path
 
 

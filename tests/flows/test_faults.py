@@ -150,7 +150,7 @@ def _children(pid: int) -> list[int]:
 
 @pytest.mark.parametrize("command", ["driftloop run bootstrap", "make demo"])
 def test_sigterm_to_a_run_ends_it_and_the_local_prefect_api_it_started(tmp_path, command):
-    path = write_project(tmp_path)
+    path = write_project(tmp_path, new_store=not command.startswith("make"))  # the demo makes its own
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"} | {"PREFECT_HOME": str(tmp_path / "prefect-home")}
     if command.startswith("driftloop"):
         generate(load_config(path).demo, load_config(path).data)

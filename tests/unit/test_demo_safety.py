@@ -6,6 +6,12 @@ import pytest
 
 from driftloop import demo
 from driftloop.errors import DriftloopError
+from tests.conftest import write_project
+
+
+@pytest.fixture
+def config_path(tmp_path):
+    return write_project(tmp_path, new_store=False)  # the demo's folders, the MLflow store's included, start absent
 
 
 def test_the_demo_refuses_a_folder_that_holds_files_it_did_not_write_and_deletes_nothing(cfg, config_path):
