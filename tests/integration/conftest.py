@@ -6,12 +6,17 @@ import asyncio
 import contextlib
 import http.server
 import json
+import os
+import re
+import shutil
 import socket
+import subprocess
 import threading
 import time
 from pathlib import Path
 
 import pytest
+import yaml
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
 from prefect.client.schemas.objects import StateType
@@ -21,12 +26,18 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from driftloop.config import TRACKING_URI_ENV
 from ops import stack
-from tests.conftest import write_project
+from tests.conftest import NEW_STORES, ROOT
 
 CHROMIUM = "/usr/bin/chromium"
 # Chromium on a machine with no network: no background calls home, no sandbox as root.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def new_stores():
+    """Projects start with an empty MLflow store (tests.conftest.NEW_STORES)."""
+    NEW_STORES["copied"] = True
 
 
 def free_port() -> int:
@@ -94,27 +105,69 @@ def prefect_api_at(api: str):
 
 _MADE_UP: list[contextlib.ExitStack] = []  # what stops `made_up`'s stack, for pytest_runtest_teardown
 
+# What a fresh checkout holds (git ls-files' top level), without the data and stores a session may have made.
+PROJECT = ("Makefile", "pyproject.toml", "constraints.txt", "driftloop.yaml", "prefect.yaml", "expectations", "flows", "ops", "mlruns")
+FIRST_RUN_LAST_DAY = "2026-02-04"  # the README backfills 18 days; four show the same path at a quarter of the cost
+
+
+def readme_first_run() -> list[str]:
+    """The two bash blocks of the README's "First run on the server": setting up, then the terminal's."""
+    section = (ROOT / "README.md").read_text(encoding="utf-8").split("### First run on the server", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```bash\n(.*?)```", section, re.S)[:2]
+
+
+def _bash(script: str, cwd, env, timeout: float) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", "-c", f"set -euo pipefail\n{script}"], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
 
 @pytest.fixture(scope="session")
 def made_up(tmp_path_factory):
-    """`make up`'s own code path (ops.stack.up) on SQLite: Prefect server, MLflow server, deployments,
-    worker. Stopped after the last test that uses it (they run one after another: tests/conftest.py
-    orders and schedules them together), not at the end of the session: idle, it still takes CPU."""
+    """The README's "First run on the server", run literally by bash in a fresh copy of the project: its
+    `make up` (SQLite, the user's default) on free ports, its demo data, its bootstrap and backfill through
+    the worker (a few days of it, on a smaller demo). The tests of that section read what its blocks
+    printed (``first_run``); the others use the stack it left running, with the README's project in it.
+    Stopped after the last test that uses it (they run one after another: tests/conftest.py orders and
+    schedules them together), not at the end of the session: idle, it still takes CPU."""
+    installed = ROOT / ".venv" / ".installed"
+    stale = [name for name in ("pyproject.toml", "constraints.txt")
+             if not installed.exists() or (ROOT / name).stat().st_mtime > installed.stat().st_mtime]
+    if stale:  # the copy's `make up` would reinstall, through the symlink, into this checkout's .venv
+        pytest.fail(f"{' and '.join(stale)} changed after the last `make install`: run it first", pytrace=False)
     tmp = tmp_path_factory.mktemp("made-up")
-    run_dir = tmp / "run"
-    env = stack.base_env() | {"PREFECT_HOME": str(tmp / "prefect-home"), "PREFECT_WORKER_QUERY_SECONDS": "2"}
-    for name in (TRACKING_URI_ENV, "MLFLOW_TRACKING_URI", "PREFECT_API_URL"):
-        env.pop(name, None)
-    (tmp / "prefect-home").mkdir()
+    workspace = tmp / "driftloop"
+    workspace.mkdir()
+    for name in PROJECT:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, workspace / name, ignore=shutil.ignore_patterns("mlflow.db", "artifacts", "__pycache__"))
+        else:
+            shutil.copy2(source, workspace / name)  # keeps mtimes: make sees the installed .venv as up to date
+    (workspace / ".venv").symlink_to(ROOT / ".venv")
+    raw = yaml.safe_load((workspace / "driftloop.yaml").read_text())
+    raw["demo"] |= {"reference_rows": 4000, "rows_per_batch": 500, "n_batches": 4}
+    (workspace / "driftloop.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PREFECT_HOME", "PREFECT_API_URL", TRACKING_URI_ENV, "MLFLOW_TRACKING_URI", "MAKEFLAGS", "MAKELEVEL")}
+    metrics_port = free_port()
+    env |= {"DRIFTLOOP_PREFECT_PORT": str(free_port()), "DRIFTLOOP_MLFLOW_PORT": str(free_port()),
+            "DRIFTLOOP_METRICS_PORT": str(metrics_port), "PREFECT_WORKER_QUERY_SECONDS": "2"}
+    setup, terminal = readme_first_run()
     with contextlib.ExitStack() as cleanup:
         _MADE_UP.append(cleanup)
-        cleanup.callback(_stopped_clean, run_dir)
-        # The metrics endpoint and the alerts are those of a project of the fixture's own (its history starts empty).
-        config, metrics_port = write_project(tmp), free_port()
-        env = stack.up(run_dir, free_port(), free_port(), env=env, mlflow_store=tmp / "mlruns", config=config, metrics_port=metrics_port)
-        cleanup.enter_context(prefect_api_at(env["PREFECT_API_URL"]))
-        yield {"api": env["PREFECT_API_URL"], "mlflow": env[TRACKING_URI_ENV], "tmp": tmp, "run_dir": run_dir, "env": env,
-               "metrics": f"http://127.0.0.1:{metrics_port}/metrics"}
+        cleanup.callback(_stopped_clean, workspace / ".run")
+        cleanup.callback(subprocess.run, ["make", "down"], cwd=workspace, env=env, capture_output=True, timeout=120)
+        started = _bash(setup, workspace, env, timeout=300)
+        assert started.returncode == 0, f"the README's first block failed:\n{started.stdout[-2000:]}\n{started.stderr[-2000:]}"
+        followed = _bash("source .run/env\n" + terminal.replace("end=2026-02-18", f"end={FIRST_RUN_LAST_DAY}"), workspace, env, timeout=420)
+        # The shell `source .run/env` gives the README's user, given to this process and its children.
+        pointed = dict(re.findall(r"^export (\w+)=(.*)$", (workspace / ".run" / "env").read_text(), re.M))
+        env = stack.base_env() | {"PREFECT_HOME": str(workspace / ".prefect")} | pointed
+        cleanup.enter_context(prefect_api_at(pointed["PREFECT_API_URL"]))
+        yield {"api": pointed["PREFECT_API_URL"], "mlflow": pointed[TRACKING_URI_ENV], "tmp": tmp, "run_dir": workspace / ".run",
+               "env": env, "metrics": f"http://127.0.0.1:{metrics_port}/metrics",
+               "first_run": (workspace, started, followed)}
 
 
 def _stopped_clean(run_dir: Path) -> None:

@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import time
 
 import httpx
 import pytest
 
 from driftloop.config import load_config
-from driftloop.demo import generate
 from ops import stack
-from tests.conftest import write_project
 from tests.integration.conftest import free_port
 
 pytestmark = pytest.mark.integration
@@ -23,22 +20,22 @@ PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 
 def test_make_up_serves_the_metrics_endpoint_beside_the_servers(made_up):
     text = httpx.get(made_up["metrics"], timeout=10).text
-    assert 'driftloop_batches{model="churn-classifier",state="evaluated"} 0.0' in text  # its project has no batch yet
+    # the README project's: its first run evaluated three batches through the worker and quarantined the fourth
+    assert 'driftloop_batches{model="churn-classifier",state="evaluated"} 3.0' in text
+    assert 'driftloop_batches{model="churn-classifier",state="quarantined"} 1.0' in text
 
 
 @pytest.fixture(scope="module")
-def monitored(tmp_path_factory, made_up):
-    """Three clean days of the demo through `driftloop run` (bootstrap, then monitor), as a user runs
-    them beside `make up` (its Prefect server records the runs; the project keeps its own stores)."""
-    tmp = tmp_path_factory.mktemp("prometheus")
-    config = write_project(tmp)
+def monitored(made_up):
+    """The README project after its first run on the server (``made_up``): bootstrapped and three clean
+    days monitored by the worker's runs, its ledger and history in the project, its models on the stack's MLflow."""
+    workspace, _, _ = made_up["first_run"]
+    tmp = made_up["tmp"] / "prometheus"
+    tmp.mkdir()
+    config = workspace / "driftloop.yaml"
     cfg = load_config(config)
-    days = [d.batch_id for d in generate(cfg.demo, cfg.data).days if not d.quality_incident][:3]
-    env = stack.base_env() | {"PREFECT_HOME": str(tmp / "prefect-home"), "PREFECT_API_URL": made_up["api"]}
-    for args in (["run", "bootstrap"], ["run", "monitor", *days]):
-        done = subprocess.run([str(stack.BIN / "driftloop"), *args, "--config", str(config)], env=env, capture_output=True, text=True)
-        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    return tmp, config, cfg, json.loads((cfg.data.reports / f"{days[-1]}.json").read_text())
+    last = max(p.name.removesuffix(".json") for p in cfg.data.reports.glob("2026-*.json") if ".validation" not in p.name)
+    return tmp, config, cfg, json.loads((cfg.data.reports / f"{last}.json").read_text())
 
 
 def _query(api: str, promql: str, timeout: float = 60) -> dict[str, float]:

@@ -29,9 +29,10 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def project(made_up):
-    """A project whose registry is the stack's MLflow server; champion v1 trained on January."""
+    """A project whose registry is the stack's MLflow server, under a model name of its own (the README
+    project's churn-classifier is there already); champion v1 trained on January."""
     (made_up["tmp"] / "project").mkdir()
-    path = write_project(made_up["tmp"] / "project")
+    path = write_project(made_up["tmp"] / "project", registry={"model_name": "churn-reviewed"})
     with pytest.MonkeyPatch.context() as env:
         env.setenv(TRACKING_URI_ENV, made_up["mlflow"])
         env.setenv("PREFECT_API_URL", made_up["api"])
@@ -81,7 +82,7 @@ def test_a_reviewer_approves_the_challenger_in_the_prefect_ui(made_up, project, 
         page.get_by_role("button", name="Resume").click()
         form = page.get_by_role("dialog")
         # expect() waits for the dialog to render (a loaded machine lags); is_visible() would look once
-        expect(form.get_by_text(f"Review churn-classifier v{version}: gate PASSED")).to_be_visible()
+        expect(form.get_by_text(f"Review {project['cfg'].registry.model_name} v{version}: gate PASSED")).to_be_visible()
         expect(form.get_by_text("(Optional)")).to_have_count(3)  # comment, override, override reason; decision and reviewer are required
         form.get_by_role("button", name="Submit").click()  # an empty form is refused in the browser, nothing is sent
         expect(form.get_by_text("'reviewer' is a required property")).to_be_visible()
@@ -125,7 +126,7 @@ def test_a_superseded_review_is_cancelled_and_its_form_cannot_be_answered(made_u
     capsys.readouterr()
     with prefect_api_at(made_up["api"]):
         assert cli.main(["--config", str(project["path"]), "promote", newer, "--reviewer", "erin"]) == 0
-    assert f"cancelled the waiting review run 'review churn-classifier v{newer}'" in capsys.readouterr().out
+    assert f"cancelled the waiting review run 'review {project['cfg'].registry.model_name} v{newer}'" in capsys.readouterr().out
     closed = wait_for_run("promote/review", StateType.CANCELLED, where=lambda r: r.id == current.id, timeout=30)
     assert closed.state.message == f"review of v{newer} superseded: v{newer} was promoted by erin from the CLI"
     assert project["registry"].by_alias(CHAMPION).version == newer
