@@ -6,6 +6,7 @@ import re
 from dataclasses import asdict, dataclass
 from datetime import date, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact
@@ -24,6 +25,9 @@ from driftloop.report import MonitorReport
 from driftloop_flows.common import compute_task, fails_cleanly, freeze_what_is_loaded, io_task, load_model
 from driftloop_flows.events import announce_degradation, announce_overdue, announce_watch
 from driftloop_flows.retrain import RetrainResult, retrain
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -252,7 +256,7 @@ def keep_label_matches(cfg: Config, batch_id: str) -> None:
 
 
 @io_task(name="match labels")
-def match_labels(cfg: Config, batch_id: str) -> tuple[evaluation.LabelStatus, object]:
+def match_labels(cfg: Config, batch_id: str) -> tuple[evaluation.LabelStatus, pd.DataFrame]:
     """The label status of the horizon's batches and the matured window, from one match of the label
     files (``_matches``)."""
     matches = _matches(cfg, batch_id)
