@@ -56,9 +56,10 @@ demo: install
 	@mkdir -p $(CURDIR)/.prefect/demo  # Prefect makes only the last folder of PREFECT_HOME
 	PREFECT_HOME=$(CURDIR)/.prefect/demo PREFECT_LOGGING_LEVEL=WARNING $(BIN)/python -m driftloop_flows.demo --config $(DEMO_CONFIG_$(SCENARIO))
 
-# One pytest worker per core (TEST_WORKERS=0 for one process); each test file runs on one worker, so a
-# module's server or scenario is built once.
-TEST_WORKERS ?= auto
+# One pytest worker more than the cores (TEST_WORKERS=0 for one process): part of every worker's time is
+# spent waiting on a server or a subprocess. Each test file runs on one worker, so a module's server or
+# scenario is built once.
+TEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
 PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope
 
 test: install browser prometheus

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import os
@@ -83,6 +84,7 @@ def _empty_mlflow_store() -> Path:
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
     folder = Path(tempfile.mkdtemp(prefix="driftloop-empty-mlflow-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
     SqlAlchemyStore(f"sqlite:///{folder / 'mlflow.db'}", str(folder / "artifacts")).engine.dispose()
     return folder / "mlflow.db"
 

@@ -476,7 +476,10 @@ def monitor(
     try:
         return _monitor_batch(cfg, batch_id, config_path, retrain_inline, started, owner)
     except BaseException:
-        release_batch(cfg, batch_id, owner)  # unfinished: the next run may take it at once
+        try:
+            release_batch(cfg, batch_id, owner)  # unfinished: the next run may take it at once
+        except Exception as unreleased:  # the run's own error is the one to show; the claim expires
+            get_run_logger().warning("batch %s stays claimed until its claim expires: %s", batch_id, unreleased)
         raise
     finally:
         freeze_what_is_loaded()

@@ -28,6 +28,9 @@ def followed(tmp_path_factory):
     """Run every README line in a copy of the example (its data and stores stay in the copy)."""
     workspace = tmp_path_factory.mktemp("readme")
     shutil.copytree(ROOT / "examples", workspace / "examples", ignore=shutil.ignore_patterns("data", "mlruns", ".driftloop-demo.json"))
+    # The one change to the example: no charts (a sixth of the run's time; test_loop and test_charts draw them).
+    with (workspace / "examples" / "loans" / "driftloop.yaml").open("a") as config:
+        config.write("\nreports:\n  charts: false\n")
     exits = {}
     with pytest.MonkeyPatch.context() as env:
         env.chdir(workspace)

@@ -152,7 +152,9 @@ def made_up(tmp_path_factory):
            if k not in ("PREFECT_HOME", "PREFECT_API_URL", TRACKING_URI_ENV, "MLFLOW_TRACKING_URI", "MAKEFLAGS", "MAKELEVEL")}
     metrics_port = free_port()
     env |= {"DRIFTLOOP_PREFECT_PORT": str(free_port()), "DRIFTLOOP_MLFLOW_PORT": str(free_port()),
-            "DRIFTLOOP_METRICS_PORT": str(metrics_port), "PREFECT_WORKER_QUERY_SECONDS": "2"}
+            "DRIFTLOOP_METRICS_PORT": str(metrics_port), "PREFECT_WORKER_QUERY_SECONDS": "2",
+            # A deployment made after the server started gets its schedule's runs at the scheduler's next visit.
+            "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "5"}
     setup, terminal = readme_first_run()
     with contextlib.ExitStack() as cleanup:
         _MADE_UP.append(cleanup)

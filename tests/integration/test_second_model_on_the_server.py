@@ -61,7 +61,7 @@ def test_the_snippet_gives_the_second_model_its_own_schedule_and_config(second_m
         deployment = client.read_deployment_by_name("monitor/loans-daily")
     assert deployment.parameters == {"config_path": config_path, "retrain_inline": False}
     assert [s.schedule.cron for s in deployment.schedules] == ["0 7 * * *"]
-    deadline = time.monotonic() + 150  # the scheduler visits deployments every 60 s
+    deadline = time.monotonic() + 150  # the scheduler visits deployments every 5 s here (made_up), 60 s by default
     while not (scheduled := [r for r in runs_of("monitor/loans-daily") if r.state and r.state.type == StateType.SCHEDULED]):
         assert time.monotonic() < deadline, "no scheduled monitor/loans-daily run after 150 s"
         time.sleep(2)
