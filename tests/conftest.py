@@ -71,11 +71,6 @@ def stored_events(api: str, name: str, where=lambda event: True, at_least: int =
         time.sleep(1)
 
 
-# On for the layers whose tests open MLflow stores (their conftest turns it on): the empty store's
-# one-off cost is then paid once per process, never by the unit tests alone.
-NEW_STORES = {"copied": False}
-
-
 @functools.cache
 def _empty_mlflow_store() -> Path:
     """An MLflow SQLite store with its tables made, once per test process. A new store runs all of
@@ -89,11 +84,10 @@ def _empty_mlflow_store() -> Path:
     return folder / "mlflow.db"
 
 
-def write_project(tmp_path: Path, *, new_store: bool | None = None, **overrides) -> Path:
+def write_project(tmp_path: Path, *, new_store: bool = True, **overrides) -> Path:
     """Copy the shipped config into tmp_path, pointing data and MLflow there; returns its path.
-    With ``new_store`` (by default where ``NEW_STORES`` says), a project on the default local MLflow
-    store starts with an empty one (``_empty_mlflow_store``); without, with none (as the demo wants)."""
-    new_store = NEW_STORES["copied"] if new_store is None else new_store
+    With ``new_store``, a project on the default local MLflow store starts with an empty one (a copy of
+    ``_empty_mlflow_store``); without, with none (as the demo wants)."""
     raw = yaml.safe_load(SHIPPED_CONFIG.read_text())
     raw["validation"]["suite"] = str(ROOT / raw["validation"]["suite"])
     raw["demo"] |= SMALL_DEMO

@@ -3,11 +3,7 @@ import pytest
 
 @pytest.fixture(autouse=True, scope="session")
 def prefect_api(prefect_harness):
-    """Every flow test runs its flows on the session's Prefect API (tests/conftest.py), in projects
-    that start with an empty MLflow store (tests.conftest.NEW_STORES)."""
-    from tests.conftest import NEW_STORES
-
-    NEW_STORES["copied"] = True
+    """Every flow test runs its flows on the session's Prefect API (tests/conftest.py)."""
 
 
 def monitor_scenario(folder, target: str, **overrides):

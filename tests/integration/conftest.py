@@ -26,18 +26,12 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from driftloop.config import TRACKING_URI_ENV
 from ops import stack
-from tests.conftest import NEW_STORES, ROOT
+from tests.conftest import ROOT
 
 CHROMIUM = "/usr/bin/chromium"
 # Chromium on a machine with no network: no background calls home, no sandbox as root.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
-
-
-@pytest.fixture(autouse=True, scope="session")
-def new_stores():
-    """Projects start with an empty MLflow store (tests.conftest.NEW_STORES)."""
-    NEW_STORES["copied"] = True
 
 
 def free_port() -> int:
