@@ -18,6 +18,7 @@ from prefect.settings import PREFECT_API_URL
 from driftloop import data
 from driftloop.config import load_config
 from driftloop.demo import generate
+from driftloop.errors import LedgerDamaged
 from driftloop.ledger import Ledger
 from driftloop_flows.bootstrap import bootstrap
 from driftloop_flows.monitor import monitor
@@ -72,6 +73,20 @@ def test_mlflow_down_fails_the_run_clearly_within_a_minute_and_leaves_the_batch_
     assert f"MLflow at http://127.0.0.1:{port} is unreachable; start it (make up)" in state.message
     assert data.batch_path(cfg.data, batch).exists()  # nothing moved, nothing lost
     assert Ledger(cfg.ledger).unfinished() == [batch]  # the next run takes it again
+
+
+def test_a_release_that_fails_after_a_failed_batch_leaves_the_batchs_own_error_as_the_message(tmp_path, monkeypatch):
+    path = write_project(tmp_path)  # never bootstrapped: the batch fails for want of a champion
+    cfg = load_config(path)
+    batch = generate(cfg.demo, cfg.data).days[0].batch_id
+
+    def damaged(self, batch_id, owner):
+        raise LedgerDamaged("ledger damaged while releasing")
+
+    monkeypatch.setattr(Ledger, "release", damaged)
+    state = monitor(batch_id=batch, config_path=str(path), return_state=True)
+    assert state.is_failed() and "bootstrap" in state.message and "damaged" not in state.message
+    assert data.batch_path(cfg.data, batch).exists()  # nothing moved: the next run takes it once the claim ends
 
 
 def test_a_run_without_a_batch_id_takes_every_batch_not_done_oldest_first(project):
