@@ -59,7 +59,7 @@ demo: install
 # One pytest worker more than the cores (TEST_WORKERS=0 for one process): part of every worker's time is
 # spent waiting on a server or a subprocess. Each test file runs on one worker, so a module's server or
 # scenario is built once.
-TEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
+TEST_WORKERS ?= $(shell echo $$(( $$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN) + 1 )))
 PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope
 
 test: install browser prometheus
