@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import fcntl
 import functools
 import os
+import pickle
 import secrets
 import shutil
 import tempfile
@@ -84,10 +86,16 @@ def _empty_mlflow_store() -> Path:
     return folder / "mlflow.db"
 
 
-def write_project(tmp_path: Path, *, new_store: bool = True, **overrides) -> Path:
+# Unit tests never open MLflow (tests/unit/conftest.py turns this off for each of them), so a unit
+# run never pays for making the empty store.
+NEW_STORE_BY_DEFAULT = True
+
+
+def write_project(tmp_path: Path, *, new_store: bool | None = None, **overrides) -> Path:
     """Copy the shipped config into tmp_path, pointing data and MLflow there; returns its path.
     With ``new_store``, a project on the default local MLflow store starts with an empty one (a copy of
     ``_empty_mlflow_store``); without, with none (as the demo wants)."""
+    new_store = NEW_STORE_BY_DEFAULT if new_store is None else new_store
     raw = yaml.safe_load(SHIPPED_CONFIG.read_text())
     raw["validation"]["suite"] = str(ROOT / raw["validation"]["suite"])
     raw["demo"] |= SMALL_DEMO
@@ -144,11 +152,26 @@ def demo_project(cfg: Config):
 
 @pytest.fixture(scope="session")
 def candidate(tmp_path_factory):
-    """A model fitted on the small scenario's reference period (fitting once is enough)."""
+    """A model fitted on the small scenario's reference period. Fitting once is enough: the workers of
+    `pytest -n` share one fit, pickled beside their temporary folders (which are this run's alone)."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return _fit_candidate(tmp_path_factory.mktemp("fit"))
+    run_folder = tmp_path_factory.getbasetemp().parent
+    fitted = run_folder / "candidate.pickle"
+    with open(run_folder / "candidate.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the first worker fits, the others wait and read
+        if not fitted.exists():
+            candidate = _fit_candidate(tmp_path_factory.mktemp("fit"))
+            fitted.write_bytes(pickle.dumps(candidate))
+            return candidate
+    return pickle.loads(fitted.read_bytes())
+
+
+def _fit_candidate(folder: Path):
     from driftloop import data, training
     from driftloop.demo import generate
 
-    cfg = load_config(write_project(tmp_path_factory.mktemp("fit")))
+    cfg = load_config(write_project(folder, new_store=False))
     generate(cfg.demo, cfg.data)
     train, holdout = training.split_by_time(data.read_reference(cfg.data, cfg.columns), cfg.columns, 0.2)
     return training.train_candidate(train, holdout, cfg.columns.timestamp_column, cfg.columns, cfg.training, cfg.drift, 0.5)
