@@ -21,7 +21,7 @@ import threading
 import time
 from pathlib import Path
 
-from driftloop.config import METRICS_PORT, TASK_METRICS, load_config
+from driftloop.config import METRICS_PORT, SERVE_PORT, TASK_METRICS, load_config
 from driftloop.errors import BatchRejected, DriftloopError
 from driftloop.redaction import redact
 
@@ -201,6 +201,28 @@ def cmd_serve_metrics(args) -> int:
         exporter.serve(cfg.ledger, cfg.registry.model_name, args.host, args.port)
     except OSError as exc:  # the port is taken, or the address is not this machine's
         raise DriftloopError(f"cannot serve metrics on {args.host}:{args.port} ({exc.strerror or exc}); pick another --port") from None
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from driftloop import serving
+
+    cfg = load_config(args.config)
+    host, port = args.host or cfg.serve.host, args.port or cfg.serve.port
+    serving.serve(cfg, host, port, args.workers or cfg.serve.workers, str(args.config))
+    return 0
+
+
+def cmd_close_periods(args) -> int:
+    from driftloop import requestlog
+
+    cfg = load_config(args.config)
+    closed = requestlog.close_periods(cfg.data, cfg.columns, cfg.serve)
+    for period in closed:
+        print(f"{period.batch_id}: {period.rows} row(s), {period.requests_invalid} invalid request(s) -> "
+              f"{period.batch or period.note}")
+    if not closed:
+        print(f"no ended period to close in {cfg.data.request_log} (a period closes serve.close_grace_minutes after it ends)")
     return 0
 
 
@@ -522,10 +544,18 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--last", type=_batches, default=30, help="the newest N monitored batches in the trends (default 30)")
     report.set_defaults(run=cmd_report)
 
-    serve = add(sub, "serve-metrics", help="serve the monitoring history as Prometheus driftloop_* metrics")
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
-    serve.add_argument("--port", type=int, default=METRICS_PORT, help=f"port (default: {METRICS_PORT})")
-    serve.set_defaults(run=cmd_serve_metrics)
+    metrics = add(sub, "serve-metrics", help="serve the monitoring history as Prometheus driftloop_* metrics")
+    metrics.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
+    metrics.add_argument("--port", type=int, default=METRICS_PORT, help=f"port (default: {METRICS_PORT})")
+    metrics.set_defaults(run=cmd_serve_metrics)
+
+    serve = add(sub, "serve", help="answer HTTP scoring requests with the champion, logging each one as the loop's next batch")
+    serve.add_argument("--host", default=None, help="address to listen on (default: serve.host, 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=int, default=None, help=f"port (default: serve.port, {SERVE_PORT})")
+    serve.add_argument("--workers", type=int, default=None, help="server processes sharing the port (default: serve.workers, 1)")
+    serve.set_defaults(run=cmd_serve)
+    add(sub, "close-periods", help="write every ended period of the request log as its batch, and posted feedback as label files "
+                                  "(the server does it itself every serve.poll_seconds)").set_defaults(run=cmd_close_periods)
 
     validate = add(sub, "validate", help="check and validate a batch file against the suite (nothing is moved)")
     validate.add_argument("path", type=Path, help="the batch file (parquet or CSV); named YYYY-MM-DD, its rows are checked against that period")

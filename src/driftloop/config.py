@@ -22,6 +22,7 @@ TRACKING_URI_ENV = "DRIFTLOOP_TRACKING_URI"
 DASK_ADDRESS_ENV = "DRIFTLOOP_DASK_ADDRESS"
 ALERT_WEBHOOK_ENV = "DRIFTLOOP_ALERT_WEBHOOK"
 METRICS_PORT = 9753  # `driftloop serve-metrics`: Prometheus scrapes 127.0.0.1:9753/metrics
+SERVE_PORT = 8080  # `driftloop serve`: the champion answers on 127.0.0.1:8080
 
 
 class _Strict(BaseModel):
@@ -140,6 +141,8 @@ class DataConfig(_Strict):
     predictions: Path
     reports: Path
     reference: Path
+    requests: Path | None = Field(None, description="the request log of `driftloop serve` (default: a requests folder beside "
+                                  "data.incoming); each served period becomes a batch in data.incoming")
     batch_format: Literal["parquet", "csv"] = "parquet"
     cadence: str = Field("daily", description="how often a batch arrives: daily, weekly or a number of days like 14d")
     timestamp_tolerance_days: int = Field(
@@ -157,6 +160,7 @@ class DataConfig(_Strict):
         """Each folder holds one kind of file: a quarantine inside incoming would be read as a batch the
         next run, a prediction log inside labels as labels."""
         folders = {name: getattr(self, name).absolute() for name in ("incoming", "labels", "quarantine", "predictions", "reports")}
+        folders["requests"] = self.request_log.absolute()
         names = list(folders)
         for i, first in enumerate(names):
             for second in names[i + 1:]:
@@ -171,6 +175,10 @@ class DataConfig(_Strict):
             raise ValueError(f"data.reference ({self.reference}) is inside data.{holders[0]}; keep it apart "
                              f"(the default is data/reference/reference.parquet)")
         return self
+
+    @property
+    def request_log(self) -> Path:
+        return self.requests if self.requests is not None else self.incoming.parent / "requests"
 
     @property
     def period_days(self) -> int:
@@ -385,6 +393,26 @@ class AlertsConfig(_Strict):
     kind: Literal["webhook", "slack"] = Field("webhook", description="webhook: POST {subject, body, text} as JSON; slack: a Slack message")
 
 
+class ServeConfig(_Strict):
+    """`driftloop serve`: the champion behind HTTP, its request batching and its request log."""
+
+    host: str = Field("127.0.0.1", description="address to listen on (127.0.0.1: this machine only)")
+    port: int = Field(SERVE_PORT, ge=1, le=65535)
+    workers: int = Field(1, ge=1, le=64, description="server processes sharing the port, each with its own request log segment")
+    log_requests: bool = Field(True, description="log every answered request (the loop's input); off only to measure what logging costs")
+    max_batch_delay_ms: float = Field(
+        2.0, ge=0, le=1000, description="how long a request may wait for others arriving with it to share one model call")
+    max_batch_rows: int = Field(2048, ge=1, description="rows scored in one model call, at most")
+    max_request_rows: int = Field(10_000, ge=1, description="rows one request may carry (a larger one is refused with 413)")
+    poll_seconds: float = Field(5.0, gt=0, description="how often the champion alias is read (a promotion is served within this)")
+    close_grace_minutes: float = Field(
+        10.0, ge=0, description="a period's requests become its batch this long after the period ends (late writers, clock skew)")
+    period_anchor: date = Field(date(1970, 1, 4), description="a day a period ends on; with data.cadence it places every period "
+                                "(the default, a Sunday, ends weekly periods on Sundays)")
+    max_p99_ms: float | None = Field(None, gt=0, description="a served batch whose p99 latency is above this is a watch signal")
+    max_error_rate: float | None = Field(None, ge=0, le=1, description="a served batch with a larger share of failed requests is a watch signal")
+
+
 class DemoConfig(_Strict):
     """A shipped scenario facing a quality incident, covariate and concept drift: churn (daily
     parquet batches) or loans (weekly CSV exports, a boolean feature, passthrough columns)."""
@@ -427,6 +455,7 @@ class Config(_Strict):
     execution: ExecutionConfig = ExecutionConfig()
     reports: ReportsConfig = ReportsConfig()
     alerts: AlertsConfig = AlertsConfig()
+    serve: ServeConfig = ServeConfig()
     demo: DemoConfig = DemoConfig()
 
     @model_validator(mode="before")
@@ -507,7 +536,7 @@ def _resolve(raw: dict, base: Path) -> dict:
         if isinstance(value, str) and not Path(value).is_absolute():
             raw[section][key] = str((base / value).resolve())
 
-    for key in ("incoming", "labels", "quarantine", "predictions", "reports", "reference"):
+    for key in ("incoming", "labels", "quarantine", "predictions", "reports", "reference", "requests"):
         fix("data", key)
     fix("validation", "suite")
     fix("registry", "artifact_root")

@@ -16,6 +16,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from datetime import date
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -27,7 +28,10 @@ from driftloop.comparison import (
     BLOCK_CELLS, BOOTSTRAP_MAX_ROWS, METRIC_DIRECTION, bootstrap_intervals, predicted_class, weighted_multiclass_metrics,
 )
 from driftloop.intervals import analytic_intervals, influences, z_score
-from driftloop.config import EvaluationConfig, MetricThreshold, Task
+from driftloop.config import EvaluationConfig, MetricThreshold, ServeConfig, Task
+
+if TYPE_CHECKING:  # the request log's reader is I/O; judging what it read is not
+    from driftloop.requestlog import ServedPeriod
 from driftloop.data import LabelArrivals
 
 # name -> function of (y_true, probability, predicted class); directions are in comparison.METRIC_DIRECTION
@@ -314,6 +318,48 @@ def service_health(scored: np.ndarray, seconds: float, model_calls: int, max_fai
                          f"({'>' if breached else '<='} max {max_failed_share:.1%}); scored at {rate:,.0f} rows/s "
                          f"({seconds:.2f} s in {model_calls} model call{'s' if model_calls != 1 else ''}{spread})",
                          where, partitions)
+
+
+@dataclass(frozen=True)
+class ServedHealth:
+    """How a served period's requests went, read from its request log: traffic, failures and latency
+    (arrival to durable answer, as clients saw it), with the thresholds that judge them."""
+
+    rows: int
+    requests_invalid: int  # refused before scoring (422)
+    error_rate: float  # rows the model could not score, of those answered
+    max_error_rate: float | None  # serve.max_error_rate
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    latency_p99_ms: float | None
+    max_p99_ms: float | None  # serve.max_p99_ms
+    versions: dict[str, int]  # rows each model version scored (two when the champion moved mid-period)
+    breaches: tuple[str, ...]
+    detail: str
+
+    @property
+    def breached(self) -> bool:
+        return bool(self.breaches)
+
+
+def served_health(period: ServedPeriod, cfg: ServeConfig) -> ServedHealth:
+    """Judge a served period against ``serve.max_p99_ms`` and ``serve.max_error_rate`` (each unset: reported only)."""
+    breaches = []
+    p99 = period.latency_p99_ms
+    if cfg.max_p99_ms is not None and p99 is not None and p99 > cfg.max_p99_ms:
+        breaches.append(f"p99 latency {p99:.1f} ms on {period.batch_id} > serve.max_p99_ms {cfg.max_p99_ms:g}")
+    if cfg.max_error_rate is not None and period.error_rate > cfg.max_error_rate:
+        breaches.append(f"error rate {period.error_rate:.2%} on {period.batch_id} > serve.max_error_rate {cfg.max_error_rate:.2%}")
+    latency = ("no latency (no answered request)" if p99 is None else
+               f"latency p50 {period.latency_p50_ms:.1f} / p95 {period.latency_p95_ms:.1f} / p99 {p99:.1f} ms"
+               + ("" if cfg.max_p99_ms is None else f" ({'>' if p99 > cfg.max_p99_ms else '<='} max_p99_ms {cfg.max_p99_ms:g})"))
+    errors = f"error rate {period.error_rate:.2%}" + (
+        "" if cfg.max_error_rate is None else f" ({'>' if period.error_rate > cfg.max_error_rate else '<='} max {cfg.max_error_rate:.2%})")
+    versions = ", ".join(f"v{v}: {n}" for v, n in period.versions.items())
+    detail = (f"{period.rows} served rows ({versions or 'none'}), {period.requests_invalid} invalid request(s) refused, "
+              f"{errors}, {latency}")
+    return ServedHealth(period.rows, period.requests_invalid, period.error_rate, cfg.max_error_rate, period.latency_p50_ms,
+                        period.latency_p95_ms, p99, cfg.max_p99_ms, dict(period.versions), tuple(breaches), detail)
 
 
 # --- labels -----------------------------------------------------------------------------

@@ -13,10 +13,17 @@ of its own. Series, all labelled with the model:
 - ``driftloop_decision`` (1 for the newest batch's action, 0 for the others), ``driftloop_label_coverage``,
   ``driftloop_labels_overdue``, ``driftloop_seconds_since_last_evaluated_batch``, ``driftloop_last_batch_timestamp_seconds``
 - ``driftloop_batches`` per ledger state (the ledger is the project's: every model's batches)
+
+``ServingMetrics`` are the live ones of `driftloop serve`, counted as requests are answered (model and
+version labels): ``driftloop_request_duration_seconds`` (arrival to durable answer),
+``driftloop_requests_total`` by status (ok, invalid, error), ``driftloop_requests_in_progress``,
+``driftloop_model_duration_seconds`` (one model call, whatever it batched), ``driftloop_rows_total``
+by status, and ``driftloop_predicted_score`` (binary) or ``driftloop_predicted_class_total``.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -26,7 +33,10 @@ from collections.abc import Iterator
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, generate_latest, make_wsgi_app
+import numpy as np
+
+from prometheus_client import CollectorRegistry, Counter as PromCounter, Gauge, Histogram, generate_latest, make_wsgi_app
+from prometheus_client import multiprocess
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -147,3 +157,71 @@ def serve(ledger: LedgerConfig, model: str, host: str = "127.0.0.1", port: int =
     stop.wait()
     server.shutdown()
     thread.join(timeout=5)
+
+
+# --- driftloop serve --------------------------------------------------------------------------
+
+# From 1 ms: a served one-row request takes a few; percentiles need the buckets where the mass is.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+SCORE_BUCKETS = tuple(round(0.1 * i, 1) for i in range(1, 11))
+
+
+class ServingMetrics:
+    """The counters of one `driftloop serve` process. Under several worker processes each writes its
+    own files under ``PROMETHEUS_MULTIPROC_DIR`` and a scrape of any of them sums them all."""
+
+    def __init__(self, model: str):
+        self.model = model
+        self.registry = CollectorRegistry(auto_describe=True)
+        shared = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        own = {} if shared else {"registry": self.registry}
+        self.duration = Histogram("driftloop_request_duration_seconds", "a request's time from arrival to its durable answer",
+                                  ["model", "version", "route"], buckets=LATENCY_BUCKETS, **own)
+        self.requests = PromCounter("driftloop_requests_total", "requests answered, by status (ok, invalid, error)",
+                                    ["model", "route", "status"], **own)
+        self.in_progress = Gauge("driftloop_requests_in_progress", "requests received and not yet answered", ["model"],
+                                 multiprocess_mode="livesum", **own)
+        self.model_duration = Histogram("driftloop_model_duration_seconds", "one model call, for all the rows it batched",
+                                        ["model", "version"], buckets=LATENCY_BUCKETS, **own)
+        self.batch_rows = Histogram("driftloop_model_batch_rows", "rows scored together in one model call", ["model"],
+                                    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048), **own)
+        self.rows = PromCounter("driftloop_rows_total", "rows answered, by status (ok: scored, error: the model could not)",
+                                ["model", "version", "status"], **own)
+        self.score = Histogram("driftloop_predicted_score", "the positive class's predicted probability, per scored row",
+                               ["model", "version"], buckets=SCORE_BUCKETS, **own)
+        self.classes = PromCounter("driftloop_predicted_class_total", "scored rows by predicted class", ["model", "version", "class"], **own)
+        if shared:
+            multiprocess.MultiProcessCollector(self.registry)
+
+    def answered(self, route: str, status: str, version: str, seconds: float) -> None:
+        self.requests.labels(self.model, route, status).inc()
+        if status != "invalid":
+            self.duration.labels(self.model, version, route).observe(seconds)
+
+    def scored(self, version: str, seconds: float, rows: int, failed: int, scores=None, classes=None) -> None:
+        """One model call: its time and rows, and what it predicted (``scores``: positive-class
+        probabilities; ``classes``: {class: rows})."""
+        self.model_duration.labels(self.model, version).observe(seconds)
+        self.batch_rows.labels(self.model).observe(rows)
+        if rows - failed:
+            self.rows.labels(self.model, version, "ok").inc(rows - failed)
+        if failed:
+            self.rows.labels(self.model, version, "error").inc(failed)
+        if scores is not None and len(scores):
+            _observe_all(self.score.labels(self.model, version), scores)
+        for name, count in (classes or {}).items():
+            self.classes.labels(self.model, version, name).inc(count)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def _observe_all(histogram, values: np.ndarray) -> None:
+    """``observe`` each of a model call's rows at once (one call per row would loop in Python).
+    prometheus_client has no bulk observe; its pinned version keeps a non-cumulative count per upper
+    bound (the first bound at or above the value), which this adds to (tests/unit/test_serving.py)."""
+    counts = np.bincount(np.searchsorted(histogram._upper_bounds, values, side="left"), minlength=len(histogram._upper_bounds))
+    for bucket, count in zip(histogram._buckets, counts):
+        if count:
+            bucket.inc(int(count))
+    histogram._sum.inc(float(np.sum(values)))

@@ -8,7 +8,7 @@ from typing import Literal, get_args
 from driftloop.comparison import Comparison
 from driftloop.config import GateConfig, PolicyConfig
 from driftloop.drift import DriftReport
-from driftloop.evaluation import MetricCheck, PerformanceReport, ServiceHealth
+from driftloop.evaluation import MetricCheck, PerformanceReport, ServedHealth, ServiceHealth
 
 Action = Literal["ok", "watch", "hold", "retrain"]
 ACTIONS: tuple[Action, ...] = get_args(Action)
@@ -44,9 +44,12 @@ def decide_retraining(
     health: ServiceHealth | None = None,
     batch_id: str = "this batch",
     gate_failure: GateFailure | None = None,
+    served: ServedHealth | None = None,
 ) -> RetrainDecision:
     """``estimated``: checks of performance estimated without labels (a signal: no labels to retrain on yet);
     ``health``: rows that failed to score (a signal: retraining does not fix a broken input);
+    ``served``: a served period's latency and error rate past ``serve`` thresholds (a signal, an alert:
+    a slow or failing server is not a stale model);
     ``gate_failure``: the last retrain failed the gate, so drift alone does not retrain again until
     ``retry_after_batches`` newer labelled batches are in (a performance breach is new evidence).
     Feature and prediction drift are measured on ``batch_id``, target drift on the matured window."""
@@ -55,6 +58,8 @@ def decide_retraining(
     breached = performance is not None and cfg.retrain_on_performance and performance.degraded
     if health is not None and health.breached:
         signals.append(f"service health: {health.detail}")
+    if served is not None:
+        signals.extend(f"serving: {breach}" for breach in served.breaches)
     if performance is not None:
         (triggers if cfg.retrain_on_performance else signals).extend(performance.breaches)
         signals.extend(f"fairness: {alert}" for alert in performance.fairness_alerts)

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 
 from driftloop.comparison import Comparison
 from driftloop.drift import ColumnDrift, DriftReport
-from driftloop.evaluation import EstimatedPerformance, LabelStatus, MetricCheck, PerformanceReport, ServiceHealth
+from driftloop.evaluation import EstimatedPerformance, LabelStatus, MetricCheck, PerformanceReport, ServedHealth, ServiceHealth
 from driftloop.policy import GateRule, GateVerdict, RetrainDecision
 from driftloop.rootcause import RootCause
 
@@ -39,6 +39,7 @@ class MonitorReport:
     health: ServiceHealth | None = None
     root_cause: RootCause | None = None  # what most likely explains the signals, first in the report
     missing_before: tuple[str, ...] = ()  # batches the cadence expected since the previous one, never delivered
+    served: ServedHealth | None = None  # a batch `driftloop serve` logged: its requests' traffic, errors and latency
 
     @property
     def drift_verdict(self) -> str:
@@ -97,6 +98,11 @@ class MonitorReport:
         if self.health is not None:
             values |= {"scoring_rows_per_second": self.health.rows_per_second, "failed_rows": float(self.health.failed_rows),
                        "failed_share": self.health.failed_share}
+        if self.served is not None:
+            values |= {"served_rows": float(self.served.rows), "served_invalid_requests": float(self.served.requests_invalid),
+                       "served_error_rate": self.served.error_rate}
+            values |= {f"served_latency_{q}_ms": v for q, v in (("p50", self.served.latency_p50_ms), ("p95", self.served.latency_p95_ms),
+                                                                 ("p99", self.served.latency_p99_ms)) if v is not None}
         if self.labels is not None:
             values |= {"label_coverage": self.labels.coverage, "labels_overdue": float(self.labels.overdue),
                        "labels_unknown_ids": float(self.labels.unknown_ids), "labels_early": float(self.labels.early),
@@ -119,6 +125,7 @@ class MonitorReport:
             "estimated": asdict(self.estimated) if self.estimated else None,
             "estimated_matured": asdict(self.estimated_matured) if self.estimated_matured else None,
             "service_health": asdict(self.health) if self.health else None,
+            "served": asdict(self.served) if self.served else None,
             "decision": {"action": self.decision.action, "reasons": list(self.decision.reasons)},
             "root_cause": asdict(self.root_cause) if self.root_cause else None,
             "missing_before": list(self.missing_before),
@@ -163,6 +170,8 @@ class MonitorReport:
                     f"{m} {_fmt(v)} [{_fmt(est.intervals[m][0])}, {_fmt(est.intervals[m][1])}]" for m, v in est.metrics.items())]
         if self.health is not None:
             lines += ["", f"Service health: {self.health.detail}."]
+        if self.served is not None:
+            lines += ["", f"Serving (the request log of `driftloop serve`): {self.served.detail}."]
         if self.labels is not None:
             lb = self.labels
             lines += ["", f"Labels{f' (batches since {lb.since})' if lb.since else ''}: {lb.n_labelled}/{lb.n_predictions} "

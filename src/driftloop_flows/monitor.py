@@ -13,7 +13,7 @@ from prefect.artifacts import create_markdown_artifact, create_progress_artifact
 from prefect.exceptions import MissingResult
 from prefect.runtime import flow_run
 
-from driftloop import charts, data, drift, evaluation, execution, rootcause, stages, training, validation
+from driftloop import charts, data, drift, evaluation, execution, requestlog, rootcause, stages, training, validation
 from driftloop.config import Config, load_config
 from driftloop.errors import BatchRejected, DataError, DriftloopError
 from driftloop.history import History
@@ -130,7 +130,10 @@ def connect_cluster(cfg: Config) -> str:
 @io_task(name="find batches")
 def find_batches(cfg: Config, start: date | None = None, end: date | None = None, new_only: bool = True) -> list[str]:
     """Ids of the batches in ``data.incoming`` (and, for a range, those the ledger already finished and
-    moved, like a quarantined one), oldest first; ``new_only``: not done yet."""
+    moved, like a quarantined one), oldest first; ``new_only``: not done yet. Served periods that have
+    ended are written as batches first, so a monitor finds them even when no server is running."""
+    for period in requestlog.close_periods(cfg.data, cfg.columns, cfg.serve):
+        get_run_logger().info("served period %s: %d rows -> %s", period.batch_id, period.rows, period.batch or period.note)
     states = Ledger(cfg.ledger).states()
     ids = set(data.incoming_batches(cfg.data)) | (set() if new_only else set(states))
     inside = lambda b: (start is None or date.fromisoformat(b) >= start) and (end is None or date.fromisoformat(b) <= end)  # noqa: E731
@@ -162,8 +165,8 @@ def _missing_before(cfg: Config, batch_id: str) -> tuple[str, ...]:
 
 @io_task(name="read batch")
 def read_batch(cfg: Config, batch_id: str):
-    """The batch as delivered, checked against the file contract and its period, and the batches the
-    cadence expected before it that never arrived."""
+    """The batch as delivered, checked against the file contract and its period, the batches the
+    cadence expected before it that never arrived, and, for a served period, how its requests went."""
     gaps = _missing_before(cfg, batch_id)
     path = data.batch_path(cfg.data, batch_id)
     if not path.exists():
@@ -176,7 +179,8 @@ def read_batch(cfg: Config, batch_id: str):
         kept = _quarantine(cfg, batch_id, str(exc), {"batch_id": batch_id, "passed": False, "error": str(exc)},
                            f"# Batch {batch_id}: QUARANTINED before validation\n\n{exc}\n")
         raise BatchRejected(f"{exc} (quarantined: {kept.path}{_kept_note(kept)})") from None
-    return frame, gaps
+    served = requestlog.served_period(cfg.data, batch_id)
+    return frame, gaps, None if served is None else evaluation.served_health(served, cfg.serve)
 
 
 @io_task(name="receive batch")
@@ -497,7 +501,7 @@ def _monitor_batch(cfg: Config, batch_id: str, config_path: str, retrain_inline:
     # prediction log written, only for a batch that passed.
     loading = load_model.submit(cfg, CHAMPION)
     prematching = keep_label_matches.submit(cfg, batch_id)
-    frame, gaps = read_batch(cfg, batch_id)
+    frame, gaps, served = read_batch(cfg, batch_id)
     scoring = score_batch.submit(cfg, loading, frame)
     loading.wait()
     receive_batch(cfg, batch_id, len(frame), owner)
@@ -528,12 +532,13 @@ def _monitor_batch(cfg: Config, batch_id: str, config_path: str, retrain_inline:
     estimated, estimated_checks, estimated_matured = estimating.result()
     since, gate_failure = retrain_history(cfg, batch_id, performance.window[-1] if performance and performance.window else None)
     decision = decide_retraining(features, performance, predictions, target, since, cfg.policy,
-                                 estimated=estimated_checks, health=health, batch_id=batch_id, gate_failure=gate_failure)
+                                 estimated=estimated_checks, health=health, batch_id=batch_id, gate_failure=gate_failure,
+                                 served=served)
     cause = rootcause.explain(features, predictions, performance, tuple(c.metric for c in estimated_checks if c.breached),
                               champion.profile.importance)
     report = MonitorReport(batch_id, champion.ref.version, rows, checked.summary, features, predictions, target,
                            performance, decision, labels, estimated, estimated_checks, estimated_matured,
-                           health, cause, gaps)
+                           health, cause, gaps, served)
     run_id = publish_report(cfg, report, checked, task_seconds(started))
     record_history(cfg, report, run_id)
     # A picture that could not be drawn or logged never fails the batch: its report and history are written.

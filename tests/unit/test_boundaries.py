@@ -26,8 +26,9 @@ def test_no_library_module_imports_prefect():
 
 def test_each_third_party_system_has_exactly_one_adapter():
     owners = {lib: sorted(p.stem for p in SRC.glob("*.py") if lib in _imported_modules(p))
-              for lib in ("great_expectations", "mlflow", "skops")}
-    assert owners == {"great_expectations": ["validation"], "mlflow": ["registry"], "skops": ["model_files"]}
+              for lib in ("great_expectations", "mlflow", "skops", "fastapi", "uvicorn", "prometheus_client")}
+    assert owners == {"great_expectations": ["validation"], "mlflow": ["registry"], "skops": ["model_files"],
+                      "fastapi": ["serving"], "uvicorn": ["serving"], "prometheus_client": ["exporter"]}
 
 
 def test_no_code_loads_a_model_through_mlflow_s_own_loader():

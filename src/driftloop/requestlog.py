@@ -1,0 +1,372 @@
+"""The request log of `driftloop serve`: every answer durable before it is sent, and each served
+period turned into one incoming batch of the file contract.
+
+Layout under ``data.requests`` (``DataConfig.request_log``):
+
+    <period end>/<writer>.arrows           the period's requests, as one server process wrote them
+    <period end>/summary.json              written when the period is closed: counts, latency, versions
+    feedback/<day>/<writer>.arrows         ground truth posted to /feedback, by the day it arrived
+    feedback/<day>/summary.json            written when the day's label file is
+
+A writer is one server process (``<host>-<pid>-<start>``): processes and hosts sharing the folder never
+write the same file, so they need no coordination. Each file is an Arrow IPC stream with one record
+batch per group commit, fsynced before the requests in it are answered; a crash can only tear the
+batch being written, whose requests were never answered, and reading stops before it.
+
+A period is closed once it has ended and ``serve.close_grace_minutes`` have passed: its rows (the
+newest per id) become ``data.incoming/<period end>.<format>``, linked into place so that a closer
+racing another, or a batch delivered by other means, is never overwritten. Feedback days become
+``data.labels/<day>.parquet`` the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.ipc as ipc
+
+from driftloop.config import PREDICTION, PROBABILITY, DataConfig, SchemaConfig, ServeConfig
+from driftloop.data import batch_path, check_folders
+
+SEGMENT_SUFFIX = ".arrows"
+SUMMARY = "summary.json"
+FEEDBACK = "feedback"
+# The log's own columns, beside the batch's (id, timestamp, features, passthrough) and the model's outputs.
+RECEIVED, STATUS, ERROR, VERSION, LATENCY = "received_at", "status", "error", "model_version", "latency_seconds"
+OK, FAILED, INVALID = "ok", "error", "invalid"  # a row scored, a row the model could not score, a refused request
+
+
+def period_ends(days: np.ndarray, period_days: int, anchor: date) -> np.ndarray:
+    """The end of the ``data.cadence`` period each day (datetime64[D]) falls in: the first period end on or
+    after it, periods ending on ``anchor`` and every ``period_days`` from it."""
+    offset = (days.astype("datetime64[D]") - np.datetime64(anchor, "D")).astype("int64")
+    return np.datetime64(anchor, "D") + (-(-offset // period_days)) * period_days
+
+
+def writer_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{time.time_ns()}"
+
+
+def log_schema(schema: SchemaConfig) -> pa.Schema:
+    """One served row as logged: the batch contract's columns, the model's outputs and the log's own."""
+    if schema.task == "multiclass_classification":
+        outputs = [pa.field(f"{PROBABILITY}.{c}", pa.float64()) for c in schema.classes] + [pa.field(PREDICTION, pa.string())]
+    elif schema.task == "regression":
+        outputs = [pa.field(PREDICTION, pa.float64())]
+    else:
+        outputs = [pa.field(PROBABILITY, pa.float64()), pa.field(PREDICTION, pa.int64())]
+    return pa.schema([
+        pa.field(schema.id_column, pa.string()),
+        pa.field(schema.timestamp_column, pa.timestamp("us", tz="UTC")),
+        *(pa.field(c, pa.float64()) for c in schema.numeric),
+        *(pa.field(c, pa.string()) for c in schema.categorical),
+        *(pa.field(c, pa.string()) for c in schema.passthrough),
+        *outputs,
+        pa.field(RECEIVED, pa.timestamp("us", tz="UTC")),
+        pa.field(STATUS, pa.string()),
+        pa.field(ERROR, pa.string()),
+        pa.field(VERSION, pa.string()),
+        pa.field(LATENCY, pa.float64()),
+    ])
+
+
+class _Segment:
+    """One open Arrow stream of this process for one period (or feedback day)."""
+
+    def __init__(self, folder: Path, name: str, schema: pa.Schema):
+        folder.mkdir(parents=True, exist_ok=True)
+        self.path = folder / f"{name}{SEGMENT_SUFFIX}"
+        self.file = open(self.path, "ab")
+        self.stream = ipc.new_stream(self.file, schema)
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        _fsync_folder(folder)  # the new file's name is durable too
+
+    def sync(self) -> None:
+        self.file.flush()
+        os.fsync(self.file.fileno())
+
+    def close(self) -> None:
+        self.stream.close()
+        self.sync()
+        self.file.close()
+
+
+def _fsync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def log_table(columns: dict, n: int, schema: pa.Schema) -> pa.Table:
+    """Rows of ``schema`` from arrays by column name (numpy, pandas or Arrow); a column not given is null."""
+    return pa.table({f.name: pa.array(columns[f.name], type=f.type) if f.name in columns else pa.nulls(n, f.type) for f in schema},
+                    schema=schema)
+
+
+class GroupCommitLog:
+    """Appends tables to per-period Arrow streams from one thread; every table queued while the previous
+    group was being written goes out in the next group, with one fsync per file for all of them.
+
+    ``append`` returns at once; ``done(error)`` is called (on the writer thread) once the rows are on
+    disk, or with the error that kept them off it. ``folder_of`` names the folder (the period) of each
+    row from its ``received_at`` (datetime64[us], UTC).
+    """
+
+    def __init__(self, root: Path, schema: pa.Schema, folder_of: Callable[[np.ndarray], np.ndarray], name: str | None = None):
+        self.root, self.schema, self._folder_of = root, schema, folder_of
+        self.name = name or writer_name()
+        self._segments: dict[str, _Segment] = {}
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="request-log", daemon=True)
+        self._thread.start()
+        self.groups = 0  # how many fsyncs served how many appends: what group commit buys
+
+    def append(self, rows: pa.Table | pd.DataFrame, done: Callable[[BaseException | None], None]) -> None:
+        self._queue.put((rows, done))
+
+    def close(self) -> None:
+        """Write what is queued, then close every file (their stream footers written)."""
+        self._queue.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            group = [item]
+            while not self._queue.empty():
+                group.append(self._queue.get())
+            stop = None in group
+            pending = [i for i in group if i is not None]
+            if pending:
+                self._commit(pending)
+            if stop:
+                for segment in self._segments.values():
+                    segment.close()
+                self._segments.clear()
+                return
+
+    def _commit(self, pending: list) -> None:
+        error = None
+        try:
+            tables = [t if isinstance(t, pa.Table) else pa.Table.from_pandas(t, schema=self.schema, preserve_index=False)
+                      for t, _ in pending]
+            # One record batch per group and file: a crash tears at most the group being written.
+            table = (pa.concat_tables(tables) if len(tables) > 1 else tables[0]).combine_chunks()
+            folders = self._folder_of(table.column(RECEIVED).to_numpy())
+            names = np.unique(folders)
+            parts = [(names[0], table)] if len(names) == 1 else [(name, table.filter(pa.array(folders == name))) for name in names]
+            for name, rows in parts:
+                segment = self._segments.get(name)
+                if segment is None:
+                    segment = self._segments[name] = _Segment(self.root / name, self.name, self.schema)
+                segment.stream.write_table(rows)
+            for name, _ in parts:
+                self._segments[name].sync()
+            self.groups += 1
+            self._close_finished(min(names))
+        except BaseException as exc:  # noqa: BLE001 - every waiting request hears why its rows are not on disk
+            error = exc
+        for _, done in pending:
+            done(error)
+
+    def _close_finished(self, oldest: str) -> None:
+        """Streams of folders older than every folder just written to are done with (a period ended)."""
+        for folder in [f for f in self._segments if f < oldest]:
+            self._segments.pop(folder).close()
+
+
+def read_segment(path: Path) -> pa.Table | None:
+    """Every complete record batch of one writer's stream; a batch torn by a crash (never answered) is
+    left out. None when not even the stream's header made it to disk."""
+    with open(path, "rb") as file:
+        try:
+            reader = ipc.open_stream(file)
+        except (pa.ArrowInvalid, OSError):
+            return None
+        batches = []
+        while True:
+            try:
+                batches.append(reader.read_next_batch())
+            except StopIteration:
+                break
+            except (pa.ArrowInvalid, OSError):  # the torn tail
+                break
+        return pa.Table.from_batches(batches, schema=reader.schema)
+
+
+def read_folder(folder: Path, schema: pa.Schema) -> pa.Table:
+    """The rows every writer logged in ``folder``, oldest first."""
+    tables = [t for p in sorted(folder.glob(f"*{SEGMENT_SUFFIX}")) if (t := read_segment(p)) is not None]
+    if not tables:
+        return schema.empty_table()
+    table = pa.concat_tables([t.cast(schema) if t.schema != schema else t for t in tables])
+    return table.sort_by(RECEIVED)
+
+
+# --- what a served period was ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServedPeriod:
+    """One period's requests as the loop reports them: how many, how they went and how fast."""
+
+    batch_id: str
+    rows: int  # rows answered (scored or failed), the newest per id
+    requests_invalid: int  # requests refused before scoring (422)
+    rows_failed: int
+    error_rate: float  # failed rows / answered rows
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    latency_p99_ms: float | None
+    duplicate_ids: int  # rows answered again under an id already seen (a client retry): the newest is kept
+    versions: dict[str, int]  # model version -> rows it scored
+    writers: int
+    batch: str | None  # the batch file written, or None when one of that id was already there
+    note: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> "ServedPeriod":
+        return cls(**raw)
+
+
+def summarise(batch_id: str, table: pa.Table, schema: SchemaConfig, writers: int, batch: str | None, note: str = "") -> ServedPeriod:
+    status = table.column(STATUS).to_numpy(zero_copy_only=False)
+    answered = status != INVALID
+    frame = table.select([schema.id_column, RECEIVED, STATUS, VERSION, LATENCY]).filter(pa.array(answered)).to_pandas()
+    newest = ~frame[schema.id_column].duplicated(keep="last")
+    kept = frame[newest]
+    latency = kept[LATENCY].to_numpy(dtype="float64") * 1000
+    p50, p95, p99 = np.percentile(latency, [50, 95, 99]) if len(latency) else (None, None, None)
+    failed = int((kept[STATUS] == FAILED).sum())
+    versions = kept[VERSION].value_counts().sort_index()
+    return ServedPeriod(
+        batch_id=batch_id, rows=len(kept), requests_invalid=int((~answered).sum()), rows_failed=failed,
+        error_rate=failed / len(kept) if len(kept) else 0.0,
+        latency_p50_ms=None if p50 is None else round(float(p50), 3), latency_p95_ms=None if p95 is None else round(float(p95), 3),
+        latency_p99_ms=None if p99 is None else round(float(p99), 3), duplicate_ids=int((~newest).sum()),
+        versions={str(k): int(v) for k, v in versions.items()}, writers=writers, batch=batch, note=note)
+
+
+def served_period(data: DataConfig, batch_id: str) -> ServedPeriod | None:
+    """The closed period's summary, if ``batch_id`` was served."""
+    path = data.request_log / batch_id / SUMMARY
+    return ServedPeriod.from_dict(json.loads(path.read_text())) if path.is_file() else None
+
+
+# --- closing periods ---------------------------------------------------------------------------
+
+
+def _link_into_place(target: Path, write: Callable[[Path], None]) -> bool:
+    """Write ``target`` through a temporary file and link it in; False (nothing changed) when it exists."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        write(tmp)
+        with open(tmp, "rb") as file:
+            os.fsync(file.fileno())
+        try:
+            os.link(tmp, target)
+        except FileExistsError:
+            return False
+        _fsync_folder(target.parent)
+        return True
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _write_summary(folder: Path, summary: dict) -> None:
+    tmp = folder / f".{SUMMARY}.{secrets.token_hex(4)}.tmp"
+    tmp.write_text(json.dumps(summary, indent=2))
+    os.replace(tmp, folder / SUMMARY)
+
+
+def _closable(root: Path, now: datetime, grace: timedelta, days_after: int) -> list[Path]:
+    """Date-named folders under ``root`` without a summary whose period ended, with its grace, by ``now``."""
+    if not root.is_dir():
+        return []
+    found = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        try:
+            end = date.fromisoformat(folder.name)
+        except ValueError:
+            continue
+        closes = datetime.combine(end + timedelta(days=days_after), datetime.min.time(), timezone.utc) + grace
+        if closes <= now and not (folder / SUMMARY).exists():
+            found.append(folder)
+    return found
+
+
+def close_periods(data: DataConfig, schema: SchemaConfig, serve: ServeConfig, now: datetime | None = None) -> list[ServedPeriod]:
+    """Every ended period's requests as its incoming batch, and every ended day's feedback as its label
+    file; returns the periods closed now. Safe to call from any number of processes at once."""
+    now = now or datetime.now(timezone.utc)
+    grace = timedelta(minutes=serve.close_grace_minutes)
+    check_folders(data)
+    log = log_schema(schema)
+    closed = []
+    for folder in _closable(data.request_log, now, grace, days_after=1):
+        table = read_folder(folder, log)
+        writers = len(list(folder.glob(f"*{SEGMENT_SUFFIX}")))
+        rows = _batch_rows(table, schema)
+        if len(rows) == 0:
+            summary = summarise(folder.name, table, schema, writers, None, note="no request was answered in this period")
+        else:
+            target = batch_path(data, folder.name)
+            write = (lambda p: rows.to_parquet(p, index=False)) if data.batch_format == "parquet" else (lambda p: rows.to_csv(p, index=False))
+            placed = _link_into_place(target, write)
+            note = "" if placed else f"{target} was already there (delivered by other means); the served rows stay in {folder}"
+            summary = summarise(folder.name, table, schema, writers, str(target) if placed else None, note)
+        _write_summary(folder, summary.to_dict())
+        closed.append(summary)
+    for folder in _closable(data.request_log / FEEDBACK, now, grace, days_after=1):
+        _close_feedback_day(data, schema, folder)
+    return closed
+
+
+def _batch_rows(table: pa.Table, schema: SchemaConfig) -> pd.DataFrame:
+    """The period's answered rows as a batch of the file contract: the newest row per id, oldest first."""
+    columns = [schema.id_column, schema.timestamp_column, *schema.features, *schema.passthrough]
+    status = table.column(STATUS).to_numpy(zero_copy_only=False)
+    frame = table.filter(pa.array(status != INVALID)).select(columns).to_pandas()
+    frame = frame[~frame[schema.id_column].duplicated(keep="last")].reset_index(drop=True)
+    return frame.drop(columns=[c for c in schema.passthrough if frame[c].isna().all()])
+
+
+def feedback_schema(schema: SchemaConfig) -> pa.Schema:
+    target = pa.float64() if schema.task == "regression" else pa.string() if schema.task == "multiclass_classification" else pa.int64()
+    return pa.schema([pa.field(schema.id_column, pa.string()), pa.field(schema.target, target),
+                      pa.field(RECEIVED, pa.timestamp("us", tz="UTC"))])
+
+
+def _close_feedback_day(data: DataConfig, schema: SchemaConfig, folder: Path) -> None:
+    table = read_folder(folder, feedback_schema(schema))
+    labels = table.select([schema.id_column, schema.target]).to_pandas()
+    labels = labels[~labels[schema.id_column].duplicated(keep="last")].reset_index(drop=True)
+    summary = {"day": folder.name, "labels": len(labels), "file": None, "note": ""}
+    if len(labels):
+        target = data.labels / f"{folder.name}.parquet"
+        if (data.labels / f"{folder.name}.csv").exists() or not _link_into_place(target, lambda p: labels.to_parquet(p, index=False)):
+            summary["note"] = f"a label file for {folder.name} was already in {data.labels}; the posted labels stay in {folder}"
+        else:
+            summary["file"] = str(target)
+    _write_summary(folder, summary)
+
