@@ -217,3 +217,18 @@ def test_a_served_period_is_monitored_like_a_batch_with_its_feedback_and_real_la
     assert 0 < report.served.latency_p50_ms <= report.served.latency_p99_ms == period.latency_p99_ms
     assert report.performance is not None and report.performance.n_rows == 600  # judged on the posted ground truth
     assert f"p99 {period.latency_p99_ms:.1f} ms" in report.to_markdown()
+
+
+def test_worker_processes_share_the_port_and_a_scrape_of_any_counts_them_all(project):
+    path, cfg = project
+    port = free_port()
+    folder = cfg.data.request_log / datetime.now(timezone.utc).date().isoformat()
+    with serving(path, port, "--workers", "2"):
+        sent = 0
+        # A new connection per request, until both processes have answered some (the kernel picks the acceptor).
+        while len(list(folder.glob("*.arrows"))) < 2 and sent < 300:
+            assert httpx.post(f"http://127.0.0.1:{port}/predict", json=_rows(cfg, 1, start=sent), timeout=10).status_code == 200
+            sent += 1
+        scraped = [_metric(port, "driftloop_requests_total", status="ok") for _ in range(6)]
+    assert len(list(folder.glob("*.arrows"))) == 2 and len(_logged(cfg)) == sent
+    assert scraped == [float(sent)] * 6  # whichever process answers a scrape sums every worker's counters
