@@ -34,7 +34,6 @@ from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import numpy as np
-
 from prometheus_client import CollectorRegistry, Counter as PromCounter, Gauge, Histogram, generate_latest, make_wsgi_app
 from prometheus_client import multiprocess
 from prometheus_client.core import GaugeMetricFamily

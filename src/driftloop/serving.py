@@ -108,6 +108,19 @@ def columns_of(body, route: str, names: tuple[str, ...]) -> tuple[dict[str, list
     raise InvalidRequest("the body names none of dataframe_split, dataframe_records, inputs, instances", status=400)
 
 
+def _feature(values: list, name: str, fits, kind: str) -> list:
+    """A feature's values, each ``fits`` or null; a row without the field or with another type is an InvalidRequest."""
+    missing = _rows_where(values, lambda v: v is _MISSING)
+    if missing:
+        raise InvalidRequest(f"field {name} is missing (rows {missing}); every row needs every feature (null for unknown)",
+                             field=name, expected=f"{kind} or null", rows=missing)
+    wrong = _rows_where(values, lambda v: v is not None and not fits(v))
+    if wrong:
+        raise InvalidRequest(f"field {name} should be {kind} but is {values[wrong[0]]!r} (rows {wrong})", field=name,
+                             expected=f"{kind} or null", rows=wrong)
+    return values
+
+
 def _rows_where(values: list, bad) -> list[int]:
     return [i for i, v in enumerate(values) if bad(v)][:10]
 
@@ -136,27 +149,10 @@ def check_rows(columns: dict[str, list], fields: set[str], n: int, schema: Schem
                              field=unexpected[0], expected="a field of the config's columns")
     out: dict[str, np.ndarray] = {}
     for name in schema.numeric:
-        values = columns[name]
-        missing = _rows_where(values, lambda v: v is _MISSING)
-        if missing:
-            raise InvalidRequest(f"field {name} is missing (rows {missing}); every row needs every feature (null for unknown)",
-                                 field=name, expected="a number or null", rows=missing)
-        wrong = _rows_where(values, lambda v: v is not None and type(v) not in _NUMBER)
-        if wrong:
-            raise InvalidRequest(f"field {name} should be a number but is {values[wrong[0]]!r} (rows {wrong})", field=name,
-                                 expected="a number or null", rows=wrong)
+        values = _feature(columns[name], name, lambda v: type(v) in _NUMBER, "a number")
         out[name] = np.array([np.nan if v is None else v for v in values], dtype="float64")
     for name in schema.categorical:
-        values = columns[name]
-        missing = _rows_where(values, lambda v: v is _MISSING)
-        if missing:
-            raise InvalidRequest(f"field {name} is missing (rows {missing}); every row needs every feature (null for unknown)",
-                                 field=name, expected="a string or null", rows=missing)
-        wrong = _rows_where(values, lambda v: v is not None and type(v) is not str)
-        if wrong:
-            raise InvalidRequest(f"field {name} should be a string (a category) but is {values[wrong[0]]!r} (rows {wrong})",
-                                 field=name, expected="a string or null", rows=wrong)
-        out[name] = np.array(values, dtype=object)
+        out[name] = np.array(_feature(columns[name], name, lambda v: type(v) is str, "a string (a category)"), dtype=object)
     for name in schema.passthrough:
         out[name] = np.array([None if v is _MISSING or v is None else str(v) for v in columns[name]], dtype=object)
     out[schema.timestamp_column] = _timestamps(columns[schema.timestamp_column], schema, tolerance_days, now, n)

@@ -101,3 +101,22 @@ def test_a_whole_model_call_is_observed_as_its_rows_one_by_one_would_be(rng):
         one_by_one.observe(v)
     _observe_all(at_once, values)
     assert [s.value for s in one_by_one.collect()[0].samples] == pytest.approx([s.value for s in at_once.collect()[0].samples])
+
+
+def test_a_multiclass_or_regression_answer_names_its_output_and_a_failed_row_says_so():
+    from driftloop.config import SchemaConfig
+    from driftloop.serving import answer_rows, mlflow_predictions
+
+    base = dict(id_column="id", timestamp_column="ts", numeric=("x",), categorical=())
+    three = SchemaConfig(target="kind", task="multiclass_classification", classes=("a", "b", "c"), **base)
+    value = SchemaConfig(target="spend", task="regression", **base)
+    ids = np.array(["r1", "r2"], dtype=object)
+    classes = pd.DataFrame({"probability.a": [0.7, np.nan], "probability.b": [0.2, np.nan], "probability.c": [0.1, np.nan],
+                            "prediction": pd.array(["a", None], dtype="str"), "scored": [True, False]})
+    spends = pd.DataFrame({"prediction": [12.5, np.nan], "scored": [True, False]})
+
+    assert answer_rows(ids, classes, three, "4") == [
+        {"id": "r1", "prediction": "a", "probabilities": {"a": 0.7, "b": 0.2, "c": 0.1}, "model_version": "4"},
+        {"id": "r2", "error": "the model could not score this row", "model_version": "4"}]
+    assert answer_rows(ids, spends, value, "4")[0] == {"id": "r1", "prediction": 12.5, "model_version": "4"}
+    assert mlflow_predictions(classes, three) == ["a", None] and mlflow_predictions(spends, value) == [12.5, None]
