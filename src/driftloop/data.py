@@ -3,7 +3,7 @@
 Every read failure a user can cause becomes one ``DataError`` line naming the file and
 the fix. Nothing here deletes input: quarantine moves a batch, never removes it.
 
-The contract for files (README, "Files and batches"), checked before anything is read or written:
+The contract for files (docs/bad-data.md), checked before anything is read or written:
 a batch id is the ISO date its period ends (``YYYY-MM-DD``); a batch is one file
 ``data.incoming/<batch id>.<data.batch_format>``; a label file is
 ``data.labels/<arrival date>.parquet`` or ``.csv``. Nothing outside the configured folders is
@@ -40,7 +40,7 @@ def check_batch_id(batch_id: str) -> date:
     """The date a batch id names, or one DataError line: ids are ``YYYY-MM-DD``, the day the batch's period ends."""
     if not isinstance(batch_id, str) or not ISO_DATE.fullmatch(batch_id):
         raise DataError(f"batch id {batch_id!r} is not a date: name each batch YYYY-MM-DD, the day its period ends "
-                        "(e.g. 2026-02-19); a re-sent batch replaces the file of the same id (README, 'Files and batches')")
+                        "(e.g. 2026-02-19); a re-sent batch replaces the file of the same id (docs/bad-data.md)")
     try:
         return date.fromisoformat(batch_id)
     except ValueError:
