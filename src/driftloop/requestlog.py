@@ -22,6 +22,7 @@ racing another, or a batch delivered by other means, is never overwritten. Feedb
 from __future__ import annotations
 
 import json
+import logging
 import os
 import queue
 import secrets
@@ -36,12 +37,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 
 from driftloop.config import PREDICTION, PROBABILITY, DataConfig, SchemaConfig, ServeConfig
 from driftloop.data import batch_path, check_folders
 
+log = logging.getLogger("driftloop.requestlog")
+
 SEGMENT_SUFFIX = ".arrows"
+REOPENED = "+"  # <writer>+<n>.arrows: the writer's n-th stream for a folder it had closed (a late row of an ended period)
 SUMMARY = "summary.json"
 FEEDBACK = "feedback"
 # The log's own columns, beside the batch's (id, timestamp, features, passthrough) and the model's outputs.
@@ -84,25 +89,42 @@ def log_schema(schema: SchemaConfig) -> pa.Schema:
 
 
 class _Segment:
-    """One open Arrow stream of this process for one period (or feedback day)."""
+    """One open Arrow IPC stream of this process for one period (or feedback day): the schema message,
+    then one record batch message per write, each handed to the OS in one ``write`` (the bytes
+    ``pyarrow.ipc.new_stream`` would write, without its buffering)."""
 
     def __init__(self, folder: Path, name: str, schema: pa.Schema):
         folder.mkdir(parents=True, exist_ok=True)
-        self.path = folder / f"{name}{SEGMENT_SUFFIX}"
-        self.file = open(self.path, "ab")
-        self.stream = ipc.new_stream(self.file, schema)
-        self.file.flush()
-        os.fsync(self.file.fileno())
+        self.path, again = folder / f"{name}{SEGMENT_SUFFIX}", 0
+        while self.path.exists():  # a stream this process closed: never a second header in one file
+            again += 1
+            self.path = folder / f"{name}{REOPENED}{again}{SEGMENT_SUFFIX}"
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+        self._write(schema.serialize())
+        os.fsync(self.fd)
         _fsync_folder(folder)  # the new file's name is durable too
 
+    def write(self, table: pa.Table) -> None:
+        batches = table.combine_chunks().to_batches()
+        for batch in batches:
+            self._write(batch.serialize())
+
+    def _write(self, data) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view):]
+
     def sync(self) -> None:
-        self.file.flush()
-        os.fsync(self.file.fileno())
+        _fdatasync(self.fd)
 
     def close(self) -> None:
-        self.stream.close()
-        self.sync()
-        self.file.close()
+        self._write(_END_OF_STREAM)
+        os.fsync(self.fd)
+        os.close(self.fd)
+
+
+_END_OF_STREAM = b"\xff\xff\xff\xff\x00\x00\x00\x00"  # the IPC format's end-of-stream marker
+_fdatasync = getattr(os, "fdatasync", os.fsync)  # the data and the size it needs; not the times (where the OS has it)
 
 
 def _fsync_folder(folder: Path) -> None:
@@ -115,80 +137,119 @@ def _fsync_folder(folder: Path) -> None:
 
 def log_table(columns: dict, n: int, schema: pa.Schema) -> pa.Table:
     """Rows of ``schema`` from arrays by column name (numpy, pandas or Arrow); a column not given is null."""
-    return pa.table({f.name: pa.array(columns[f.name], type=f.type) if f.name in columns else pa.nulls(n, f.type) for f in schema},
-                    schema=schema)
+    return pa.Table.from_arrays([pa.array(columns[f.name], type=f.type) if f.name in columns else pa.nulls(n, f.type) for f in schema],
+                                schema=schema)
 
 
 class GroupCommitLog:
-    """Appends tables to per-period Arrow streams from one thread; every table queued while the previous
-    group was being written goes out in the next group, with one fsync per file for all of them.
+    """Per-period Arrow streams of one process, each row fsynced before it is acknowledged; a crash
+    tears at most the write in progress, whose rows were never acknowledged.
 
-    ``append`` returns at once; ``done(error)`` is called (on the writer thread) once the rows are on
-    disk, or with the error that kept them off it. ``folder_of`` names the folder (the period) of each
-    row from its ``received_at`` (datetime64[us], UTC).
+    ``commit`` writes on the calling thread (the model thread: one model call's rows, every request it
+    batched) and leaves the fsync to the log's own thread; ``append`` leaves the write to that thread
+    too. The thread takes everything written or queued since its last fsync as one group: one fsync
+    per file for all of it, then each ``done(error)`` is called once its rows are on disk (or with the
+    error that kept them off it). ``folder_of`` names the folder (the period) of each row from its
+    ``received_at`` (datetime64[us], UTC).
     """
 
     def __init__(self, root: Path, schema: pa.Schema, folder_of: Callable[[np.ndarray], np.ndarray], name: str | None = None):
         self.root, self.schema, self._folder_of = root, schema, folder_of
         self.name = name or writer_name()
         self._segments: dict[str, _Segment] = {}
+        self._retired: list[_Segment] = []  # streams of ended periods, closed by the thread once synced
+        self._lock = threading.Lock()  # around writes: the model thread's and the log thread's
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="request-log", daemon=True)
         self._thread.start()
-        self.groups = 0  # how many fsyncs served how many appends: what group commit buys
+        self.groups = 0  # fsync rounds, against the requests they made durable: what group commit buys
+
+    def commit(self, rows: pa.Table, done: Callable[[BaseException | None], None]) -> None:
+        """Write ``rows`` now; ``done`` is called once they are on disk. A write that fails raises here."""
+        with self._lock:
+            written = self._write(rows)
+        self._queue.put((written, done))
 
     def append(self, rows: pa.Table | pd.DataFrame, done: Callable[[BaseException | None], None]) -> None:
+        """Queue ``rows`` to be written and synced by the log's thread; ``done`` once they are on disk."""
         self._queue.put((rows, done))
 
     def close(self) -> None:
-        """Write what is queued, then close every file (their stream footers written)."""
+        """Sync what is written and queued, then close every file (their stream footers written)."""
         self._queue.put(None)
         self._thread.join()
+        with self._lock:
+            for segment in [*self._segments.values(), *self._retired]:
+                segment.close()
+            self._segments.clear()
+            self._retired.clear()
 
     def _run(self) -> None:
         while True:
-            item = self._queue.get()
-            group = [item]
+            group = [self._queue.get()]
             while not self._queue.empty():
                 group.append(self._queue.get())
-            stop = None in group
             pending = [i for i in group if i is not None]
             if pending:
-                self._commit(pending)
-            if stop:
-                for segment in self._segments.values():
-                    segment.close()
-                self._segments.clear()
+                self._sync_group(pending)
+            if None in group:
                 return
 
-    def _commit(self, pending: list) -> None:
+    def _sync_group(self, pending: list) -> None:
+        written: dict[int, _Segment] = {}
+        failed: dict[int, BaseException] = {}
+        queued = [(i, rows) for i, (rows, _) in enumerate(pending) if type(rows) is not list]
+        if queued:
+            try:
+                tables = [t if isinstance(t, pa.Table) else pa.Table.from_pandas(t, schema=self.schema, preserve_index=False)
+                          for _, t in queued]
+                with self._lock:
+                    for segment in self._write(pa.concat_tables(tables).combine_chunks() if len(tables) > 1 else tables[0]):
+                        written[id(segment)] = segment
+            except BaseException as exc:  # noqa: BLE001 - the queued rows' waiters hear why
+                failed.update({i: exc for i, _ in queued})
+        for rows, _ in pending:
+            if type(rows) is list:  # what ``commit`` wrote: the segments it owes a sync
+                written.update({id(segment): segment for segment in rows})
         error = None
         try:
-            tables = [t if isinstance(t, pa.Table) else pa.Table.from_pandas(t, schema=self.schema, preserve_index=False)
-                      for t, _ in pending]
-            # One record batch per group and file: a crash tears at most the group being written.
-            table = (pa.concat_tables(tables) if len(tables) > 1 else tables[0]).combine_chunks()
-            folders = self._folder_of(table.column(RECEIVED).to_numpy())
-            names = np.unique(folders)
-            parts = [(names[0], table)] if len(names) == 1 else [(name, table.filter(pa.array(folders == name))) for name in names]
-            for name, rows in parts:
-                segment = self._segments.get(name)
-                if segment is None:
-                    segment = self._segments[name] = _Segment(self.root / name, self.name, self.schema)
-                segment.stream.write_table(rows)
-            for name, _ in parts:
-                self._segments[name].sync()
+            for segment in written.values():
+                segment.sync()
             self.groups += 1
-            self._close_finished(min(names))
         except BaseException as exc:  # noqa: BLE001 - every waiting request hears why its rows are not on disk
             error = exc
-        for _, done in pending:
-            done(error)
+        for i, (_, done) in enumerate(pending):
+            try:
+                done(failed.get(i, error))
+            except Exception:  # noqa: BLE001 - one waiter's bug must not stop the thread every other request waits on
+                log.exception("a request log callback failed")
+        with self._lock:
+            retired, self._retired = self._retired, []
+        for segment in retired:
+            segment.close()
 
-    def _close_finished(self, oldest: str) -> None:
-        """Streams of folders older than every folder just written to are done with (a period ended)."""
-        for folder in [f for f in self._segments if f < oldest]:
-            self._segments.pop(folder).close()
+    def _write(self, table: pa.Table) -> list[_Segment]:
+        """One record batch per period the rows fall in (the lock held); the segments written to."""
+        received = table.column(RECEIVED)
+        span = pc.min_max(received)
+        first, last = self._folder_of(np.array([span["min"].value, span["max"].value], dtype="datetime64[us]"))
+        if first == last:  # the usual write: every row in one period, found without looking at each
+            parts = [(first, table)]
+        else:
+            folders = self._folder_of(received.to_numpy())
+            parts = [(name, table.filter(pa.array(folders == name))) for name in sorted(np.unique(folders))]
+        written = []
+        for name, rows in parts:
+            segment = self._segments.get(name)
+            if segment is None:
+                segment = self._segments[name] = _Segment(self.root / name, self.name, self.schema)
+            segment.write(rows)
+            written.append(segment)
+        # Streams of folders older than every folder just written to are done with (their period ended);
+        # the thread closes them after the fsync that may still be owed to them.
+        for folder in [f for f in self._segments if f < parts[0][0]]:
+            self._retired.append(self._segments.pop(folder))
+        return written
 
 
 def read_segment(path: Path) -> pa.Table | None:
@@ -321,11 +382,11 @@ def close_periods(data: DataConfig, schema: SchemaConfig, serve: ServeConfig, no
     now = now or datetime.now(timezone.utc)
     grace = timedelta(minutes=serve.close_grace_minutes)
     check_folders(data)
-    log = log_schema(schema)
+    logged = log_schema(schema)
     closed = []
     for folder in _closable(data.request_log, now, grace, days_after=1):
-        table = read_folder(folder, log)
-        writers = len(list(folder.glob(f"*{SEGMENT_SUFFIX}")))
+        table = read_folder(folder, logged)
+        writers = len({p.name.removesuffix(SEGMENT_SUFFIX).split(REOPENED)[0] for p in folder.glob(f"*{SEGMENT_SUFFIX}")})
         rows = _batch_rows(table, schema)
         if len(rows) == 0:
             summary = summarise(folder.name, table, schema, writers, None, note="no request was answered in this period")

@@ -6,12 +6,13 @@ for the requests arriving with them, and are scored with those in one model call
 to the request log (``requestlog``) in one group commit, and each request is answered once its rows
 are on disk. The champion alias is read every ``serve.poll_seconds``: a new version is loaded beside
 the one serving and takes over between two model calls, so no request fails and each logged row
-names the version that scored it. The server scores, logs and counts; it never decides (the monitor
-judges a served period like any batch).
+names the version that scored it; a server started before the first champion answers 503 until the
+alias names one. The server scores, logs and counts; it never decides (the monitor judges a served
+period like any batch).
 
 Routes: ``POST /predict`` (a JSON object, or a list of them), ``POST /invocations`` (MLflow's scoring
 formats: ``dataframe_split``, ``dataframe_records``, ``inputs``, ``instances``), ``POST /feedback``
-(ground truth by id), ``GET /health``, ``GET /metrics``.
+(ground truth by id), ``GET /health`` (ready), ``GET /ping`` (alive), ``GET /metrics``.
 """
 
 from __future__ import annotations
@@ -24,11 +25,13 @@ import socket
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import orjson
@@ -47,6 +50,7 @@ log = logging.getLogger("driftloop.serve")
 _MISSING = object()
 _NUMBER = (int, float)
 _WAIT_STEP = 0.0002  # seconds: how finely a batch waits for the requests still being read
+T = TypeVar("T")
 
 
 class InvalidRequest(Exception):
@@ -134,7 +138,8 @@ class Rows:
     columns: dict[str, np.ndarray]  # features, timestamp and passthrough, batch-contract names
     arrived: float  # time.perf_counter() at arrival
     received_at: np.datetime64  # wall clock at arrival (UTC), for the log and the period
-    future: asyncio.Future | None = field(default=None, repr=False)
+    scored: asyncio.Future | None = field(default=None, repr=False)  # the rows' Answers
+    durable: asyncio.Future | None = field(default=None, repr=False)  # the rows on disk (None: not logged)
 
 
 def check_rows(columns: dict[str, list], fields: set[str], n: int, schema: SchemaConfig, tolerance_days: int,
@@ -236,36 +241,47 @@ class ServedModel:
 
 
 class Champion:
-    """The version answering requests. ``current`` is replaced whole, never changed, so a model call
-    that took it finishes on it however the alias moves meanwhile."""
+    """The version answering requests (None until the alias first names one). ``current`` is replaced
+    whole, never changed, so a model call that took it finishes on it however the alias moves meanwhile."""
 
     def __init__(self, cfg: Config):
         from driftloop.registry import Registry  # MLflow: loaded by a server, not by what checks a request
 
         self.cfg = cfg
         self.registry = Registry(cfg.registry)
-        self.current = self._load()
-        self.problem: str | None = None  # why the newest alias could not be followed, if it could not
+        self.current: ServedModel | None = None
+        self.problem: str | None = None  # why the newest alias is not served, if it is not
+        if self.registry.by_alias(CHAMPION) is None:  # a registry out of reach is a one-line error here, at start
+            self.problem = self._no_alias()
+        else:
+            self.current = self._load()
 
     def _load(self) -> ServedModel:
         loaded = self.registry.load(CHAMPION, code_path=self.cfg.training.estimator_path)
         return ServedModel(loaded.ref.version, loaded.model, datetime.now(timezone.utc))
+
+    def _no_alias(self) -> str:
+        if self.current is not None:
+            return f"the {CHAMPION} alias is gone; still serving v{self.current.version}"
+        return (f"model {self.cfg.registry.model_name!r} has no {CHAMPION!r} alias at {self.cfg.registry.tracking_uri} yet; "
+                "requests get 503 until one is set (the bootstrap flow, or driftloop promote)")
 
     def follow(self) -> bool:
         """Serve the version the alias names now; True when it moved. A version that cannot be loaded
         leaves the one serving in place, with the reason in ``problem`` (and /health)."""
         try:
             ref = self.registry.by_alias(CHAMPION)
-            if ref is None or ref.version == self.current.version:
-                self.problem = None if ref is not None else f"the {CHAMPION} alias is gone; still serving v{self.current.version}"
+            if ref is None or (self.current is not None and ref.version == self.current.version):
+                self.problem = None if ref is not None else self._no_alias()
                 return False
             served = self._load()
         except DriftloopError as exc:
-            self.problem = f"cannot follow the {CHAMPION} alias ({exc}); still serving v{self.current.version}"
+            serving = f"still serving v{self.current.version}" if self.current else "nothing is served yet"
+            self.problem = f"cannot follow the {CHAMPION} alias ({exc}); {serving}"
             log.warning(self.problem)
             return False
         previous, self.current, self.problem = self.current, served, None
-        log.warning("now serving %s v%s (was v%s)", self.cfg.registry.model_name, served.version, previous.version)
+        log.warning("now serving %s v%s%s", self.cfg.registry.model_name, served.version, f" (was v{previous.version})" if previous else "")
         return True
 
 
@@ -274,12 +290,18 @@ class Champion:
 
 class Scorer:
     """Scores the requests waiting together in one model call on its own thread, logs the call's rows in
-    one append, and answers each request once the log has them on disk."""
+    one append, and answers each request once the log has them on disk.
+
+    A call goes as soon as every request the server holds is in it (nobody else is being read, checked
+    or waiting for an answer), or once its first request has waited ``serve.max_batch_delay_ms``: the
+    clients a call answered come back together, and the ones whose answers are still being logged are
+    worth waiting that long for."""
 
     def __init__(self, cfg: Config, champion: Champion, metrics: ServingMetrics, request_log: requestlog.GroupCommitLog | None):
         self.cfg, self.schema, self.champion, self.metrics, self.log = cfg, cfg.columns, champion, metrics, request_log
         self.queue: asyncio.Queue[Rows] = asyncio.Queue()
-        self.arriving = 0  # requests being read and checked: worth waiting for
+        self.arriving = 0  # requests being read and checked
+        self.in_flight = 0  # requests handed to ``score`` and not answered yet
         self._model_thread = ThreadPoolExecutor(1, thread_name_prefix="model", initializer=_one_native_thread)
         self._log_schema = requestlog.log_schema(cfg.columns)
         self._task: asyncio.Task | None = None
@@ -292,79 +314,142 @@ class Scorer:
             self._task.cancel()
         self._model_thread.shutdown(wait=True)
 
-    async def score(self, rows: Rows) -> tuple[str, pd.DataFrame]:
-        rows.future = asyncio.get_running_loop().create_future()
-        await self.queue.put(rows)
-        return await rows.future
+    async def score(self, rows: Rows, respond: Callable[[Answers], T]) -> tuple[Answers, T]:
+        """The rows' answers, and ``respond(answers)``: built while the log writes the rows, returned once
+        they are on disk."""
+        loop = asyncio.get_running_loop()
+        rows.scored = loop.create_future()
+        rows.durable = loop.create_future() if self.log is not None else None
+        self.in_flight += 1
+        try:
+            self.queue.put_nowait(rows)
+            answers = await rows.scored
+            response = respond(answers)
+            if rows.durable is not None:
+                await rows.durable
+            return answers, response
+        finally:
+            self.in_flight -= 1
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         delay = self.cfg.serve.max_batch_delay_ms / 1000
         limit = self.cfg.serve.max_batch_rows
-        expected = 1  # requests the last call took: clients it answered come back together
         while True:
             batch = [await self.queue.get()]
             size = batch[0].n
             deadline = loop.time() + delay
             while size < limit:
                 if self.queue.empty():
-                    if (len(batch) >= expected and not self.arriving) or loop.time() >= deadline:
-                        break  # nobody else is on the way: go now
+                    if len(batch) >= self.in_flight + self.arriving or loop.time() >= deadline:
+                        break
                     await asyncio.sleep(_WAIT_STEP)  # let the requests on the way be read and checked
                     continue
                 item = self.queue.get_nowait()
                 batch.append(item)
                 size += item.n
-            expected = len(batch)
             try:
                 await loop.run_in_executor(self._model_thread, self._score_and_log, batch, loop)
             except Exception as exc:  # noqa: BLE001 - a bug here must fail these requests, not the server
                 log.exception("scoring failed")
-                for rows in batch:
-                    if not rows.future.done():
-                        rows.future.set_exception(exc)
+                _fail_all(batch, exc)
 
     def _score_and_log(self, batch: list[Rows], loop: asyncio.AbstractEventLoop) -> None:
         served = self.champion.current  # one version for the whole call
         schema = self.schema
-        frame = pd.DataFrame({schema.id_column: np.concatenate([r.ids for r in batch])}
-                             | {c: np.concatenate([r.columns[c] for r in batch]) for c in batch[0].columns})
-        scoring = training.score_outputs(served.model, frame, schema, self.cfg.evaluation.decision_threshold)
+        arrays = {schema.id_column: np.concatenate([r.ids for r in batch])} | {
+            c: np.concatenate([r.columns[c] for r in batch]) for c in batch[0].columns}
+        n = len(arrays[schema.id_column])
+        scoring = training.score_outputs(served.model, pd.DataFrame(arrays, copy=False), schema, self.cfg.evaluation.decision_threshold)
         outputs = scoring.frame
         scored = outputs["scored"].to_numpy()
-        failed = int((~scored).sum())
-        now = time.perf_counter()
-        counts = [r.n for r in batch]
-        self.metrics.scored(served.version, scoring.seconds, len(frame), failed, **_predicted(outputs[scored], schema))
+
+        def answer() -> None:
+            answers = Answers.of(served.version, outputs)
+            self.metrics.scored(served.version, scoring.seconds, n, n - int(scored.sum()), **_predicted(outputs, scored, schema))
+            loop.call_soon_threadsafe(_answer_all, batch, answers)
+
         if self.log is None:
-            self._answer(batch, served.version, outputs, loop)
+            answer()
             return
-        n = len(frame)
-        logged = requestlog.log_table({c: frame[c].array for c in frame.columns} | {c: outputs[c].array for c in outputs.columns} | {
+        counts = [r.n for r in batch]
+        logged = requestlog.log_table(arrays | {c: _plain_array(outputs[c]) for c in outputs.columns} | {
             requestlog.RECEIVED: np.repeat(np.array([r.received_at for r in batch], dtype="datetime64[us]"), counts),
             requestlog.STATUS: np.where(scored, requestlog.OK, requestlog.FAILED).astype(object),
             requestlog.ERROR: np.where(scored, None, "the model could not score this row"),
             requestlog.VERSION: np.full(n, served.version, dtype=object),
-            requestlog.LATENCY: now - np.repeat([r.arrived for r in batch], counts),
+            requestlog.LATENCY: time.perf_counter() - np.repeat([r.arrived for r in batch], counts),
         }, n, self._log_schema)
-        self.log.append(logged, lambda error: self._answered(batch, served.version, outputs, loop, error))
+        # Written here, synced on the log's thread while the answers are made (and their bodies built
+        # on the event loop); a request is answered once both are done.
+        self.log.commit(logged, lambda error: loop.call_soon_threadsafe(_durable_all, batch, error))
+        answer()
 
-    def _answered(self, batch, version, outputs, loop, error) -> None:
-        if error is None:
-            self._answer(batch, version, outputs, loop)
-            return
+
+def _plain_array(column: pd.Series):
+    """A column as Arrow reads it fastest: numpy for plain floats, pandas' own array otherwise (missing values kept)."""
+    return column.to_numpy() if column.dtype.kind == "f" else column.array
+
+
+def _answer_all(batch: list[Rows], answers: Answers) -> None:
+    start = 0
+    for rows in batch:
+        if not rows.scored.done():
+            rows.scored.set_result(answers.rows(start, start + rows.n))
+        start += rows.n
+
+
+def _durable_all(batch: list[Rows], error: BaseException | None) -> None:
+    if error is not None:
         log.error("the request log could not be written: %s", error)
-        failure = RuntimeError(f"the request log could not be written ({error}); nothing was answered")
-        for rows in batch:
-            loop.call_soon_threadsafe(_fail, rows.future, failure)
+        _fail_all(batch, RuntimeError(f"the request log could not be written ({error}); nothing was answered"))
+        return
+    for rows in batch:
+        if not rows.durable.done():
+            rows.durable.set_result(None)
 
-    @staticmethod
-    def _answer(batch, version, outputs, loop) -> None:
-        start = 0
-        for rows in batch:
-            part = outputs.iloc[start:start + rows.n]
-            start += rows.n
-            loop.call_soon_threadsafe(_resolve, rows.future, (version, part))
+
+def _fail_all(batch: list[Rows], error: BaseException) -> None:
+    for rows in batch:
+        for future in (rows.scored, rows.durable):
+            if future is not None and not future.done():
+                future.set_exception(error)
+
+
+@dataclass(frozen=True)
+class Answers:
+    """A model call's outputs (or one request's share of them) as plain values, so that an answer is
+    built on the event loop without pandas: per output column one value per row, None where the row
+    did not score."""
+
+    version: str
+    scored: list[bool]
+    values: dict[str, list]
+
+    @classmethod
+    def of(cls, version: str, outputs: pd.DataFrame) -> "Answers":
+        scored = outputs["scored"].to_numpy()
+        failed = np.flatnonzero(~scored).tolist()
+        values = {}
+        for name in outputs.columns.drop("scored"):
+            column = outputs[name]
+            if pd.api.types.is_integer_dtype(column.dtype):
+                plain = np.where(scored, column.to_numpy(dtype="float64", na_value=0), 0).astype("int64").tolist()
+            elif pd.api.types.is_float_dtype(column.dtype):
+                plain = column.to_numpy(dtype="float64", na_value=np.nan).tolist()
+            else:
+                plain = column.to_numpy(dtype=object).tolist()
+            for i in failed:
+                plain[i] = None
+            values[name] = plain
+        return cls(version, scored.tolist(), values)
+
+    def rows(self, start: int, stop: int) -> "Answers":
+        return Answers(self.version, self.scored[start:stop], {k: v[start:stop] for k, v in self.values.items()})
+
+    @property
+    def failed(self) -> int:
+        return self.scored.count(False)
 
 
 def _one_native_thread() -> None:
@@ -375,50 +460,35 @@ def _one_native_thread() -> None:
     threadpool_limits(1)
 
 
-def _resolve(future: asyncio.Future, value) -> None:
-    if not future.done():
-        future.set_result(value)
-
-
-def _fail(future: asyncio.Future, error: BaseException) -> None:
-    if not future.done():
-        future.set_exception(error)
-
-
-def _predicted(outputs: pd.DataFrame, schema: SchemaConfig) -> dict:
+def _predicted(outputs: pd.DataFrame, scored: np.ndarray, schema: SchemaConfig) -> dict:
+    """What a call predicted, for the metrics: the scored rows' counts per class (and for a binary
+    model their positive-class probabilities); nothing for a regressor."""
+    if schema.task == "regression":
+        return {}
+    classes, counts = np.unique(outputs[PREDICTION].to_numpy(dtype=object)[scored].astype(str), return_counts=True)
+    found = {"classes": dict(zip(classes.tolist(), counts.tolist()))}
     if schema.task == "binary_classification":
-        return {"scores": outputs[PROBABILITY].to_numpy(dtype="float64")}
-    if schema.task == "multiclass_classification":
-        return {"classes": outputs[PREDICTION].value_counts().to_dict()}
-    return {}
+        found["scores"] = outputs[PROBABILITY].to_numpy(dtype="float64")[scored]
+    return found
 
 
-def answer_rows(ids: np.ndarray, outputs: pd.DataFrame, schema: SchemaConfig, version: str) -> list[dict]:
-    """Each row's answer: its id and the model's output, or why it has none."""
-    scored = outputs["scored"].to_numpy()
-    ids = ids.tolist()
+def answer_rows(ids: list, answers: Answers, schema: SchemaConfig) -> list[dict]:
+    """Each row's answer for /predict: its id and the model's output, or why it has none."""
+    values = answers.values
     if schema.task == "binary_classification":
-        values = zip(outputs[PROBABILITY].tolist(), outputs[PREDICTION].astype("float64").tolist())
-        rows = [{"id": i, "probability": p, "prediction": int(k)} if ok else {"id": i, "error": "the model could not score this row"}
-                for i, (p, k), ok in zip(ids, values, scored)]
+        outputs = [{"probability": p, "prediction": k} for p, k in zip(values[PROBABILITY], values[PREDICTION])]
     elif schema.task == "multiclass_classification":
-        names = [f"{PROBABILITY}.{c}" for c in schema.classes]
-        probabilities = outputs[names].to_numpy().tolist()
-        rows = [{"id": i, "prediction": k, "probabilities": dict(zip(schema.classes, p))} if ok else
-                {"id": i, "error": "the model could not score this row"}
-                for i, k, p, ok in zip(ids, outputs[PREDICTION].tolist(), probabilities, scored)]
+        per_class = [values[f"{PROBABILITY}.{c}"] for c in schema.classes]
+        outputs = [{"prediction": k, "probabilities": dict(zip(schema.classes, p))} for k, *p in zip(values[PREDICTION], *per_class)]
     else:
-        rows = [{"id": i, "prediction": v} if ok else {"id": i, "error": "the model could not score this row"}
-                for i, v, ok in zip(ids, outputs[PREDICTION].tolist(), scored)]
-    for row in rows:
-        row["model_version"] = version
-    return rows
+        outputs = [{"prediction": v} for v in values[PREDICTION]]
+    return [({"id": i} | output if ok else {"id": i, "error": "the model could not score this row"}) | {"model_version": answers.version}
+            for i, output, ok in zip(ids, outputs, answers.scored)]
 
 
-def mlflow_predictions(outputs: pd.DataFrame, schema: SchemaConfig) -> list:
-    """What `mlflow models serve` answers for a scikit-learn model: ``predict``'s value per row."""
-    values = outputs[PREDICTION].astype(object).where(outputs["scored"].to_numpy(), None)
-    return values.tolist()
+def mlflow_predictions(answers: Answers) -> list:
+    """What `mlflow models serve` answers for a scikit-learn model: ``predict``'s value per row (None where it failed)."""
+    return answers.values[PREDICTION]
 
 
 # --- feedback ---------------------------------------------------------------------------------
@@ -484,6 +554,7 @@ class Service:
     def start(self) -> None:
         self.scorer = Scorer(self.cfg, self.champion, self.metrics, self.request_log)
         self.scorer.start()
+        _freeze_what_is_loaded(collect=True)
         self._follower.start()
 
     async def stop(self) -> None:
@@ -496,7 +567,8 @@ class Service:
 
     def _follow(self) -> None:
         while not self._stop.wait(self.cfg.serve.poll_seconds):
-            self.champion.follow()
+            if self.champion.follow():
+                _freeze_what_is_loaded(collect=False)  # a collection now would stall the requests in flight
             try:
                 for period in requestlog.close_periods(self.cfg.data, self.cfg.columns, self.cfg.serve):
                     log.warning("period %s closed: %d rows -> %s", period.batch_id, period.rows, period.batch or period.note)
@@ -505,15 +577,32 @@ class Service:
 
     async def invalid(self, route: str, error: InvalidRequest, arrived: float) -> None:
         """Count a refused request, and log it (with its reason) so the period's summary counts it too."""
-        self.metrics.answered(route, "invalid", self.champion.current.version, time.perf_counter() - arrived)
+        self.metrics.answered(route, "invalid", self.version, time.perf_counter() - arrived)
         if self.request_log is None:
             return
         row = {requestlog.RECEIVED: np.array([_utc_now()]), requestlog.STATUS: [requestlog.INVALID],
                requestlog.ERROR: [error.body["error"]], requestlog.LATENCY: [time.perf_counter() - arrived]}
         await _durable(self.request_log, requestlog.log_table(row, 1, self.request_log.schema))
 
+    @property
+    def version(self) -> str:
+        """The version serving, for a counter's label ("none" before the first champion)."""
+        current = self.champion.current
+        return current.version if current else "none"
+
     async def feedback(self, labels: pd.DataFrame) -> None:
         await _durable(self.feedback_log, labels.assign(**{requestlog.RECEIVED: _utc_now()}))
+
+
+def _freeze_what_is_loaded(collect: bool) -> None:
+    """Keep the garbage collector's full passes off what the imports and the model made: walking those
+    objects (MLflow, pandas and scikit-learn loaded) stalls every request in flight for far longer than
+    a model call, and they live as long as the server or the version serving."""
+    import gc
+
+    if collect:
+        gc.collect()
+    gc.freeze()
 
 
 def _utc_now() -> np.datetime64:
@@ -524,7 +613,12 @@ def _utc_now() -> np.datetime64:
 async def _durable(writer: requestlog.GroupCommitLog, frame: pd.DataFrame) -> None:
     loop = asyncio.get_running_loop()
     done = loop.create_future()
-    writer.append(frame, lambda error: loop.call_soon_threadsafe(_fail if error else _resolve, done, error))
+
+    def settle(error: BaseException | None) -> None:
+        if not done.done():
+            done.set_exception(error) if error else done.set_result(None)
+
+    writer.append(frame, lambda error: loop.call_soon_threadsafe(settle, error))
     await done
 
 
@@ -552,6 +646,9 @@ def create_app(cfg: Config):
         service.scorer.arriving += 1
         queued = False
         try:
+            if service.champion.current is None:
+                service.metrics.answered(route, "error", service.version, time.perf_counter() - arrived)
+                return json({"error": service.champion.problem}, 503)
             try:
                 body = orjson.loads(await request.body())
                 columns, fields, n = columns_of(body, route, names)
@@ -572,19 +669,21 @@ def create_app(cfg: Config):
             rows = Rows(n, ids, values, arrived, now.tz_convert(None).to_datetime64())
             service.scorer.arriving -= 1
             queued = True
+
+            def respond(answers: Answers) -> Response:
+                if route == "invocations":
+                    body = {"predictions": mlflow_predictions(answers), "ids": ids.tolist(), "model_version": answers.version}
+                else:
+                    body = {"predictions": answer_rows(ids.tolist(), answers, schema)}
+                return json(body, 200 if answers.failed < n else 500)
+
             try:
-                version, outputs = await service.scorer.score(rows)
+                answers, response = await service.scorer.score(rows, respond)
             except Exception as exc:  # noqa: BLE001 - the log or the model thread failed: a 500 that says which
-                service.metrics.answered(route, "error", service.champion.current.version, time.perf_counter() - arrived)
+                service.metrics.answered(route, "error", service.version, time.perf_counter() - arrived)
                 return json({"error": str(exc)}, 500)
-            failed = int((~outputs["scored"].to_numpy()).sum())
-            status = "ok" if failed == 0 else "error"
-            service.metrics.answered(route, status, version, time.perf_counter() - arrived)
-            if route == "invocations":
-                body = {"predictions": mlflow_predictions(outputs, schema), "ids": ids.tolist(), "model_version": version}
-            else:
-                body = {"predictions": answer_rows(ids, outputs, schema, version)}
-            return json(body, 200 if failed < n else 500)
+            service.metrics.answered(route, "ok" if answers.failed == 0 else "error", answers.version, time.perf_counter() - arrived)
+            return response
         finally:
             if not queued:
                 service.scorer.arriving -= 1
@@ -611,12 +710,20 @@ def create_app(cfg: Config):
 
     @app.get("/health")
     async def health():
-        current = service.champion.current
-        body = {"status": "ok" if service.champion.problem is None else "degraded", "model": cfg.registry.model_name,
-                "version": current.version, "serving_since": current.since.isoformat(), "logging": service.request_log is not None}
-        if service.champion.problem:
-            body["problem"] = service.champion.problem
-        return json(body)
+        """Ready: 200 while a version serves (``degraded`` when the newest alias could not be followed), 503 before."""
+        current, problem = service.champion.current, service.champion.problem
+        body = {"status": "waiting" if current is None else "degraded" if problem else "ok", "model": cfg.registry.model_name,
+                "logging": service.request_log is not None}
+        if current is not None:
+            body |= {"version": current.version, "serving_since": current.since.isoformat()}
+        if problem:
+            body["problem"] = problem
+        return json(body, 200 if current is not None else 503)
+
+    @app.get("/ping")
+    async def ping():
+        """Alive (what `mlflow models serve` clients probe): 200 whether or not a version serves yet."""
+        return json({"status": "up"})
 
     @app.get("/metrics")
     async def metrics():
@@ -640,22 +747,21 @@ def serve(cfg: Config, host: str, port: int, workers: int = 1, config_path: str 
     import uvicorn
 
     _check_port(host, port)
+    logged = f"request log: {cfg.data.request_log if cfg.serve.log_requests else 'off'}"
     if workers == 1:
         app = create_app(cfg)
-        print(f"serving {cfg.registry.model_name} v{app.state.service.champion.current.version} at http://{host}:{port} "
-              f"(request log: {cfg.data.request_log if cfg.serve.log_requests else 'off'})", flush=True)
+        champion = app.state.service.champion
+        serving = f"v{champion.current.version}" if champion.current else f"(waiting: {champion.problem})"
+        print(f"serving {cfg.registry.model_name} {serving} at http://{host}:{port} ({logged})", flush=True)
         uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
         return
     from driftloop.registry import Registry
 
-    if Registry(cfg.registry).by_alias(CHAMPION) is None:  # each worker would fail alone, in a traceback
-        raise DriftloopError(f"model {cfg.registry.model_name!r} has no {CHAMPION!r} alias at {cfg.registry.tracking_uri}; "
-                             "run the bootstrap flow first (make demo does)")
+    Registry(cfg.registry).by_alias(CHAMPION)  # a registry out of reach: one line here, not a traceback per worker
     os.environ[CONFIG_ENV] = str(Path(config_path).resolve())
     # The workers' counters, summed by whichever of them a scrape reaches.
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="driftloop-serve-metrics-")
-    print(f"serving {cfg.registry.model_name} at http://{host}:{port} with {workers} worker processes "
-          f"(request log: {cfg.data.request_log if cfg.serve.log_requests else 'off'})", flush=True)
+    print(f"serving {cfg.registry.model_name} at http://{host}:{port} with {workers} worker processes ({logged})", flush=True)
     uvicorn.run("driftloop.serving:app_from_environment", factory=True, host=host, port=port, workers=workers,
                 log_level="warning", access_log=False)
 

@@ -39,8 +39,9 @@ def project(tmp_path, candidate):
 
 
 @contextlib.contextmanager
-def serving(path: Path, port: int, *args: str):
-    """`driftloop serve` on ``port`` until the block ends (then SIGTERM, or SIGKILL'd by the test itself)."""
+def serving(path: Path, port: int, *args: str, ready: str = "/health"):
+    """`driftloop serve` on ``port`` until the block ends (then SIGTERM, or SIGKILL'd by the test itself),
+    from when ``ready`` answers 200."""
     log = open(path.parent / f"serve-{port}.log", "w")
     server = subprocess.Popen([str(DRIFTLOOP), "--config", str(path), "serve", "--port", str(port), *args],
                               stdout=log, stderr=subprocess.STDOUT, env=os.environ | {"PYTHONUNBUFFERED": "1"})
@@ -49,9 +50,9 @@ def serving(path: Path, port: int, *args: str):
         while True:
             assert server.poll() is None, (path.parent / f"serve-{port}.log").read_text()
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                if httpx.get(f"http://127.0.0.1:{port}{ready}", timeout=2).status_code == 200:
                     break
-            assert time.monotonic() < deadline, "the server did not answer /health in 90 s"
+            assert time.monotonic() < deadline, f"the server did not answer {ready} in 90 s"
             time.sleep(0.3)
         yield server
     finally:
@@ -232,3 +233,25 @@ def test_worker_processes_share_the_port_and_a_scrape_of_any_counts_them_all(pro
         scraped = [_metric(port, "driftloop_requests_total", status="ok") for _ in range(6)]
     assert len(list(folder.glob("*.arrows"))) == 2 and len(_logged(cfg)) == sent
     assert scraped == [float(sent)] * 6  # whichever process answers a scrape sums every worker's counters
+
+
+def test_a_server_started_before_the_first_champion_answers_503_until_the_alias_names_one(tmp_path, candidate):
+    path = write_project(tmp_path, serve={"poll_seconds": 0.5})
+    cfg = load_config(path)
+    generate(cfg.demo, cfg.data)
+    port = free_port()
+    with serving(path, port, ready="/ping"):
+        waiting = httpx.get(f"http://127.0.0.1:{port}/health", timeout=5)
+        refused = httpx.post(f"http://127.0.0.1:{port}/predict", json=_rows(cfg, 1), timeout=5)
+        assert waiting.status_code == 503 and waiting.json()["status"] == "waiting"
+        assert refused.status_code == 503 and "no 'champion' alias" in refused.json()["error"]
+
+        version = register(Registry(cfg.registry), candidate, CHAMPION)
+        deadline = time.monotonic() + 30
+        while httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code != 200:
+            assert time.monotonic() < deadline, "the server did not pick up the new champion in 30 s"
+            time.sleep(0.2)
+        answered = httpx.post(f"http://127.0.0.1:{port}/predict", json=_rows(cfg, 1), timeout=5)
+        assert answered.status_code == 200 and answered.json()["predictions"][0]["model_version"] == version
+        assert _metric(port, "driftloop_requests_total", status="error") == 1  # the request refused while waiting
+

@@ -1,5 +1,6 @@
 """The Prometheus exposition of the monitoring history, parsed back as Prometheus would read it."""
 
+import numpy as np
 import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -51,14 +52,20 @@ def test_a_model_with_no_monitor_run_yet_exposes_only_its_ledger_states(tmp_path
     assert {name for name, _ in found} == {"driftloop_batches"}
 
 
-def test_the_shipped_grafana_dashboard_queries_only_series_the_endpoint_exposes(tmp_path, rng):
+def test_the_shipped_grafana_dashboard_queries_only_series_the_endpoints_expose(tmp_path, rng):
     import json
     import re
     from pathlib import Path
 
+    from driftloop.exporter import ServingMetrics
+
     ledger = LedgerConfig(url=f"sqlite:///{tmp_path / 'ledger.db'}")
     History(ledger, "churn").record(_report(rng, "2026-02-03", 0.2, "retrain", ("auc fell",)))
-    exposed = {name for name, _ in _samples(registry_for(ledger, "churn"))}
+    serving = ServingMetrics("churn")  # what `driftloop serve` exposes, after one answered request
+    serving.answered("predict", "ok", "1", 0.01)
+    serving.scored("1", 0.004, 2, 0, scores=np.array([0.2, 0.9]), classes={"0": 1, "1": 1})
+    serving.in_progress.labels("churn").inc()
+    exposed = {name for name, _ in _samples(registry_for(ledger, "churn"))} | {name for name, _ in _samples(serving.registry)}
     dashboard = json.loads((Path(__file__).parents[2] / "ops" / "grafana" / "driftloop-dashboard.json").read_text())
     queried = {name for panel in dashboard["panels"] for target in panel["targets"] for name in re.findall(r"driftloop_[a-z_]+", target["expr"])}
     assert queried and queried <= exposed, queried - exposed

@@ -68,6 +68,35 @@ def test_appends_from_many_threads_are_all_durable_in_fewer_groups_than_appends(
     assert log.groups < 40  # appends queued during a write shared the next fsync
 
 
+def test_rows_written_by_the_callers_thread_are_acknowledged_after_the_logs_thread_synced_them(cfg):
+    log = _log(cfg)
+    table = requestlog.log_table({c: v.to_numpy() for c, v in _served(cfg, 3).items()}, 3, log.schema)
+    done, errors = threading.Event(), []
+
+    log.commit(table, lambda error: (errors.append(error), done.set()))
+
+    segment = next((cfg.data.request_log / DAY).glob("*.arrows"))  # written before commit returned
+    assert requestlog.read_segment(segment).column(cfg.columns.id_column).to_pylist() == ["r0", "r1", "r2"]
+    assert done.wait(10) and errors == [None] and log.groups == 1
+    log.close()
+
+
+def test_a_late_row_of_a_period_whose_stream_was_closed_goes_to_a_second_file_of_the_same_writer(cfg):
+    log = requestlog.GroupCommitLog(cfg.data.request_log, requestlog.log_schema(cfg.columns),
+                                    lambda f: f.astype("datetime64[D]").astype(str), name="host-1")
+    _append_and_wait(log, _served(cfg, 2, day="2026-12-03"))
+    _append_and_wait(log, _served(cfg, 2, day="2026-12-04", start=10))  # a new day: the 3rd's stream is closed
+    _append_and_wait(log, _served(cfg, 1, day="2026-12-03", start=20))  # arrived before midnight, written after
+    log.close()
+
+    folder = cfg.data.request_log / "2026-12-03"
+    assert sorted(p.name for p in folder.glob("*.arrows")) == ["host-1+1.arrows", "host-1.arrows"]
+    assert sorted(requestlog.read_folder(folder, log.schema).column(cfg.columns.id_column).to_pylist()) == ["r0", "r1", "r20"]
+    (period, _) = requestlog.close_periods(cfg.data, cfg.columns, ServeConfig(close_grace_minutes=0),
+                                           now=datetime(2026, 12, 6, tzinfo=timezone.utc))
+    assert (period.batch_id, period.rows, period.writers) == ("2026-12-03", 3, 1)
+
+
 def test_a_write_torn_by_a_crash_loses_only_the_batch_being_written(cfg):
     log = _log(cfg)
     _append_and_wait(log, _served(cfg, 30))

@@ -105,18 +105,32 @@ def test_a_whole_model_call_is_observed_as_its_rows_one_by_one_would_be(rng):
 
 def test_a_multiclass_or_regression_answer_names_its_output_and_a_failed_row_says_so():
     from driftloop.config import SchemaConfig
-    from driftloop.serving import answer_rows, mlflow_predictions
+    from driftloop.serving import Answers, answer_rows, mlflow_predictions
 
     base = dict(id_column="id", timestamp_column="ts", numeric=("x",), categorical=())
     three = SchemaConfig(target="kind", task="multiclass_classification", classes=("a", "b", "c"), **base)
     value = SchemaConfig(target="spend", task="regression", **base)
-    ids = np.array(["r1", "r2"], dtype=object)
+    ids = ["r1", "r2"]
     classes = pd.DataFrame({"probability.a": [0.7, np.nan], "probability.b": [0.2, np.nan], "probability.c": [0.1, np.nan],
                             "prediction": pd.array(["a", None], dtype="str"), "scored": [True, False]})
     spends = pd.DataFrame({"prediction": [12.5, np.nan], "scored": [True, False]})
 
-    assert answer_rows(ids, classes, three, "4") == [
+    classes, spends = Answers.of("4", classes), Answers.of("4", spends)
+
+    assert answer_rows(ids, classes, three) == [
         {"id": "r1", "prediction": "a", "probabilities": {"a": 0.7, "b": 0.2, "c": 0.1}, "model_version": "4"},
         {"id": "r2", "error": "the model could not score this row", "model_version": "4"}]
-    assert answer_rows(ids, spends, value, "4")[0] == {"id": "r1", "prediction": 12.5, "model_version": "4"}
-    assert mlflow_predictions(classes, three) == ["a", None] and mlflow_predictions(spends, value) == [12.5, None]
+    assert answer_rows(ids, spends, value)[0] == {"id": "r1", "prediction": 12.5, "model_version": "4"}
+    assert mlflow_predictions(classes) == ["a", None] and mlflow_predictions(spends) == [12.5, None]
+    assert classes.rows(1, 2).scored == [False] and spends.rows(0, 1).values == {"prediction": [12.5]}
+
+
+def test_a_binary_answer_is_plain_json_values_with_the_failed_row_empty():
+    from driftloop.serving import Answers
+
+    outputs = pd.DataFrame({"probability": [0.9, np.nan, 0.2], "prediction": pd.array([1, pd.NA, 0], dtype="Int64"),
+                            "scored": [True, False, True]})
+    answers = Answers.of("7", outputs)
+
+    assert answers.values == {"probability": [0.9, None, 0.2], "prediction": [1, None, 0]}
+    assert [type(v) for v in answers.values["prediction"]] == [int, type(None), int] and answers.failed == 1
