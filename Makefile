@@ -13,7 +13,7 @@ export GX_ANALYTICS_ENABLED ?= false
 # A new machine's first ephemeral Prefect API creates its database: give it longer than the 20 s default.
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 
-.PHONY: install lock browser prometheus demo test test-unit test-flows test-integration bench-drift bench-window bench-evaluate bench-cycle mlflow-ui up down ps clean
+.PHONY: install lock browser prometheus demo test test-unit test-flows test-integration bench-drift bench-window bench-evaluate bench-cycle bench-serve mlflow-ui up down ps clean
 
 install: $(VENV)/.installed
 
@@ -90,7 +90,12 @@ bench-evaluate: install
 bench-cycle: install
 	$(BIN)/python -m bench.cycle_bench $(ARGS)
 
-# A Prefect server, an MLflow server and a worker on 127.0.0.1, with prefect.yaml deployed.
+# `driftloop serve` (request log on, and off) against `mlflow models serve` on the same model: 1 and 100 rows per
+# request at 1, 8 and 32 clients, the servers alternating; JSON under bench/results/. About five minutes.
+bench-serve: install
+	$(BIN)/python -m bench.serve_bench $(ARGS)
+
+# The servers of `make up` on 127.0.0.1 (ops/stack.py: Prefect, MLflow, a worker, metrics, driftloop serve), prefect.yaml deployed.
 up: install
 	$(BIN)/python -m ops.stack up
 

@@ -3,8 +3,9 @@
 `up` starts, on 127.0.0.1, a Prefect server (SQLite under .prefect/), an MLflow tracking
 server (SQLite mlruns/mlflow.db, artifacts in mlruns/artifacts), a Prefect process worker and
 the Prometheus metrics endpoint (`driftloop serve-metrics` on the config's monitoring history,
-port 9753 or DRIFTLOOP_METRICS_PORT), creates the work pool, deploys prefect.yaml and prints
-the addresses.
+port 9753 or DRIFTLOOP_METRICS_PORT) and `driftloop serve` for the champion (the config's
+serve.port, or DRIFTLOOP_SERVE_PORT; it answers 503 until the bootstrap makes a champion),
+creates the work pool, deploys prefect.yaml and prints the addresses.
 `down` stops exactly the processes `up` started (their PIDs are in .run/).
 
 External servers: set PREFECT_API_URL and/or DRIFTLOOP_TRACKING_URI before `make up` and
@@ -25,12 +26,13 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from driftloop.config import METRICS_PORT, TRACKING_URI_ENV
+from driftloop.config import METRICS_PORT, TRACKING_URI_ENV, load_config
+from driftloop.errors import DriftloopError
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 POOL = "driftloop"
-SERVICES = ("prefect-worker", "metrics", "mlflow-server", "prefect-server")  # in the order `down` stops them
+SERVICES = ("serve", "prefect-worker", "metrics", "mlflow-server", "prefect-server")  # in the order `down` stops them
 _CHILDREN: dict[int, subprocess.Popen] = {}
 
 
@@ -181,6 +183,12 @@ def start_metrics(env: dict, run_dir: Path, config: Path, port: int) -> Service:
     return start("metrics", command, env, run_dir, f"http://127.0.0.1:{port}/metrics")
 
 
+def start_serving(env: dict, run_dir: Path, config: Path, port: int) -> Service:
+    """`driftloop serve` for the config's champion, its registry the stack's (``env``)."""
+    command = [str(BIN / "driftloop"), "serve", "--config", str(config), "--port", str(port)]
+    return start("serve", command, env, run_dir, f"http://127.0.0.1:{port}")
+
+
 def deploy(env: dict) -> None:
     """Create the process pool and register every deployment of prefect.yaml (with its triggers)."""
     prefect = str(BIN / "prefect")
@@ -201,10 +209,11 @@ def install_alerts(env: dict, config: Path) -> None:
 
 
 def up(run_dir: Path, prefect_port: int, mlflow_port: int, env: dict | None = None, mlflow_store: Path = ROOT / "mlruns",
-       config: Path | None = None, metrics_port: int | None = None) -> dict:
+       config: Path | None = None, metrics_port: int | None = None, serve_port: int | None = None) -> dict:
     """Start what is not already given by the environment, deploy, start the worker and, given a
-    ``config``, create its alert automations and (on ``metrics_port``) serve its metrics; returns the
-    environment that points a client at the stack (tests call this exactly as `make up` does)."""
+    ``config``, create its alert automations, serve its metrics (on ``metrics_port``) and its champion
+    (on ``serve_port``); returns the environment that points a client at the stack (tests call this
+    exactly as `make up` does)."""
     env = base_env() if env is None else env
     began = time.monotonic()
     waits = []
@@ -228,6 +237,10 @@ def up(run_dir: Path, prefect_port: int, mlflow_port: int, env: dict | None = No
     for service, health in waits:
         seconds = wait_until_up(health, pid=service.pid)
         print(f"{service.name} answering at {service.url} after {time.monotonic() - began:.1f}s (its own wait {seconds:.1f}s)")
+    if config is not None and serve_port is not None:  # it reads the champion alias at start: after MLflow is up
+        serving = start_serving(env, run_dir, config, serve_port)
+        seconds = wait_until_up(f"{serving.url}/ping", pid=serving.pid)
+        print(f"serve answering at {serving.url} after {time.monotonic() - began:.1f}s (its own wait {seconds:.1f}s)")
     deploy(env)
     print("work pool 'driftloop' created and prefect.yaml deployed")
     if config is not None:
@@ -241,6 +254,8 @@ def up(run_dir: Path, prefect_port: int, mlflow_port: int, env: dict | None = No
     print(f"MLflow UI:   {env['MLFLOW_TRACKING_URI']}   (registered model, versions, gate tables)")
     if config is not None and metrics_port is not None:
         print(f"Metrics:     http://127.0.0.1:{metrics_port}/metrics   (driftloop_* series for Prometheus to scrape)")
+    if config is not None and serve_port is not None:
+        print(f"Serving:     http://127.0.0.1:{serve_port}/predict   (the champion, once there is one; /metrics for Prometheus too)")
     print(f"everything up in {time.monotonic() - began:.1f}s; `source .run/env` points the CLI at these servers; `make down` stops them")
     return env
 
@@ -266,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prefect-port", type=int, default=int(os.environ.get("DRIFTLOOP_PREFECT_PORT", 4200)))
     parser.add_argument("--mlflow-port", type=int, default=int(os.environ.get("DRIFTLOOP_MLFLOW_PORT", 5000)))
     parser.add_argument("--metrics-port", type=int, default=int(os.environ.get("DRIFTLOOP_METRICS_PORT", METRICS_PORT)))
+    parser.add_argument("--serve-port", type=int, default=os.environ.get("DRIFTLOOP_SERVE_PORT"), help="default: serve.port")
     args = parser.parse_args(argv)
     run_dir = ROOT / ".run"
     if args.command == "up":
@@ -274,9 +290,10 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         try:
             config = Path(os.environ.get("DRIFTLOOP_CONFIG") or ROOT / "driftloop.yaml")
-            up(run_dir, args.prefect_port, args.mlflow_port, config=config, metrics_port=args.metrics_port)
+            serve_port = args.serve_port or load_config(config).serve.port
+            up(run_dir, args.prefect_port, args.mlflow_port, config=config, metrics_port=args.metrics_port, serve_port=serve_port)
             return 0
-        except (RuntimeError, TimeoutError, subprocess.CalledProcessError) as exc:
+        except (RuntimeError, TimeoutError, subprocess.CalledProcessError, DriftloopError) as exc:
             print(f"make up failed: {exc}; stopping what was started", file=sys.stderr)
             down(run_dir)
             return 1

@@ -144,9 +144,9 @@ def made_up(tmp_path_factory):
 
     env = {k: v for k, v in os.environ.items()
            if k not in ("PREFECT_HOME", "PREFECT_API_URL", TRACKING_URI_ENV, "MLFLOW_TRACKING_URI", "MAKEFLAGS", "MAKELEVEL")}
-    metrics_port = free_port()
+    metrics_port, serve_port = free_port(), free_port()
     env |= {"DRIFTLOOP_PREFECT_PORT": str(free_port()), "DRIFTLOOP_MLFLOW_PORT": str(free_port()),
-            "DRIFTLOOP_METRICS_PORT": str(metrics_port), "PREFECT_WORKER_QUERY_SECONDS": "2",
+            "DRIFTLOOP_METRICS_PORT": str(metrics_port), "DRIFTLOOP_SERVE_PORT": str(serve_port), "PREFECT_WORKER_QUERY_SECONDS": "2",
             # A deployment made after the server started gets its schedule's runs at the scheduler's next visit.
             "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "5"}
     setup, terminal = readme_first_run()
@@ -162,7 +162,7 @@ def made_up(tmp_path_factory):
         env = stack.base_env() | {"PREFECT_HOME": str(workspace / ".prefect")} | pointed
         cleanup.enter_context(prefect_api_at(pointed["PREFECT_API_URL"]))
         yield {"api": pointed["PREFECT_API_URL"], "mlflow": pointed[TRACKING_URI_ENV], "tmp": tmp, "run_dir": workspace / ".run",
-               "env": env, "metrics": f"http://127.0.0.1:{metrics_port}/metrics",
+               "env": env, "metrics": f"http://127.0.0.1:{metrics_port}/metrics", "serve": f"http://127.0.0.1:{serve_port}",
                "first_run": (workspace, started, followed)}
 
 
