@@ -8,8 +8,9 @@ from the reference data) by the bounded client of bench/loadgen.py, at each conc
 the servers taken in turn and the turn's order rotated every repeat, so the machine's drift in speed falls
 on all three alike. Per cell: p50 and p99 latency (from the request's first byte sent to its answer's last
 byte read) and answers per second, the ratios that the targets name, and the model-only floor (one
-``predict_proba`` call on the same rows, in this process). The table is printed and written as JSON under
-bench/results/.
+``predict_proba`` call on the same rows, in this process). Last, a served period of ``--close-rows``
+requests is written to the request log as the server writes it and closed into its batch in a process of
+its own: seconds and peak memory. The table is printed and written as JSON under bench/results/.
 """
 
 from __future__ import annotations
@@ -192,6 +193,58 @@ def summary(results: list[dict], floor: dict[int, float]) -> list[dict]:
     return table
 
 
+def write_period(config: Path, rows: int, day: str = "2026-01-05", per_write: int = 10_000) -> None:
+    """A served period of ``rows`` one-row answers in the request log, written as the server writes them."""
+    import threading
+
+    from driftloop import requestlog
+    from driftloop.config import load_config
+
+    cfg = load_config(config)
+    schema, rng = cfg.columns, np.random.default_rng(0)
+    log = requestlog.GroupCommitLog(cfg.data.request_log, requestlog.log_schema(schema), lambda f: np.full(len(f), day))
+    for start in range(0, rows, per_write):
+        n = min(per_write, rows - start)
+        received = np.datetime64(f"{day}T00:00:00", "us") + (np.arange(start, start + n) * 80).astype("timedelta64[ms]")
+        columns = {schema.id_column: np.array([f"r{i}" for i in range(start, start + n)], dtype=object), schema.timestamp_column: received}
+        columns |= {c: rng.normal(size=n) for c in schema.numeric} | {c: rng.choice(["a", "b", "c"], n).astype(object) for c in schema.categorical}
+        columns |= {"probability": rng.uniform(size=n), "prediction": rng.integers(0, 2, n), requestlog.RECEIVED: received,
+                    requestlog.STATUS: np.full(n, requestlog.OK, dtype=object), requestlog.VERSION: np.full(n, "1", dtype=object),
+                    requestlog.LATENCY: rng.uniform(0.001, 0.05, n)}
+        done = threading.Event()
+        log.commit(requestlog.log_table(columns, n, log.schema), lambda error: done.set())
+        done.wait()
+    log.close()
+
+
+def _close_in_process(config: Path, out: Path) -> None:
+    """Close the written period in this process: seconds and the process's peak RSS."""
+    import resource
+    from datetime import datetime, timezone
+
+    from driftloop import requestlog
+    from driftloop.config import ServeConfig, load_config
+
+    cfg = load_config(config)
+    began = time.perf_counter()
+    (period,) = requestlog.close_periods(cfg.data, cfg.columns, ServeConfig(close_grace_minutes=0),
+                                         now=datetime(2026, 1, 7, tzinfo=timezone.utc))
+    out.write_text(json.dumps({"rows": period.rows, "seconds": time.perf_counter() - began,
+                               "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def period_close(config: Path, rows: int) -> dict:
+    """A period of ``rows`` requests written to the log, then closed into its batch in a process of its own."""
+    from driftloop.config import load_config
+
+    write_period(config, rows)
+    log_mb = sum(p.stat().st_size for p in load_config(config).data.request_log.rglob("*.arrows")) / 1e6
+    out = config.parent / "close.json"
+    subprocess.run([sys.executable, "-m", "bench.serve_bench", "--close-in-process", str(config), str(out)], check=True,
+                   cwd=Path(__file__).resolve().parent.parent)
+    return json.loads(out.read_text()) | {"log_mb": log_mb}
+
+
 def print_table(table: list[dict]) -> None:
     head = (f"{'rows':>4} {'clients':>7} | {'driftloop req/s  p50  p99':>27} | {'no log req/s  p50  p99':>24} | "
             f"{'mlflow req/s  p50  p99':>24} | {'x mlflow':>8} {'p99/mlflow':>10} {'log cost':>8} | {'model ms':>8}")
@@ -210,8 +263,13 @@ def main() -> None:
     parser.add_argument("--rows", type=int, nargs="+", default=[1, 100], help="rows per request")
     parser.add_argument("--requests", type=int, default=2000, help="1-row requests per server and cell (fewer for bigger ones)")
     parser.add_argument("--rounds", type=int, default=8, help="rounds each cell's requests are split into, servers alternating")
+    parser.add_argument("--close-rows", type=int, default=1_000_000, help="requests in the period closed into a batch (0: none)")
     parser.add_argument("--keep", action="store_true", help="keep the temp project")
+    parser.add_argument("--close-in-process", nargs=2, type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.close_in_process:
+        _close_in_process(*args.close_in_process)
+        return
 
     folder, config, _ = bootstrapped("serve", 2_000, 1)
     bodies, frames = {}, {}
@@ -227,10 +285,16 @@ def main() -> None:
     table = summary(results, floor)
     print()
     print_table(table)
+    closed = None
+    if args.close_rows:
+        closed = period_close(config, args.close_rows)
+        print(f"\na served period of {closed['rows']:,} requests ({closed['log_mb']:.0f} MB of log) closed into its batch in "
+              f"{closed['seconds']:.1f} s, peak RSS {closed['peak_rss_mb']:.0f} MB")
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"serve-{date.today()}.json"
     out.write_text(json.dumps({"machine": {"cores": os.cpu_count(), "python": platform.python_version()},
-                               "args": vars(args), "table": table,
+                               "args": {k: v for k, v in vars(args).items() if k != "close_in_process"}, "table": table,
+                               "period_close": closed,
                                "runs": [{k: v for k, v in r.items() if k != "latencies_ms"} for r in results]}, indent=2))
     print(f"\nwritten to {out.relative_to(Path.cwd()) if out.is_relative_to(Path.cwd()) else out}")
     if not args.keep:

@@ -39,6 +39,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.ipc as ipc
+import pyarrow.parquet as pq
 
 from driftloop.config import PREDICTION, PROBABILITY, DataConfig, SchemaConfig, ServeConfig
 from driftloop.data import batch_path, check_folders
@@ -255,7 +256,7 @@ class GroupCommitLog:
 def read_segment(path: Path) -> pa.Table | None:
     """Every complete record batch of one writer's stream; a batch torn by a crash (never answered) is
     left out. None when not even the stream's header made it to disk."""
-    with open(path, "rb") as file:
+    with pa.memory_map(str(path)) as file:  # the batches point into the map: nothing is copied to read them
         try:
             reader = ipc.open_stream(file)
         except (pa.ArrowInvalid, OSError):
@@ -271,13 +272,28 @@ def read_segment(path: Path) -> pa.Table | None:
         return pa.Table.from_batches(batches, schema=reader.schema)
 
 
-def read_folder(folder: Path, schema: pa.Schema) -> pa.Table:
-    """The rows every writer logged in ``folder``, oldest first."""
+def read_folder(folder: Path, schema: pa.Schema, oldest_first: bool = True) -> pa.Table:
+    """The rows every writer logged in ``folder`` (oldest first, or as the files hold them: then nothing
+    is copied out of the memory-mapped files)."""
     tables = [t for p in sorted(folder.glob(f"*{SEGMENT_SUFFIX}")) if (t := read_segment(p)) is not None]
     if not tables:
         return schema.empty_table()
     table = pa.concat_tables([t.cast(schema) if t.schema != schema else t for t in tables])
-    return table.sort_by(RECEIVED)
+    return table.sort_by(RECEIVED) if oldest_first else table
+
+
+def newest_answered(table: pa.Table, id_column: str) -> tuple[np.ndarray, int, int]:
+    """Positions in ``table`` of the rows a period's batch keeps, oldest first: the answered rows (not
+    refused), the newest per id (a client's retry replaces its first answer). Also how many rows were
+    refused, and how many answered rows an id's newer answer replaced."""
+    answered = pc.not_equal(table.column(STATUS), INVALID)
+    positions = pa.array(np.arange(len(table)))
+    slim = pa.table({"id": table.column(id_column), "received": table.column(RECEIVED), "at": positions}).filter(answered)
+    slim = slim.take(pc.sort_indices(slim, [("received", "ascending"), ("at", "ascending")]))
+    slim = slim.append_column("order", pa.array(np.arange(len(slim))))
+    newest = slim.group_by("id", use_threads=False).aggregate([("order", "max")]).column("order_max")
+    kept = slim.column("at").to_numpy()[np.sort(newest.to_numpy())]
+    return kept, len(table) - len(slim), len(slim) - len(kept)
 
 
 # --- what a served period was ---------------------------------------------------------------
@@ -309,22 +325,22 @@ class ServedPeriod:
         return cls(**raw)
 
 
-def summarise(batch_id: str, table: pa.Table, schema: SchemaConfig, writers: int, batch: str | None, note: str = "") -> ServedPeriod:
-    status = table.column(STATUS).to_numpy(zero_copy_only=False)
-    answered = status != INVALID
-    frame = table.select([schema.id_column, RECEIVED, STATUS, VERSION, LATENCY]).filter(pa.array(answered)).to_pandas()
-    newest = ~frame[schema.id_column].duplicated(keep="last")
-    kept = frame[newest]
-    latency = kept[LATENCY].to_numpy(dtype="float64") * 1000
+def summarise(batch_id: str, table: pa.Table, schema: SchemaConfig, writers: int, batch: str | None, note: str = "",
+              kept: tuple[np.ndarray, int, int] | None = None) -> ServedPeriod:
+    """What the period's requests were; ``kept`` is ``newest_answered``'s answer, when already found."""
+    positions, invalid, replaced = kept if kept is not None else newest_answered(table, schema.id_column)
+    rows = table.select([STATUS, VERSION, LATENCY]).take(positions)
+    latency = rows.column(LATENCY).to_numpy() * 1000
     p50, p95, p99 = np.percentile(latency, [50, 95, 99]) if len(latency) else (None, None, None)
-    failed = int((kept[STATUS] == FAILED).sum())
-    versions = kept[VERSION].value_counts().sort_index()
+    failed = int(pc.sum(pc.equal(rows.column(STATUS), FAILED)).as_py() or 0)
+    versions = rows.group_by(VERSION, use_threads=False).aggregate([(STATUS, "count")]).to_pydict()
     return ServedPeriod(
-        batch_id=batch_id, rows=len(kept), requests_invalid=int((~answered).sum()), rows_failed=failed,
-        error_rate=failed / len(kept) if len(kept) else 0.0,
+        batch_id=batch_id, rows=len(positions), requests_invalid=invalid, rows_failed=failed,
+        error_rate=failed / len(positions) if len(positions) else 0.0,
         latency_p50_ms=None if p50 is None else round(float(p50), 3), latency_p95_ms=None if p95 is None else round(float(p95), 3),
-        latency_p99_ms=None if p99 is None else round(float(p99), 3), duplicate_ids=int((~newest).sum()),
-        versions={str(k): int(v) for k, v in versions.items()}, writers=writers, batch=batch, note=note)
+        latency_p99_ms=None if p99 is None else round(float(p99), 3), duplicate_ids=replaced,
+        versions={str(k): int(v) for k, v in sorted(zip(versions[VERSION], versions[f"{STATUS}_count"]))}, writers=writers,
+        batch=batch, note=note)
 
 
 def served_period(data: DataConfig, batch_id: str) -> ServedPeriod | None:
@@ -385,31 +401,44 @@ def close_periods(data: DataConfig, schema: SchemaConfig, serve: ServeConfig, no
     logged = log_schema(schema)
     closed = []
     for folder in _closable(data.request_log, now, grace, days_after=1):
-        table = read_folder(folder, logged)
+        table = read_folder(folder, logged, oldest_first=False)
         writers = len({p.name.removesuffix(SEGMENT_SUFFIX).split(REOPENED)[0] for p in folder.glob(f"*{SEGMENT_SUFFIX}")})
-        rows = _batch_rows(table, schema)
-        if len(rows) == 0:
-            summary = summarise(folder.name, table, schema, writers, None, note="no request was answered in this period")
+        kept = newest_answered(table, schema.id_column)
+        if len(kept[0]) == 0:
+            summary = summarise(folder.name, table, schema, writers, None, "no request was answered in this period", kept)
         else:
             target = batch_path(data, folder.name)
-            write = (lambda p: rows.to_parquet(p, index=False)) if data.batch_format == "parquet" else (lambda p: rows.to_csv(p, index=False))
-            placed = _link_into_place(target, write)
+            placed = _link_into_place(target, lambda path: _write_batch(path, table, kept[0], schema, data.batch_format))
             note = "" if placed else f"{target} was already there (delivered by other means); the served rows stay in {folder}"
-            summary = summarise(folder.name, table, schema, writers, str(target) if placed else None, note)
+            summary = summarise(folder.name, table, schema, writers, str(target) if placed else None, note, kept)
         _write_summary(folder, summary.to_dict())
         closed.append(summary)
+        del table  # its memory maps close with it
     for folder in _closable(data.request_log / FEEDBACK, now, grace, days_after=1):
         _close_feedback_day(data, schema, folder)
     return closed
 
 
-def _batch_rows(table: pa.Table, schema: SchemaConfig) -> pd.DataFrame:
-    """The period's answered rows as a batch of the file contract: the newest row per id, oldest first."""
-    columns = [schema.id_column, schema.timestamp_column, *schema.features, *schema.passthrough]
-    status = table.column(STATUS).to_numpy(zero_copy_only=False)
-    frame = table.filter(pa.array(status != INVALID)).select(columns).to_pandas()
-    frame = frame[~frame[schema.id_column].duplicated(keep="last")].reset_index(drop=True)
-    return frame.drop(columns=[c for c in schema.passthrough if frame[c].isna().all()])
+_WRITE_ROWS = 100_000  # rows copied out of the log at a time while the batch file is written
+
+
+def _write_batch(path: Path, table: pa.Table, kept: np.ndarray, schema: SchemaConfig, batch_format: str) -> None:
+    """The kept rows as a batch of the file contract (id, timestamp, features, the passthrough columns
+    that hold a value), written a slice at a time so that a period of any size costs one slice of memory."""
+    passthrough = [c for c in schema.passthrough if pc.count(table.column(c).take(kept)).as_py()]
+    columns = table.select([schema.id_column, schema.timestamp_column, *schema.features, *passthrough])
+    writer = None
+    try:
+        for start in range(0, len(kept), _WRITE_ROWS):
+            part = columns.take(kept[start:start + _WRITE_ROWS])
+            if batch_format == "parquet":
+                writer = writer or pq.ParquetWriter(path, part.schema)
+                writer.write_table(part)
+            else:
+                part.to_pandas().to_csv(path, index=False, mode="a" if start else "w", header=not start)
+    finally:
+        if writer is not None:
+            writer.close()
 
 
 def feedback_schema(schema: SchemaConfig) -> pa.Schema:

@@ -184,3 +184,21 @@ def test_a_slow_or_failing_served_period_is_a_watch_signal_and_never_a_retrain()
     assert judged.breaches == (f"p99 latency 42.0 ms on {DAY} > serve.max_p99_ms 25", f"error rate 2.00% on {DAY} > serve.max_error_rate 1.00%")
     decision = decide_retraining(no_drift, None, None, None, None, PolicyConfig(), served=judged)
     assert decision.action == "watch" and decision.reasons[0].startswith("serving: p99 latency")
+
+
+@pytest.mark.parametrize("batch_format", ["parquet", "csv"])
+def test_a_period_is_written_a_slice_at_a_time_oldest_first_with_every_id_once(cfg, monkeypatch, batch_format):
+    monkeypatch.setattr(requestlog, "_WRITE_ROWS", 7)  # slices smaller than the period
+    data_cfg = cfg.data.model_copy(update={"batch_format": batch_format})
+    log = _log(cfg)
+    _append_and_wait(log, _served(cfg, 30, start=0))
+    _append_and_wait(log, _served(cfg, 5, start=10).assign(**{requestlog.RECEIVED: np.datetime64(f"{DAY}T11:00:00", "us")}))  # retries
+    log.close()
+
+    (period,) = requestlog.close_periods(data_cfg, cfg.columns, ServeConfig(close_grace_minutes=0),
+                                         now=datetime(2026, 12, 5, tzinfo=timezone.utc))
+
+    batch = data.read_batch(data_cfg, DAY)
+    ids = batch[cfg.columns.id_column].tolist()
+    assert (period.rows, period.duplicate_ids, len(ids), len(set(ids))) == (30, 5, 30, 30)
+    assert ids[:10] == [f"r{i}" for i in range(10)] and ids[-5:] == [f"r{i}" for i in range(10, 15)]  # the retries, newest
