@@ -255,3 +255,32 @@ def test_a_server_started_before_the_first_champion_answers_503_until_the_alias_
         assert answered.status_code == 200 and answered.json()["predictions"][0]["model_version"] == version
         assert _metric(port, "driftloop_requests_total", status="error") == 1  # the request refused while waiting
 
+
+
+def test_a_multiclass_model_answers_its_own_class_names_with_a_probability_each_and_logs_them(tmp_path):
+    from driftloop import training
+    from driftloop.demo import PLAN_CHANGE, PLAN_CHANGES
+
+    path = write_project(tmp_path, columns={"target": PLAN_CHANGE, "task": "multiclass_classification", "classes": list(PLAN_CHANGES)},
+                         evaluation={"thresholds": {"macro_f1": {"max_drop": 0.05}}, "fairness_columns": []},
+                         gate={"rules": {"macro_f1": {"min_improvement": 0.0}}})
+    cfg = load_config(path)
+    generate(cfg.demo, cfg.data, target=PLAN_CHANGE)
+    train, holdout = training.split_by_time(data.read_reference(cfg.data, cfg.columns), cfg.columns, 0.2)
+    fitted = training.train_candidate(train, holdout, cfg.columns.timestamp_column, cfg.columns, cfg.training, cfg.drift, 0.5)
+    register(Registry(cfg.registry), fitted, CHAMPION)
+    port = free_port()
+    with serving(path, port):
+        rows = _rows(cfg, 20)
+        predicted = httpx.post(f"http://127.0.0.1:{port}/predict", json=rows, timeout=10).json()["predictions"]
+        mlflow_style = httpx.post(f"http://127.0.0.1:{port}/invocations", json={"dataframe_records": rows}, timeout=10).json()
+        counted = {c: _metric(port, "driftloop_predicted_class_total", **{"class": c}) for c in PLAN_CHANGES}
+
+    assert {p["prediction"] for p in predicted} <= set(PLAN_CHANGES)
+    assert all(set(p["probabilities"]) == set(PLAN_CHANGES) and sum(p["probabilities"].values()) == pytest.approx(1.0) for p in predicted)
+    assert all(p["prediction"] == max(p["probabilities"], key=p["probabilities"].get) for p in predicted)
+    assert mlflow_style["predictions"] == [p["prediction"] for p in predicted]  # predict's class names, as MLflow answers
+    assert sum(counted.values()) == 40  # both requests' rows, by predicted class
+    logged = _logged(cfg)
+    assert {f"probability.{c}" for c in PLAN_CHANGES} <= set(logged.column_names)
+    assert sorted(logged.column("prediction").to_pylist()) == sorted([p["prediction"] for p in predicted] * 2)
