@@ -21,6 +21,7 @@ import asyncio
 import logging
 import os
 import secrets
+import shutil
 import socket
 import tempfile
 import threading
@@ -759,11 +760,14 @@ def serve(cfg: Config, host: str, port: int, workers: int = 1, config_path: str 
 
     Registry(cfg.registry).by_alias(CHAMPION)  # a registry out of reach: one line here, not a traceback per worker
     os.environ[CONFIG_ENV] = str(Path(config_path).resolve())
-    # The workers' counters, summed by whichever of them a scrape reaches.
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="driftloop-serve-metrics-")
+    # The workers' counters, summed by whichever of them a scrape reaches; they end with the server.
+    counters = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="driftloop-serve-metrics-")
     print(f"serving {cfg.registry.model_name} at http://{host}:{port} with {workers} worker processes ({logged})", flush=True)
-    uvicorn.run("driftloop.serving:app_from_environment", factory=True, host=host, port=port, workers=workers,
-                log_level="warning", access_log=False)
+    try:
+        uvicorn.run("driftloop.serving:app_from_environment", factory=True, host=host, port=port, workers=workers,
+                    log_level="warning", access_log=False)
+    finally:
+        shutil.rmtree(counters, ignore_errors=True)
 
 
 CONFIG_ENV = "DRIFTLOOP_SERVE_CONFIG"

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from datetime import date, datetime, timedelta, timezone
@@ -224,7 +225,10 @@ def test_worker_processes_share_the_port_and_a_scrape_of_any_counts_them_all(pro
     path, cfg = project
     port = free_port()
     folder = cfg.data.request_log / datetime.now(timezone.utc).date().isoformat()
+    counters = lambda: set(Path(tempfile.gettempdir()).glob("driftloop-serve-metrics-*"))  # noqa: E731
+    before = counters()
     with serving(path, port, "--workers", "2"):
+        assert len(counters() - before) == 1  # the workers' shared counters
         sent = 0
         # A new connection per request, until both processes have answered some (the kernel picks the acceptor).
         while len(list(folder.glob("*.arrows"))) < 2 and sent < 300:
@@ -233,6 +237,7 @@ def test_worker_processes_share_the_port_and_a_scrape_of_any_counts_them_all(pro
         scraped = [_metric(port, "driftloop_requests_total", status="ok") for _ in range(6)]
     assert len(list(folder.glob("*.arrows"))) == 2 and len(_logged(cfg)) == sent
     assert scraped == [float(sent)] * 6  # whichever process answers a scrape sums every worker's counters
+    assert counters() == before  # and they went with the server
 
 
 def test_a_server_started_before_the_first_champion_answers_503_until_the_alias_names_one(tmp_path, candidate):
