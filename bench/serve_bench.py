@@ -34,6 +34,7 @@ import yaml
 
 from bench import loadgen
 from bench.cycle_bench import RESULTS, bootstrapped
+from ops import stack
 
 SERVERS = ("driftloop", "driftloop-nolog", "mlflow")
 
@@ -42,23 +43,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def _wait_until_up(url: str, process: subprocess.Popen, name: str, seconds: float = 120) -> None:
-    import urllib.error
-    import urllib.request
-
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"{name} exited with {process.returncode} before answering {url}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as answer:
-                if answer.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            time.sleep(0.3)
-    raise SystemExit(f"{name} did not answer {url} within {seconds:.0f} s")
 
 
 def start_servers(folder: Path, config: Path) -> tuple[dict[str, str], list[subprocess.Popen]]:
@@ -90,7 +74,7 @@ def start_servers(folder: Path, config: Path) -> tuple[dict[str, str], list[subp
         processes.append(subprocess.Popen(command, cwd=folder, env=env | trusted.get(name, {}), stdout=out, stderr=subprocess.STDOUT))
     try:
         for (name, port), process in zip(ports.items(), processes):
-            _wait_until_up(f"http://127.0.0.1:{port}/health", process, name)
+            stack.wait_until_up(f"http://127.0.0.1:{port}/health", timeout=120, pid=process.pid)
             urls[name] = f"http://127.0.0.1:{port}/invocations"
     except BaseException:
         stop_servers(processes)
