@@ -192,6 +192,23 @@ class ServingMetrics:
         if shared:
             multiprocess.MultiProcessCollector(self.registry)
 
+    def serving(self, version: str, classes: tuple[str, ...], scores: bool, routes: tuple[str, ...] = ("predict", "invocations")) -> None:
+        """Create a newly served version's series at zero. A series first scraped after its first
+        requests has no earlier sample, so ``rate`` would see no increase (and p50 would be NaN)."""
+        for route in routes:
+            self.duration.labels(self.model, version, route)
+            for status in ("ok", "invalid", "error"):
+                self.requests.labels(self.model, route, status)
+        self.in_progress.labels(self.model)
+        self.model_duration.labels(self.model, version)
+        self.batch_rows.labels(self.model)
+        for status in ("ok", "error"):
+            self.rows.labels(self.model, version, status)
+        for name in classes:
+            self.classes.labels(self.model, version, name)
+        if scores:
+            self.score.labels(self.model, version)
+
     def answered(self, route: str, status: str, version: str, seconds: float) -> None:
         self.requests.labels(self.model, route, status).inc()
         if status != "invalid":

@@ -541,6 +541,8 @@ class Service:
         self.cfg = cfg
         self.metrics = ServingMetrics(cfg.registry.model_name)
         self.champion = Champion(cfg)
+        if self.champion.current is not None:
+            self._count(self.champion.current.version)
         data, schema = cfg.data, cfg.columns
         anchor, days = cfg.serve.period_anchor, data.period_days
         period_of = lambda received: requestlog.period_ends(received.astype("datetime64[D]"), days, anchor).astype(str)  # noqa: E731
@@ -566,9 +568,15 @@ class Service:
             if writer:
                 writer.close()
 
+    def _count(self, version: str) -> None:
+        schema = self.cfg.columns
+        classes = {"binary_classification": ("0", "1"), "regression": ()}.get(schema.task, schema.classes)
+        self.metrics.serving(version, classes, scores=schema.task == "binary_classification")
+
     def _follow(self) -> None:
         while not self._stop.wait(self.cfg.serve.poll_seconds):
             if self.champion.follow():
+                self._count(self.champion.current.version)
                 _freeze_what_is_loaded(collect=False)  # a collection now would stall the requests in flight
             try:
                 for period in requestlog.close_periods(self.cfg.data, self.cfg.columns, self.cfg.serve):

@@ -10,7 +10,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Histogram
 
 from driftloop.config import load_config
-from driftloop.exporter import _observe_all
+from driftloop.exporter import ServingMetrics, _observe_all
 from driftloop.serving import InvalidRequest, check_feedback, check_rows, columns_of, new_ids
 
 NOW = pd.Timestamp("2026-12-03T10:00:00", tz="UTC")
@@ -101,6 +101,18 @@ def test_a_whole_model_call_is_observed_as_its_rows_one_by_one_would_be(rng):
         one_by_one.observe(v)
     _observe_all(at_once, values)
     assert [s.value for s in one_by_one.collect()[0].samples] == pytest.approx([s.value for s in at_once.collect()[0].samples])
+
+
+def test_a_newly_served_version_is_scraped_at_zero_before_its_first_request():
+    # a series born with its first requests has no earlier sample, so Prometheus's rate() sees nothing
+    metrics = ServingMetrics("loans")
+    metrics.serving("3", ("0", "1"), scores=True)
+    text = metrics.exposition().decode()
+    for series in ('driftloop_request_duration_seconds_count{model="loans",route="predict",version="3"} 0.0',
+                   'driftloop_requests_total{model="loans",route="invocations",status="error"} 0.0',
+                   'driftloop_predicted_class_total{class="1",model="loans",version="3"} 0.0',
+                   'driftloop_predicted_score_count{model="loans",version="3"} 0.0'):
+        assert series in text
 
 
 def test_a_multiclass_or_regression_answer_names_its_output_and_a_failed_row_says_so():
